@@ -1,0 +1,32 @@
+# The two commands of the README: `make demo` and `make test`. Both create .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export DEFI_SCORING_HOME ?= $(CURDIR)/.defi_scoring
+export DAGSTER_HOME ?= $(DEFI_SCORING_HOME)/dagster
+
+.PHONY: install demo test ui bench clean
+
+$(BIN)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $@
+
+install: $(BIN)/.installed
+
+demo: install
+	$(BIN)/defi-scoring demo
+
+test: install
+	$(BIN)/python -m pytest
+
+ui: install
+	mkdir -p $(DAGSTER_HOME)
+	$(BIN)/dagster dev -w workspace.yaml
+
+bench: install
+	$(BIN)/python bench/bench_batch.py
+
+clean:
+	rm -rf $(VENV) .defi_scoring .pytest_cache

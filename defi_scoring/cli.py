@@ -1,0 +1,201 @@
+"""The `defi-scoring` command: generate data, score files, land batches, run the demo, open the UI."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import click
+import orjson
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from defi_scoring.config import Settings, ensure_dagster_home
+
+console = Console(stderr=True)
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=console, transient=True)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Wallet reputation and risk scoring for DeFi.
+
+    Data lives under $DEFI_SCORING_HOME (default ./.defi_scoring); the Dagster instance under
+    $DAGSTER_HOME (default $DEFI_SCORING_HOME/dagster), so the UI shows what the CLI ran.
+    """
+
+
+@main.command()
+@click.option("--wallets", "n_wallets", default=10_000, show_default=True, help="Number of wallets.")
+@click.option("--seed", default=42, show_default=True, help="Random seed (same seed, same data).")
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("wallets.jsonl"),
+              show_default=True, help="JSONL file of wallet-transactions messages.")
+@click.option("--labels", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="CSV of wallet_address, archetype, is_risky, cluster_id [default: OUTPUT with .labels.csv].")
+@click.option("--bad-fraction", default=0.0, show_default=True, type=click.FloatRange(0, 1),
+              help="Share of messages to corrupt on purpose (to see failure records).")
+def generate(n_wallets: int, seed: int, output: Path, labels: Path | None, bad_fraction: float) -> None:
+    """Generate synthetic wallets (8 archetypes, benign and risky) as JSONL messages plus labels."""
+    stats = _generate(n_wallets, seed, output, labels or output.with_suffix(".labels.csv"), bad_fraction)
+    console.print(f"wrote {stats['wallets']:,} wallets / {stats['transactions']:,} transactions "
+                  f"({stats['bad_lines']} corrupted lines) to [bold]{output}[/]")
+
+
+def _generate(n_wallets: int, seed: int, output: Path, labels: Path, bad_fraction: float) -> dict[str, int]:
+    from defi_scoring.core.synthetic import generate_wallets, write_dataset
+
+    with _progress() as progress:
+        task = progress.add_task("generating wallets", total=n_wallets)
+        data = generate_wallets(n_wallets, seed=seed)
+        progress.update(task, description="writing messages")
+        return write_dataset(data, output, labels, bad_fraction=bad_fraction, seed=seed,
+                             progress=lambda i: progress.update(task, completed=i))
+
+
+@main.command()
+@click.option("--input", "input_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="JSONL file, one wallet-transactions message per line.")
+@click.option("--output", "output_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="JSONL file to write: one success or failure message per input line, same order.")
+@click.option("--as-of", type=int, default=None, help="Unix seconds to score at [default: now].")
+def score(input_path: Path, output_path: Path, as_of: int | None) -> None:
+    """Score a JSONL file with the reference score (one output line per input line)."""
+    from defi_scoring.core.batch_scoring import score_raw_messages
+
+    with open(input_path, "rb") as handle:
+        lines = [line.rstrip(b"\r\n") for line in handle]
+    scored = score_raw_messages(lines, as_of=as_of)
+    messages = scored.messages()
+    with open(output_path, "wb") as out:
+        for message in messages:
+            out.write(orjson.dumps(message) + b"\n")
+    failed = len(scored.batch.rejections)
+    console.print(f"scored {len(messages) - failed:,} messages, {failed:,} failures → [bold]{output_path}[/] "
+                  f"({scored.seconds:.2f}s)")
+
+
+@main.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--key", default=None, help="Batch (partition) key [default: the file name without extension].")
+@click.option("--as-of", type=int, default=None, help="Unix seconds the scores are computed at [default: now].")
+def land(file: Path, key: str | None, as_of: int | None) -> None:
+    """Land a JSONL file as a new batch and materialise the asset graph on the Dagster instance."""
+    _land_and_materialise(Settings.from_env(), file, key, as_of)
+
+
+def _land_and_materialise(settings: Settings, file: Path, key: str | None, as_of: int | None) -> str:
+    from dagster import DagsterInstance
+
+    from defi_scoring.assets.partitions import transaction_batch_partitions
+    from defi_scoring.definitions import build_definitions
+    from defi_scoring.resources.data_home import batch_key_for
+
+    key = batch_key_for(Path(key or file.stem))
+    ensure_dagster_home(settings)
+    settings.landing_dir.mkdir(parents=True, exist_ok=True)
+    target = settings.landing_dir / f"{key}.jsonl"
+    if file.resolve() != target.resolve():
+        shutil.copyfile(file, target)
+    defs = build_definitions(settings)
+    with DagsterInstance.get() as instance:
+        instance.add_dynamic_partitions(transaction_batch_partitions.name, [key])
+        steps = [("ingest_batch", {"partition_key": key}),
+                 ("score_wallets", {"run_config": {"ops": {"wallet_features": {"config": {"as_of": as_of}}}}})]
+        for job_name, kwargs in steps:
+            with console.status(f"running {job_name} …"):
+                result = defs.resolve_job_def(job_name).execute_in_process(instance=instance, **kwargs)
+            if not result.success:
+                raise click.ClickException(f"Dagster run {result.run_id} of {job_name} failed; "
+                                           f"open the UI (defi-scoring ui) to see its logs.")
+            console.print(f"[green]✓[/] {job_name} run {result.run_id[:8]}")
+    return key
+
+
+@main.command()
+@click.option("--wallets", "n_wallets", default=5_000, show_default=True, help="Number of demo wallets.")
+@click.option("--seed", default=42, show_default=True)
+def demo(n_wallets: int, seed: int) -> None:
+    """End to end on embedded defaults: generate → land a batch → materialise → summary."""
+    import pandas as pd
+
+    from defi_scoring.core.summary import describe, extremes, tag_counts, zscore_distribution
+    from defi_scoring.core.synthetic import DEFAULT_END_TIME
+
+    settings = Settings.from_env()
+    started = time.perf_counter()
+    batch_file = settings.home / "generated" / f"demo-seed{seed}-{n_wallets}.jsonl"
+    labels_file = batch_file.with_suffix(".labels.csv")
+    stats = _generate(n_wallets, seed, batch_file, labels_file, bad_fraction=0.01)
+    console.print(f"[green]✓[/] generated {stats['wallets']:,} wallets, {stats['transactions']:,} transactions, "
+                  f"{stats['bad_lines']} deliberately corrupted messages")
+    key = _land_and_materialise(settings, batch_file, None, as_of=DEFAULT_END_TIME)
+
+    rejections = pd.read_parquet(settings.batches_dir / key / "rejections.parquet")
+    scores = pd.read_parquet(settings.tables_dir / "reference_scores.parquet")
+    labels = pd.read_csv(labels_file)
+    labels.index = labels["wallet_address"].str.lower()
+    out = Console()
+    summary = describe(scores)
+    head = Table(title="Batch", show_header=False)
+    for name, value in [("batch key", key), ("wallets scored", f"{summary['wallets']:,}"),
+                        ("failed messages", f"{len(rejections):,}"),
+                        ("zscore p10 / p50 / p90", f"{summary['zscore_p10']:.1f} / {summary['zscore_p50']:.1f} / "
+                                                   f"{summary['zscore_p90']:.1f}"),
+                        ("elapsed", f"{time.perf_counter() - started:.1f}s")]:
+        head.add_row(name, str(value))
+    out.print(head)
+    if len(rejections):
+        failures = Table(title="Failures by reason (first words)")
+        failures.add_column("error")
+        failures.add_column("messages", justify="right")
+        for reason, count in rejections["error"].str.slice(0, 70).value_counts().items():
+            failures.add_row(reason, str(count))
+        out.print(failures)
+    dist = Table(title="zscore distribution (0–920)")
+    for column in ("zscore", "wallets", "share", ""):
+        dist.add_column(column, justify="right" if column in ("wallets", "share") else "left")
+    table = zscore_distribution(scores)
+    peak = max(int(table["wallets"].max()), 1)
+    for row in table.itertuples(index=False):
+        dist.add_row(row.zscore, f"{row.wallets:,}", f"{row.share:.1%}", "█" * int(row.wallets / peak * 40))
+    out.print(dist)
+    by_type = scores.join(labels[["archetype", "is_risky"]]).groupby("archetype")["zscore"].agg(["count", "mean"])
+    arche = Table(title="Mean zscore by (synthetic) archetype")
+    for column in ("archetype", "wallets", "mean zscore"):
+        arche.add_column(column)
+    for name, row in by_type.sort_values("mean", ascending=False).iterrows():
+        arche.add_row(name, f"{int(row['count']):,}", f"{row['mean']:.1f}")
+    out.print(arche)
+    top, bottom = extremes(scores)
+    for title, frame in (("Top wallets", top), ("Bottom wallets", bottom)):
+        t = Table(title=title)
+        for column in ("wallet", "zscore", "lp", "swap"):
+            t.add_column(column)
+        for wallet, row in frame.iterrows():
+            t.add_row(wallet, f"{row['zscore']:.2f}", f"{row['lp_score']:.1f}", f"{row['swap_score']:.1f}")
+        out.print(t)
+    out.print(f"Top tags: {', '.join(f'{k} ({v:,})' for k, v in tag_counts(scores).head(6).items())}")
+    out.print(f"\nOpen the Dagster UI on this instance:\n  [bold]DAGSTER_HOME={settings.dagster_home} "
+              f"{Path(sys.executable).parent / 'dagster'} dev -w workspace.yaml[/]   (or: make ui)")
+
+
+@main.command()
+@click.option("--port", default=3000, show_default=True)
+def ui(port: int) -> None:
+    """Start the Dagster UI on the project's instance (DAGSTER_HOME)."""
+    path = ensure_dagster_home(Settings.from_env())
+    console.print(f"DAGSTER_HOME={path}")
+    dagster = Path(sys.executable).parent / "dagster"
+    os.execv(str(dagster), [str(dagster), "dev", "-m", "defi_scoring.definitions", "-p", str(port)])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,135 @@
+"""Pydantic models of every message that crosses the system's edges (CONTRACTS.md §1–3).
+
+Input models are tolerant where the contract says so (a missing token or amount counts 0, unknown
+extra fields are ignored) and strict where a wrong value would silently change a score (negative or
+non-finite USD amounts, timestamps outside the blockchain era, unknown DEX actions).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    field_validator,
+)
+
+# Ethereum mainnet genesis (2015-07-30) .. 2100-01-01: anything outside is a unit error
+# (milliseconds, microseconds) or garbage, never a real on-chain timestamp.
+MIN_TIMESTAMP = 1_438_214_400
+MAX_TIMESTAMP = 4_102_444_800
+
+ADDRESS_PATTERN = re.compile(r"^0x[0-9a-fA-F]{40}$")
+
+DEX_ACTIONS = ("swap", "deposit", "withdraw")
+
+NonNegativeUsd = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Timestamp = Annotated[int, Field(ge=MIN_TIMESTAMP, le=MAX_TIMESTAMP)]
+
+
+class _InputModel(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=False)
+
+
+class Token(_InputModel):
+    """One side of a swap or an LP position; every field may be missing (counts 0 / unknown)."""
+
+    amount: float | None = None
+    amountUSD: NonNegativeUsd | None = None
+    address: str | None = None
+    symbol: str | None = None
+
+
+class DexTransaction(_InputModel):
+    """A swap, deposit or withdraw on a DEX (CONTRACTS.md §1)."""
+
+    document_id: Annotated[str, Field(min_length=1, max_length=256)]
+    action: Literal["swap", "deposit", "withdraw"]
+    timestamp: Timestamp
+    caller: str | None = None
+    protocol: str | None = None
+    poolId: str | None = None
+    poolName: str | None = None
+    tokenIn: Token | None = None
+    tokenOut: Token | None = None
+    token0: Token | None = None
+    token1: Token | None = None
+
+
+class DexSection(_InputModel):
+    protocolType: Literal["dexes"]
+    transactions: list[DexTransaction]
+
+
+class OtherSection(_InputModel):
+    """A protocol type without features yet (lending, transfers, …): kept out of DEX scoring."""
+
+    protocolType: str
+    transactions: list[dict[str, Any]] = Field(default_factory=list)
+
+
+def _section_tag(section: Any) -> str:
+    protocol_type = section.get("protocolType") if isinstance(section, dict) else None
+    return "dexes" if protocol_type == "dexes" else "other"
+
+
+ProtocolSection = Annotated[
+    Union[Annotated[DexSection, Tag("dexes")], Annotated[OtherSection, Tag("other")]],
+    Discriminator(_section_tag),
+]
+
+
+class WalletTransactionsMessage(_InputModel):
+    """The input message: one wallet and its transactions grouped by protocol type."""
+
+    wallet_address: str
+    data: list[ProtocolSection]
+
+    @field_validator("wallet_address")
+    @classmethod
+    def _is_evm_address(cls, value: str) -> str:
+        if not ADDRESS_PATTERN.match(value):
+            raise ValueError("must be a 0x-prefixed 40-hex-digit address")
+        return value
+
+
+# --------------------------------------------------------------------------------------------
+# Output messages (CONTRACTS.md §2–3). Extra fields are additive and allowed.
+
+
+class _OutputModel(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class CategoryScore(_OutputModel):
+    category: str
+    score: float
+    transaction_count: int
+    features: dict[str, float | int]
+
+
+class SuccessMessage(_OutputModel):
+    wallet_address: str
+    zscore: str
+    timestamp: int
+    processing_time_ms: int
+    categories: list[CategoryScore]
+
+
+class CategoryFailure(_OutputModel):
+    category: str
+    error: str
+    transaction_count: int
+
+
+class FailureMessage(_OutputModel):
+    wallet_address: str
+    error: str
+    timestamp: int
+    processing_time_ms: int
+    categories: list[CategoryFailure] = Field(default_factory=list)

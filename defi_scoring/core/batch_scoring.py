@@ -1,0 +1,100 @@
+"""Raw messages in → one success or failure message out per input message (CONTRACTS.md §2–3).
+
+The same path serves the `score` CLI, the batch assets and (later) the sensor runs and the API.
+Semantics: a wallet's score covers all of its distinct transactions in the batch (messages may carry
+full history or only new transactions; dedupe by document_id makes both work). A message whose own
+transactions were all unusable fails, even if the same wallet scores from another message.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+import numpy as np
+import pandas as pd
+
+from defi_scoring.core.features import LP_FEATURES, SWAP_FEATURES, reference_features
+from defi_scoring.core.normalise import NormalisedBatch, normalise_messages
+from defi_scoring.core.reference_score import reference_scores, tags_as_lists
+
+_INT_FEATURES = {"num_deposits", "num_withdraws", "unique_pools", "num_swaps", "unique_pools_swapped"}
+
+
+@dataclass
+class ScoredBatch:
+    batch: NormalisedBatch
+    features: pd.DataFrame
+    scores: pd.DataFrame
+    as_of: int
+    seconds: float
+
+    def messages(self) -> list[dict[str, Any]]:
+        return build_output_messages(self)
+
+
+def score_wallets(transactions: pd.DataFrame, as_of: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Normalised transactions → (features, reference scores), both indexed by wallet."""
+    features = reference_features(transactions, as_of)
+    return features, reference_scores(features)
+
+
+def score_raw_messages(raw_messages: Iterable[Any], as_of: int | None = None) -> ScoredBatch:
+    started = time.perf_counter()
+    as_of = int(time.time()) if as_of is None else int(as_of)
+    batch = normalise_messages(raw_messages)
+    features, scores = score_wallets(batch.transactions, as_of)
+    return ScoredBatch(batch, features, scores, as_of, time.perf_counter() - started)
+
+
+def _feature_dict(row: dict[str, Any], names: list[str]) -> dict[str, float | int]:
+    return {name: int(row[name]) if name in _INT_FEATURES else float(row[name]) for name in names}
+
+
+def build_output_messages(scored: ScoredBatch) -> list[dict[str, Any]]:
+    """One output message per input message, in input order."""
+    batch = scored.batch
+    n = batch.message_count
+    processing_ms = int(round(scored.seconds * 1000 / max(n, 1)))
+    out: list[dict[str, Any] | None] = [None] * n
+    for rejection in batch.rejections:
+        out[rejection.message_index] = {
+            "wallet_address": rejection.wallet_address,
+            "error": rejection.error,
+            "timestamp": scored.as_of,
+            "processing_time_ms": processing_ms,
+            "categories": rejection.categories,
+        }
+
+    per_wallet = scored.features.join(scored.scores)
+    tags = dict(zip(per_wallet.index, tags_as_lists(per_wallet)))
+    records = per_wallet.to_dict("index")
+    for index in np.flatnonzero([m is None for m in out]).tolist():
+        address = batch.wallet_addresses[index]
+        row = records[address.lower()]
+        message = {
+            "wallet_address": address,
+            "zscore": f"{row['zscore']:.18f}",
+            "timestamp": scored.as_of,
+            "processing_time_ms": processing_ms,
+            "categories": [
+                {
+                    "category": "liquidity_provision",
+                    "score": float(row["lp_score"]),
+                    "transaction_count": int(row["lp_transaction_count"]),
+                    "features": _feature_dict(row, LP_FEATURES),
+                },
+                {
+                    "category": "trading",
+                    "score": float(row["swap_score"]),
+                    "transaction_count": int(row["num_swaps"]),
+                    "features": _feature_dict(row, SWAP_FEATURES),
+                },
+            ],
+            "tags": tags[address.lower()],
+        }
+        if index in batch.warnings:
+            message["warnings"] = batch.warnings[index]
+        out[index] = message
+    return out  # type: ignore[return-value]

@@ -1,0 +1,159 @@
+"""Per-wallet reference features (CONTRACTS.md §4), computed for all wallets at once.
+
+Every feature is a group reduction over integer wallet codes (bincount, ufunc.at, a sorted-key
+search), so the cost is a few passes over the transaction columns whatever the number of wallets.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+SECONDS_PER_DAY = 86_400.0
+SECONDS_PER_HOUR = 3_600.0
+STABLECOINS = frozenset({"USDC", "USDT", "DAI", "LUSD", "USDP", "TUSD", "FRAX"})
+_TS_BITS = 33  # timestamps < 2**33 (year 2242): room to pack (wallet code, timestamp) in one int64
+
+LP_FEATURES = [
+    "total_deposit_usd",
+    "total_withdraw_usd",
+    "num_deposits",
+    "num_withdraws",
+    "withdraw_ratio",
+    "account_age_days",
+    "avg_holding_time_days",
+    "unique_pools",
+    "lp_frequency_score",
+]
+SWAP_FEATURES = [
+    "total_swap_volume_usd",
+    "num_swaps",
+    "unique_pools_swapped",
+    "avg_swap_size_usd",
+    "token_diversity_score",
+    "swap_frequency_score",
+]
+
+
+def _codes(values: pd.Series) -> tuple[np.ndarray, pd.Index]:
+    """Integer codes (-1 for missing) and their labels; free for categorical columns."""
+    codes, uniques = pd.factorize(values, sort=False)
+    return np.asarray(codes, dtype=np.int64), pd.Index(uniques)
+
+
+def _group_min_max(codes: np.ndarray, values: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    lo = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)
+    hi = np.full(n, np.iinfo(np.int64).min, dtype=np.int64)
+    np.minimum.at(lo, codes, values)
+    np.maximum.at(hi, codes, values)
+    return lo, hi
+
+
+def _distinct_per_group(group: np.ndarray, item: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct (group, item) pairs among rows with item >= 0 → (group of each pair, item of each pair)."""
+    keep = item >= 0
+    width = int(item.max()) + 1 if keep.any() else 1
+    pairs = np.unique(group[keep] * width + item[keep])
+    return pairs // width, pairs % width
+
+
+def _next_withdraw_holding(
+    dep_wallet: np.ndarray, dep_ts: np.ndarray, wd_wallet: np.ndarray, wd_ts: np.ndarray, as_of: float
+) -> np.ndarray:
+    """Seconds from each deposit to the wallet's earliest withdraw strictly later (any pool), else as_of."""
+    wd_keys = np.sort((wd_wallet << _TS_BITS) | wd_ts)
+    dep_keys = (dep_wallet << _TS_BITS) | dep_ts
+    j = np.searchsorted(wd_keys, dep_keys, side="right")  # first withdraw key > (wallet, ts)
+    in_range = j < len(wd_keys)
+    nxt = wd_keys[np.where(in_range, j, 0)] if len(wd_keys) else np.zeros_like(dep_keys)
+    found = in_range & ((nxt >> _TS_BITS) == dep_wallet)
+    end = np.where(found, (nxt & ((1 << _TS_BITS) - 1)).astype(np.float64), float(as_of))
+    return end - dep_ts.astype(np.float64)
+
+
+def swap_frequency_score(num_swaps: np.ndarray, mean_gap_hours: np.ndarray) -> np.ndarray:
+    return np.select(
+        [num_swaps < 2, mean_gap_hours <= 1, mean_gap_hours <= 24, mean_gap_hours <= 168, mean_gap_hours <= 720],
+        [0.0, 100.0, 80.0, 60.0, 40.0],
+        default=20.0,
+    )
+
+
+def reference_features(transactions: pd.DataFrame, as_of: float) -> pd.DataFrame:
+    """One row per wallet (index: lower-cased address) with every feature of CONTRACTS.md §4.
+
+    `transactions` is the normalised table (deduplicated); rows of other protocol types are ignored.
+    """
+    dex = transactions
+    if "protocol_type" in dex.columns:
+        dex = dex[(dex["protocol_type"] == "dexes").to_numpy()]
+    wallet, wallets = _codes(dex["wallet"])
+    n = len(wallets)
+    ts = dex["timestamp"].to_numpy(dtype=np.int64)
+    amount = dex["amount_usd"].to_numpy(dtype=np.float64)
+    action = dex["action"].astype(object).to_numpy()
+    is_swap, is_dep, is_wd = action == "swap", action == "deposit", action == "withdraw"
+    pool, _ = _codes(dex["pool_id"])
+
+    def count(mask: np.ndarray) -> np.ndarray:
+        return np.bincount(wallet[mask], minlength=n).astype(np.int64)
+
+    def total(mask: np.ndarray) -> np.ndarray:
+        return np.bincount(wallet[mask], weights=amount[mask], minlength=n)
+
+    num_deposits, num_withdraws, num_swaps = count(is_dep), count(is_wd), count(is_swap)
+    total_deposit, total_withdraw, swap_volume = total(is_dep), total(is_wd), total(is_swap)
+    first_ts, last_ts = _group_min_max(wallet, ts, n)
+
+    holding = _next_withdraw_holding(wallet[is_dep], ts[is_dep], wallet[is_wd], ts[is_wd], as_of)
+    holding_sum = np.bincount(wallet[is_dep], weights=holding, minlength=n)
+    avg_holding_days = np.divide(
+        holding_sum, num_deposits * SECONDS_PER_DAY, out=np.zeros(n), where=num_deposits > 0
+    )
+
+    pool_wallets, _ = _distinct_per_group(wallet, pool, n)
+    swap_pool_wallets, _ = _distinct_per_group(wallet[is_swap], pool[is_swap], n)
+
+    # Token diversity: distinct symbols over tokenIn/tokenOut of swaps, 10 per stablecoin else 15.
+    symbols = pd.concat([dex["token_a_symbol"].astype(object), dex["token_b_symbol"].astype(object)])
+    symbol_codes, symbol_names = _codes(symbols)
+    both_sides_swap = np.concatenate([is_swap, is_swap])
+    sym_wallet, sym = _distinct_per_group(
+        np.concatenate([wallet, wallet])[both_sides_swap], symbol_codes[both_sides_swap], n
+    )
+    symbol_weight = np.where(symbol_names.isin(list(STABLECOINS)), 10.0, 15.0)
+    token_diversity = np.minimum(np.bincount(sym_wallet, weights=symbol_weight[sym], minlength=n), 150.0)
+
+    swap_first, swap_last = _group_min_max(wallet[is_swap], ts[is_swap], n)
+    mean_gap_hours = np.divide(
+        (swap_last - swap_first).astype(np.float64),
+        (num_swaps - 1) * SECONDS_PER_HOUR,
+        out=np.zeros(n),
+        where=num_swaps >= 2,
+    )
+
+    features = pd.DataFrame(
+        {
+            "total_deposit_usd": total_deposit,
+            "total_withdraw_usd": total_withdraw,
+            "num_deposits": num_deposits,
+            "num_withdraws": num_withdraws,
+            "withdraw_ratio": np.divide(total_withdraw, total_deposit, out=np.zeros(n), where=total_deposit > 0),
+            "account_age_days": (last_ts - first_ts) / SECONDS_PER_DAY,
+            "avg_holding_time_days": avg_holding_days,
+            "unique_pools": np.bincount(pool_wallets, minlength=n).astype(np.int64),
+            "lp_frequency_score": np.minimum(num_deposits * 20.0, 200.0),
+            "total_swap_volume_usd": swap_volume,
+            "num_swaps": num_swaps,
+            "unique_pools_swapped": np.bincount(swap_pool_wallets, minlength=n).astype(np.int64),
+            "avg_swap_size_usd": np.divide(swap_volume, num_swaps, out=np.zeros(n), where=num_swaps > 0),
+            "token_diversity_score": token_diversity,
+            "swap_frequency_score": swap_frequency_score(num_swaps, mean_gap_hours),
+            "lp_transaction_count": num_deposits + num_withdraws,
+            "transaction_count": np.bincount(wallet, minlength=n).astype(np.int64),
+            "first_timestamp": first_ts,
+            "last_timestamp": last_ts,
+        },
+        index=pd.Index(np.asarray(wallets, dtype=object), name="wallet"),
+    )
+    return features

@@ -1,0 +1,365 @@
+"""Raw wallet-transactions messages → one columnar table of DEX transactions + rejected messages.
+
+Why not validate each message with the pydantic models? They cost ~4 µs per transaction, which alone
+would eat the raw→score budget. Here each line is parsed with orjson, its transactions are flattened
+into plain column lists with no checks, and every value check runs once per column with numpy/pandas.
+The pydantic models in `defi_scoring.contracts` stay the documented contract; a test holds the two
+to the same verdicts. What happens to each kind of bad input is tabled in `docs/bad_input.md`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+import numpy as np
+import orjson
+import pandas as pd
+
+from defi_scoring.contracts.messages import DEX_ACTIONS, MAX_TIMESTAMP, MIN_TIMESTAMP
+
+ADDRESS_RE = re.compile(r"0x[0-9a-fA-F]{40}")
+MAX_MESSAGE_BYTES = 5_000_000
+MAX_WARNINGS_LISTED = 5
+
+TRANSACTION_COLUMNS = [
+    "wallet",  # lower-cased address: the wallet key
+    "message_index",  # position of the message in its batch
+    "protocol_type",
+    "document_id",
+    "action",
+    "timestamp",
+    "protocol",
+    "pool_id",
+    "amount_usd",  # swap: max(in, out); LP: token0 + token1 (CONTRACTS.md §4)
+    "token_a_symbol",  # tokenIn for swaps, token0 for LP actions
+    "token_a_usd",
+    "token_b_symbol",  # tokenOut for swaps, token1 for LP actions
+    "token_b_usd",
+]
+
+CATEGORY_OF_ACTION = {"swap": "trading", "deposit": "liquidity_provision", "withdraw": "liquidity_provision"}
+
+
+@dataclass
+class Rejection:
+    """A message that yields no scoreable transaction: it becomes a failure record."""
+
+    message_index: int
+    wallet_address: str
+    error: str
+    categories: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class NormalisedBatch:
+    transactions: pd.DataFrame
+    rejections: list[Rejection]
+    wallet_addresses: list[str]  # per message, as received ("" when unreadable)
+    warnings: dict[int, list[str]]  # per message index: dropped transactions, ignored sections
+    counts: dict[str, int]
+
+    @property
+    def message_count(self) -> int:
+        return len(self.wallet_addresses)
+
+    def rejections_frame(self) -> pd.DataFrame:
+        return pd.DataFrame(
+            {
+                "message_index": [r.message_index for r in self.rejections],
+                "wallet_address": [r.wallet_address for r in self.rejections],
+                "error": [r.error for r in self.rejections],
+                "categories": [orjson.dumps(r.categories).decode() for r in self.rejections],
+            }
+        )
+
+
+class _Columns:
+    """Plain lists, one per raw field, appended to in the flattening loop (no checks there)."""
+
+    def __init__(self) -> None:
+        self.message_index: list[int] = []
+        self.position: list[int] = []
+        self.document_id: list[Any] = []
+        self.action: list[Any] = []
+        self.timestamp: list[Any] = []
+        self.protocol: list[Any] = []
+        self.pool_id: list[Any] = []
+        self.a_symbol: list[Any] = []
+        self.a_usd: list[Any] = []
+        self.b_symbol: list[Any] = []
+        self.b_usd: list[Any] = []
+        self.not_an_object: list[bool] = []
+
+    def add_dex(self, message_index: int, transactions: list[Any]) -> None:
+        mi, pos = self.message_index, self.position
+        doc, act, ts, proto, pool = self.document_id, self.action, self.timestamp, self.protocol, self.pool_id
+        asym, ausd, bsym, busd, bad = self.a_symbol, self.a_usd, self.b_symbol, self.b_usd, self.not_an_object
+        for i, tx in enumerate(transactions):
+            mi.append(message_index)
+            pos.append(i)
+            if type(tx) is not dict:
+                bad.append(True)
+                for col in (doc, act, ts, proto, pool, asym, ausd, bsym, busd):
+                    col.append(None)
+                continue
+            bad.append(False)
+            get = tx.get
+            action = get("action")
+            doc.append(get("document_id"))
+            act.append(action)
+            ts.append(get("timestamp"))
+            proto.append(get("protocol"))
+            pool.append(get("poolId"))
+            if action == "swap":
+                a, b = get("tokenIn"), get("tokenOut")
+            else:
+                a, b = get("token0"), get("token1")
+            if type(a) is dict:
+                asym.append(a.get("symbol"))
+                ausd.append(a.get("amountUSD"))
+            else:
+                asym.append(None)
+                ausd.append(None)
+            if type(b) is dict:
+                bsym.append(b.get("symbol"))
+                busd.append(b.get("amountUSD"))
+            else:
+                bsym.append(None)
+                busd.append(None)
+
+
+def _as_line(raw: Any) -> tuple[Any, str | None]:
+    """Parse one raw message (bytes, str or an already-decoded dict) into a Python object."""
+    if isinstance(raw, dict):
+        return raw, None
+    if isinstance(raw, str):
+        raw = raw.encode()
+    if not isinstance(raw, (bytes, bytearray, memoryview)):
+        return None, f"unsupported message type {type(raw).__name__}"
+    if len(raw) > MAX_MESSAGE_BYTES:
+        return None, f"message of {len(raw)} bytes exceeds the {MAX_MESSAGE_BYTES}-byte limit"
+    try:
+        return orjson.loads(raw), None
+    except orjson.JSONDecodeError as exc:
+        return None, f"invalid JSON ({exc})"
+
+
+def _wallet_hint(raw: Any) -> str:
+    """Best-effort wallet address from an unreadable message, so its failure can be routed."""
+    if isinstance(raw, (bytes, bytearray)):
+        raw = bytes(raw[:4096]).decode("utf-8", "replace")
+    if isinstance(raw, str):
+        found = re.search(r'"wallet_address"\s*:\s*"(0x[0-9a-fA-F]{40})"', raw)
+        return found.group(1) if found else ""
+    return ""
+
+
+def _numeric(values: list[Any]) -> tuple[np.ndarray, np.ndarray]:
+    """Column of raw JSON values → (float array with NaN for missing, mask of present-but-invalid)."""
+    series = pd.Series(values, dtype=object)
+    missing = series.isna().to_numpy()
+    is_bool = np.fromiter((type(v) is bool for v in values), bool, len(values)) if len(values) else np.zeros(0, bool)
+    number = pd.to_numeric(series.where(~is_bool), errors="coerce").to_numpy(dtype=float)
+    invalid = (np.isnan(number) & ~missing) | is_bool
+    return number, invalid
+
+
+def _strings(values: list[Any]) -> np.ndarray:
+    """Column of raw values → object array of str or None (non-strings become None)."""
+    return np.array([v if type(v) is str and v else None for v in values], dtype=object)
+
+
+def normalise_messages(raw_messages: Iterable[Any]) -> NormalisedBatch:
+    """Turn a batch of raw messages into DEX transactions + rejections; never raises on bad input."""
+    cols = _Columns()
+    addresses: list[str] = []
+    rejections: list[Rejection] = []
+    warnings: dict[int, list[str]] = {}
+    wallet_keys: list[str | None] = []
+    ignored_sections: Counter[str] = Counter()
+
+    for index, raw in enumerate(raw_messages):
+        message, error = _as_line(raw)
+        address = ""
+        if error is None:
+            if not isinstance(message, dict):
+                error = f"message must be a JSON object, got {type(message).__name__}"
+            else:
+                address_value = message.get("wallet_address")
+                data = message.get("data")
+                if isinstance(address_value, str):
+                    address = address_value
+                if address_value is None:
+                    error = "missing required field 'wallet_address'"
+                elif not isinstance(address_value, str) or not ADDRESS_RE.fullmatch(address_value):
+                    error = f"invalid wallet_address {address_value!r}: expected 0x followed by 40 hex digits"
+                elif data is None:
+                    error = "missing required field 'data'"
+                elif not isinstance(data, list):
+                    error = f"field 'data' must be a list of protocol sections, got {type(data).__name__}"
+        else:
+            address = _wallet_hint(raw)
+        addresses.append(address)
+        if error is not None:
+            rejections.append(Rejection(index, address, f"Processing failed: {error}"))
+            wallet_keys.append(None)
+            continue
+        wallet_keys.append(address.lower())
+        for s, section in enumerate(message["data"]):
+            protocol_type = section.get("protocolType") if isinstance(section, dict) else None
+            transactions = section.get("transactions") if isinstance(section, dict) else None
+            if protocol_type == "dexes" and isinstance(transactions, list):
+                cols.add_dex(index, transactions)
+            else:
+                reason = (
+                    f"section {s}: 'dexes' transactions must be a list"
+                    if protocol_type == "dexes"
+                    else f"section {s}: protocolType {protocol_type!r} has no features yet; ignored"
+                )
+                warnings.setdefault(index, []).append(reason)
+                ignored_sections[str(protocol_type)] += 1
+
+    transactions, dropped, dex_messages = _validate_columns(cols, wallet_keys)
+    _explain_drops(dropped, warnings)
+    already_rejected = {r.message_index for r in rejections}
+    for index, key in enumerate(wallet_keys):
+        if key is None or index in dex_messages or index in already_rejected:
+            continue
+        rejections.append(_no_valid_transactions(index, addresses[index], dropped, warnings.get(index, [])))
+    rejections.sort(key=lambda r: r.message_index)
+
+    counts = {
+        "messages": len(addresses),
+        "rejected_messages": len(rejections),
+        "transactions": len(transactions),
+        "dropped_transactions": int((dropped["reason"] != "duplicate").sum()) if len(dropped) else 0,
+        "duplicate_transactions": int((dropped["reason"] == "duplicate").sum()) if len(dropped) else 0,
+        "ignored_sections": sum(ignored_sections.values()),
+    }
+    return NormalisedBatch(transactions, rejections, addresses, warnings, counts)
+
+
+def _validate_columns(
+    cols: _Columns, wallet_keys: list[str | None]
+) -> tuple[pd.DataFrame, pd.DataFrame, set[int]]:
+    """Column-wise checks → (valid deduplicated transactions, dropped rows with a reason, messages
+    with at least one valid transaction — a message that only repeats known transactions is valid)."""
+    n = len(cols.message_index)
+    message_index = np.asarray(cols.message_index, dtype=np.int64)
+    timestamp, bad_timestamp_type = _numeric(cols.timestamp)
+    a_usd, bad_a = _numeric(cols.a_usd)
+    b_usd, bad_b = _numeric(cols.b_usd)
+    document_id = np.array(
+        [str(v) if type(v) is int else (v if type(v) is str and v else None) for v in cols.document_id], dtype=object
+    )
+    action = pd.Series(cols.action, dtype=object)
+    not_object = np.asarray(cols.not_an_object, dtype=bool)
+
+    # One reason per dropped row; the first failing check wins (the order of this list).
+    checks = [
+        ("not_an_object", not_object),
+        ("missing_document_id", pd.isna(document_id)),
+        ("missing_action", action.isna().to_numpy()),
+        ("unknown_action", ~action.isin(DEX_ACTIONS).to_numpy()),
+        ("missing_timestamp", np.isnan(timestamp) & ~bad_timestamp_type),
+        ("invalid_timestamp", bad_timestamp_type),
+        ("timestamp_out_of_range", (timestamp < MIN_TIMESTAMP) | (timestamp > MAX_TIMESTAMP)),
+        ("invalid_amount_usd", bad_a | bad_b),
+        ("negative_or_non_finite_amount_usd", (a_usd < 0) | (b_usd < 0) | np.isinf(a_usd) | np.isinf(b_usd)),
+    ]
+    reason = np.full(n, None, dtype=object)
+    for name, mask in reversed(checks):
+        reason[mask] = name
+    invalid = pd.notna(reason)
+
+    wallet = np.asarray(wallet_keys, dtype=object)[message_index] if n else np.zeros(0, dtype=object)
+    frame = pd.DataFrame(
+        {
+            "wallet": wallet,
+            "message_index": message_index.astype(np.int32),
+            "protocol_type": "dexes",
+            "document_id": document_id,
+            "action": action.to_numpy(),
+            "timestamp": np.where(invalid, 0, np.nan_to_num(timestamp)).astype(np.int64),
+            "protocol": _strings(cols.protocol),
+            "pool_id": _strings(cols.pool_id),
+            "amount_usd": 0.0,
+            "token_a_symbol": _strings(cols.a_symbol),
+            "token_a_usd": np.nan_to_num(a_usd, nan=0.0),
+            "token_b_symbol": _strings(cols.b_symbol),
+            "token_b_usd": np.nan_to_num(b_usd, nan=0.0),
+        }
+    )
+    is_swap = frame["action"].to_numpy() == "swap"
+    frame["amount_usd"] = np.where(
+        is_swap,
+        np.maximum(frame["token_a_usd"].to_numpy(), frame["token_b_usd"].to_numpy()),
+        frame["token_a_usd"].to_numpy() + frame["token_b_usd"].to_numpy(),
+    )
+
+    dropped = frame.loc[invalid, ["message_index", "document_id", "action"]].copy()
+    dropped["position"] = np.asarray(cols.position, dtype=np.int64)[invalid]
+    dropped["reason"] = reason[invalid]
+    dropped["detail"] = _details(cols, np.flatnonzero(invalid), reason[invalid])
+    valid = frame.loc[~invalid]
+    messages_with_valid = set(np.unique(valid["message_index"].to_numpy()).tolist())
+    duplicate = valid.duplicated(["wallet", "document_id"], keep="first").to_numpy()
+    if duplicate.any():
+        dup = valid.loc[duplicate, ["message_index", "document_id", "action"]].copy()
+        dup["position"] = np.asarray(cols.position, dtype=np.int64)[~invalid][duplicate]
+        dup["reason"] = "duplicate"
+        dup["detail"] = "duplicate document_id (kept the first occurrence)"
+        dropped = pd.concat([dropped, dup], ignore_index=True)
+        valid = valid.loc[~duplicate]
+    transactions = valid.reset_index(drop=True)
+    for name in ("wallet", "protocol_type", "action", "protocol", "pool_id", "token_a_symbol", "token_b_symbol"):
+        transactions[name] = transactions[name].astype("category")
+    return transactions, dropped.reset_index(drop=True), messages_with_valid
+
+
+def _details(cols: _Columns, rows: np.ndarray, reasons: np.ndarray) -> list[str]:
+    """Human-readable detail per dropped row (only runs over bad rows)."""
+    out = []
+    for row, reason in zip(rows.tolist(), reasons.tolist()):
+        if reason == "unknown_action":
+            out.append(f"unknown action {cols.action[row]!r} (expected one of {', '.join(DEX_ACTIONS)})")
+        elif reason in ("invalid_timestamp", "timestamp_out_of_range"):
+            value = cols.timestamp[row]
+            hint = " (milliseconds? expected unix seconds)" if isinstance(value, (int, float)) and value > MAX_TIMESTAMP else ""
+            out.append(f"timestamp {value!r} is not a unix-seconds time between 2015-07-30 and 2100-01-01{hint}")
+        elif reason in ("invalid_amount_usd", "negative_or_non_finite_amount_usd"):
+            out.append(f"amountUSD must be a finite number >= 0, got {cols.a_usd[row]!r} / {cols.b_usd[row]!r}")
+        elif reason == "not_an_object":
+            out.append("transaction is not a JSON object")
+        else:
+            out.append(f"missing required field '{reason.removeprefix('missing_')}'")
+    return out
+
+
+def _explain_drops(dropped: pd.DataFrame, warnings: dict[int, list[str]]) -> None:
+    if dropped.empty:
+        return
+    for index, group in dropped.groupby("message_index", sort=True):
+        lines = warnings.setdefault(int(index), [])
+        for row in group.head(MAX_WARNINGS_LISTED).itertuples(index=False):
+            doc = f" (document_id {row.document_id!r})" if row.document_id is not None else ""
+            lines.append(f"transaction {row.position}{doc} dropped: {row.detail}")
+        if len(group) > MAX_WARNINGS_LISTED:
+            lines.append(f"… and {len(group) - MAX_WARNINGS_LISTED} more dropped transactions")
+
+
+def _no_valid_transactions(index: int, address: str, dropped: pd.DataFrame, notes: list[str]) -> Rejection:
+    """Failure record for a readable message that kept no DEX transaction."""
+    rows = dropped[dropped["message_index"] == index] if len(dropped) else dropped
+    categories = []
+    if len(rows):
+        category = rows["action"].map(CATEGORY_OF_ACTION).fillna("dexes")
+        for name, group in rows.groupby(category, sort=True):
+            categories.append(
+                {"category": name, "error": "; ".join(sorted(set(group["detail"]))), "transaction_count": len(group)}
+            )
+    detail = f" ({'; '.join(notes)})" if notes else ""
+    return Rejection(index, address, f"Processing failed: No valid transactions found{detail}", categories)

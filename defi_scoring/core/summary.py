@@ -1,0 +1,52 @@
+"""Readable summaries of a scored table: score distribution, tags, top and bottom wallets."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from defi_scoring.core.reference_score import TAG_COLUMNS
+
+ZSCORE_BINS = [0, 100, 200, 300, 400, 500, 600, 700, 800, 920]
+
+
+def zscore_distribution(scores: pd.DataFrame) -> pd.DataFrame:
+    """Wallet counts per zscore band (the reachable range is 0–920)."""
+    counts, _ = np.histogram(scores["zscore"].to_numpy(), bins=ZSCORE_BINS)
+    total = max(int(counts.sum()), 1)
+    labels = [f"{lo}–{hi}" for lo, hi in zip(ZSCORE_BINS[:-1], ZSCORE_BINS[1:])]
+    return pd.DataFrame({"zscore": labels, "wallets": counts, "share": np.round(counts / total, 4)})
+
+
+def distribution_markdown(scores: pd.DataFrame, width: int = 30) -> str:
+    dist = zscore_distribution(scores)
+    peak = max(int(dist["wallets"].max()), 1)
+    lines = ["| zscore | wallets | share | |", "|---|---:|---:|---|"]
+    for row in dist.itertuples(index=False):
+        bar = "█" * int(round(row.wallets / peak * width))
+        lines.append(f"| {row.zscore} | {row.wallets} | {row.share:.1%} | {bar} |")
+    return "\n".join(lines)
+
+
+def tag_counts(scores: pd.DataFrame) -> pd.Series:
+    tags = pd.concat([scores[c] for c in TAG_COLUMNS if c in scores.columns]).dropna()
+    return tags.value_counts()
+
+
+def extremes(scores: pd.DataFrame, n: int = 5) -> tuple[pd.DataFrame, pd.DataFrame]:
+    cols = ["zscore", "lp_score", "swap_score"]
+    ordered = scores.sort_values("zscore", kind="stable")
+    return ordered[cols].tail(n).iloc[::-1], ordered[cols].head(n)
+
+
+def describe(scores: pd.DataFrame) -> dict[str, float]:
+    z = scores["zscore"].to_numpy()
+    if len(z) == 0:
+        return {"wallets": 0}
+    return {
+        "wallets": int(len(z)),
+        "zscore_mean": float(z.mean()),
+        "zscore_p10": float(np.percentile(z, 10)),
+        "zscore_p50": float(np.percentile(z, 50)),
+        "zscore_p90": float(np.percentile(z, 90)),
+    }

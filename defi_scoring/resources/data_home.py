@@ -1,0 +1,60 @@
+"""Where asset data lives: Parquet files under the data home (DEFI_SCORING_HOME)."""
+
+
+import re
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import pyarrow.dataset as ds
+
+from defi_scoring.config import Settings
+
+PARTITION_KEY_RE = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+def batch_key_for(path: Path) -> str:
+    """Partition key of a landing file: its stem, restricted to characters safe in keys and paths."""
+    return PARTITION_KEY_RE.sub("_", path.stem)
+
+
+class DataHomeResource(dg.ConfigurableResource):
+    """Files of the embedded deployment: landing JSONL, per-batch Parquet, per-wallet tables."""
+
+    home: str
+
+    @property
+    def settings(self) -> Settings:
+        return Settings(home=Path(self.home))
+
+    def landing_file(self, batch_key: str) -> Path:
+        return self.settings.landing_dir / f"{batch_key}.jsonl"
+
+    def batch_dir(self, batch_key: str) -> Path:
+        return self.settings.batches_dir / batch_key
+
+    def write_batch(self, batch_key: str, transactions: pd.DataFrame, rejections: pd.DataFrame) -> Path:
+        out = self.batch_dir(batch_key)
+        out.mkdir(parents=True, exist_ok=True)
+        transactions.assign(batch_key=batch_key).to_parquet(out / "transactions.parquet", index=False)
+        rejections.assign(batch_key=batch_key).to_parquet(out / "rejections.parquet", index=False)
+        return out
+
+    def read_all_transactions(self) -> pd.DataFrame:
+        """Every landed batch's transactions, deduplicated by (wallet, document_id) across batches."""
+        files = sorted(self.settings.batches_dir.glob("*/transactions.parquet"))
+        if not files:
+            return pd.DataFrame()
+        table = ds.dataset([str(f) for f in files], format="parquet").to_table()
+        frame = table.to_pandas()
+        frame = frame.sort_values(["batch_key"], kind="stable")
+        return frame.drop_duplicates(["wallet", "document_id"], keep="first").reset_index(drop=True)
+
+    def write_table(self, name: str, frame: pd.DataFrame) -> Path:
+        self.settings.tables_dir.mkdir(parents=True, exist_ok=True)
+        path = self.settings.tables_dir / f"{name}.parquet"
+        frame.to_parquet(path)
+        return path
+
+    def read_table(self, name: str) -> pd.DataFrame:
+        return pd.read_parquet(self.settings.tables_dir / f"{name}.parquet")

@@ -1,0 +1,65 @@
+import copy
+
+import pytest
+
+WALLET = "0x742d35Cc6634C0532925a3b8D4C9db96590e4265"
+POOL = "0x88e6a0c2ddd26feeb64f039a2c41296fcb3f5640"
+DEPOSIT_TIME = 1703980900
+DAY = 86_400
+
+EXAMPLE_MESSAGE = {
+    "wallet_address": WALLET,
+    "data": [
+        {
+            "protocolType": "dexes",
+            "transactions": [
+                {"document_id": "507f1f77bcf86cd799439011", "action": "swap", "timestamp": 1703980800,
+                 "caller": WALLET, "protocol": "uniswap_v3", "poolId": POOL,
+                 "poolName": "Uniswap V3 USDC/WETH 0.05%",
+                 "tokenIn": {"amount": 1000000000, "amountUSD": 1000.0,
+                             "address": "0xa0b86991c6218b36c1d19d4a2e9eb0ce3606eb48", "symbol": "USDC"},
+                 "tokenOut": {"amount": 500000000000000000, "amountUSD": 1000.0,
+                              "address": "0xc02aaa39b223fe8d0a0e5c4f27ead9083c756cc2", "symbol": "WETH"}},
+                {"document_id": "507f1f77bcf86cd799439012", "action": "deposit", "timestamp": DEPOSIT_TIME,
+                 "poolId": POOL,
+                 "token0": {"amount": 500000000, "amountUSD": 500.0,
+                            "address": "0xa0b86991c6218b36c1d19d4a2e9eb0ce3606eb48", "symbol": "USDC"},
+                 "token1": {"amount": 250000000000000000, "amountUSD": 500.0,
+                            "address": "0xc02aaa39b223fe8d0a0e5c4f27ead9083c756cc2", "symbol": "WETH"}},
+            ],
+        }
+    ],
+}
+
+EXAMPLE_WITHDRAW = {
+    "document_id": "507f1f77bcf86cd799439013", "action": "withdraw", "timestamp": 1703981800, "poolId": POOL,
+    "token0": {"amount": 250000000, "amountUSD": 250.0, "symbol": "USDC"},
+    "token1": {"amount": 125000000000000000, "amountUSD": 250.0, "symbol": "WETH"},
+}
+
+
+def example_message(with_withdraw: bool = False) -> dict:
+    message = copy.deepcopy(EXAMPLE_MESSAGE)
+    if with_withdraw:
+        message["data"][0]["transactions"].append(copy.deepcopy(EXAMPLE_WITHDRAW))
+    return message
+
+
+def dex_message(transactions: list, wallet: str = WALLET) -> dict:
+    return {"wallet_address": wallet, "data": [{"protocolType": "dexes", "transactions": transactions}]}
+
+
+def swap(doc: str, ts: int = 1703980800, usd_in=100.0, usd_out=99.0, sym_in="USDC", sym_out="WETH",
+         pool=POOL) -> dict:
+    return {"document_id": doc, "action": "swap", "timestamp": ts, "poolId": pool,
+            "tokenIn": {"amountUSD": usd_in, "symbol": sym_in}, "tokenOut": {"amountUSD": usd_out, "symbol": sym_out}}
+
+
+@pytest.fixture
+def tmp_home(tmp_path, monkeypatch):
+    """A private data home and Dagster home for one test."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("DEFI_SCORING_HOME", str(home))
+    monkeypatch.setenv("DAGSTER_HOME", str(home / "dagster"))
+    (home / "dagster").mkdir(parents=True)
+    return home
