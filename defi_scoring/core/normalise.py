@@ -158,11 +158,18 @@ def _wallet_hint(raw: Any) -> str:
 
 
 def _numeric(values: list[Any]) -> tuple[np.ndarray, np.ndarray]:
-    """Column of raw JSON values → (float array with NaN for missing, mask of present-but-invalid)."""
-    series = pd.Series(values, dtype=object)
-    missing = series.isna().to_numpy()
-    is_bool = np.fromiter((type(v) is bool for v in values), bool, len(values)) if len(values) else np.zeros(0, bool)
-    number = pd.to_numeric(series.where(~is_bool), errors="coerce").to_numpy(dtype=float)
+    """Column of raw JSON values → (float array with NaN for missing, mask of present-but-invalid).
+
+    None means missing (counts 0 downstream); a float NaN, a bool or a non-numeric string is invalid.
+    The per-value type scan only runs when the column is not plainly numeric.
+    """
+    column = pd.Series(values, dtype=object).to_numpy()
+    missing = column == None  # noqa: E711 — element-wise on an object array
+    if pd.api.types.infer_dtype(column, skipna=True) in ("integer", "floating", "mixed-integer-float", "empty"):
+        is_bool = np.zeros(len(column), dtype=bool)
+    else:
+        is_bool = np.fromiter((type(v) is bool for v in column), bool, len(column))
+    number = pd.to_numeric(pd.Series(np.where(is_bool, None, column)), errors="coerce").to_numpy(dtype=float)
     invalid = (np.isnan(number) & ~missing) | is_bool
     return number, invalid
 

@@ -1,0 +1,68 @@
+"""The `defi-scoring` command, run as a user runs it (a real subprocess)."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+
+from defi_scoring_tests.conftest import DAY, DEPOSIT_TIME, example_message
+
+CLI = [sys.executable, "-m", "defi_scoring.cli"]
+
+
+def run_cli(*args, cwd=None, env=None):
+    result = subprocess.run([*CLI, *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def test_score_reproduces_the_worked_examples(tmp_path):
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(orjson.dumps(example_message()) + b"\n")
+    run_cli("score", "--input", str(src), "--output", str(tmp_path / "out.jsonl"), "--as-of", str(DEPOSIT_TIME + 30 * DAY))
+    (out,) = [orjson.loads(l) for l in (tmp_path / "out.jsonl").read_bytes().splitlines()]
+    assert out["zscore"] == "308.000000000000000000" and out["timestamp"] == DEPOSIT_TIME + 30 * DAY
+
+    src.write_bytes(orjson.dumps(example_message(with_withdraw=True)) + b"\n")
+    run_cli("score", "--input", str(src), "--output", str(tmp_path / "out.jsonl"), "--as-of", str(DEPOSIT_TIME + 30 * DAY))
+    (out,) = [orjson.loads(l) for l in (tmp_path / "out.jsonl").read_bytes().splitlines()]
+    assert out["zscore"] == "143.031250000000000000"
+
+
+def test_score_writes_one_line_per_input_line_on_mixed_input(tmp_path):
+    good = orjson.dumps(example_message())
+    lines = [good, b"not json", b"", b'{"wallet_address": "0x1"}', b"\xff\xfe", good, b"[]"]
+    src = tmp_path / "mixed.jsonl"
+    src.write_bytes(b"\n".join(lines) + b"\n")
+    result = run_cli("score", "--input", str(src), "--output", str(tmp_path / "out.jsonl"), "--as-of", "1735689600")
+    out = [orjson.loads(l) for l in (tmp_path / "out.jsonl").read_bytes().splitlines()]
+    assert len(out) == len(lines)
+    assert ["error" in m for m in out] == [False, True, True, True, True, False, True]
+    assert "2 messages, 5 failures" in result.stderr
+
+
+def test_generate_then_score_accounts_for_every_message(tmp_path):
+    run_cli("generate", "--wallets", "300", "--seed", "4", "--bad-fraction", "0.05", "--output", str(tmp_path / "g.jsonl"))
+    assert (tmp_path / "g.labels.csv").exists()
+    run_cli("score", "--input", str(tmp_path / "g.jsonl"), "--output", str(tmp_path / "o.jsonl"))
+    out = (tmp_path / "o.jsonl").read_bytes().splitlines()
+    assert len(out) == 300
+    failures = sum("error" in orjson.loads(l) for l in out)
+    assert 3 <= failures <= 40
+
+
+def test_demo_runs_end_to_end_and_prints_the_summary(tmp_path):
+    env = {**os.environ, "DEFI_SCORING_HOME": str(tmp_path / "home")}
+    env.pop("DAGSTER_HOME", None)
+    result = run_cli("demo", "--wallets", "400", cwd=tmp_path, env=env)
+    for heading in ("Batch", "zscore distribution", "Top wallets", "Bottom wallets", "Open the Dagster UI"):
+        assert heading in result.stdout
+    assert (tmp_path / "home" / "dagster").is_dir()  # the UI command's instance holds the demo's runs
+    assert (tmp_path / "home" / "tables" / "reference_scores.parquet").exists()
+
+
+def test_help_texts():
+    for command in ([], ["generate"], ["score"], ["land"], ["demo"], ["ui"]):
+        assert "Usage" in run_cli(*command, "--help").stdout

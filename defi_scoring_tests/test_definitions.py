@@ -1,0 +1,77 @@
+"""Real Dagster execution: load the Definitions, run the landing sensor, materialise the graph."""
+
+import orjson
+import pandas as pd
+import dagster as dg
+
+from defi_scoring.assets.partitions import transaction_batch_partitions
+from defi_scoring.config import Settings
+from defi_scoring.core.synthetic import generate_wallets, write_dataset
+from defi_scoring.definitions import build_definitions
+from defi_scoring_tests.conftest import DEPOSIT_TIME, DAY, example_message
+
+
+def _land(home, name, lines):
+    landing = home / "landing"
+    landing.mkdir(parents=True, exist_ok=True)
+    (landing / f"{name}.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+
+
+def test_definitions_load_with_every_asset_job_and_sensor(tmp_home):
+    defs = build_definitions(Settings(home=tmp_home))
+    keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
+    assert keys == {"transaction_batches", "wallet_features", "reference_scores"}
+    assert defs.resolve_job_def("ingest_batch") and defs.resolve_job_def("score_wallets")
+    assert defs.resolve_sensor_def("landing_folder_sensor")
+
+
+def test_landing_sensor_adds_a_partition_and_a_run_per_new_file(tmp_home):
+    defs = build_definitions(Settings(home=tmp_home))
+    _land(tmp_home, "batch-a", [orjson.dumps(example_message())])
+    _land(tmp_home, "batch b", [orjson.dumps(example_message())])  # space: renamed to a safe key
+    sensor = defs.resolve_sensor_def("landing_folder_sensor")
+    with dg.instance_for_test() as instance:
+        result = sensor(dg.build_sensor_context(instance=instance, resources={"data_home": defs.resources["data_home"]}))
+        assert sorted(r.partition_key for r in result.run_requests) == ["batch-a", "batch_b"]
+        assert sorted(r.run_key for r in result.run_requests) == ["batch-a", "batch_b"]
+        (add,) = result.dynamic_partitions_requests
+        assert sorted(add.partition_keys) == ["batch-a", "batch_b"]
+        assert (tmp_home / "landing" / "batch_b.jsonl").exists()
+        instance.add_dynamic_partitions(transaction_batch_partitions.name, ["batch-a", "batch_b"])
+        again = sensor(dg.build_sensor_context(instance=instance, resources={"data_home": defs.resources["data_home"]}))
+        assert again.run_requests == []
+
+
+def test_materialise_the_asset_graph_on_a_temporary_instance(tmp_home):
+    defs = build_definitions(Settings(home=tmp_home))
+    data = generate_wallets(200, seed=3)
+    write_dataset(data, tmp_home / "landing" / "synthetic.jsonl", bad_fraction=0.05, seed=3)
+    _land(tmp_home, "worked-example", [orjson.dumps(example_message()), b"{broken"])
+    as_of = DEPOSIT_TIME + 30 * DAY
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(transaction_batch_partitions.name, ["synthetic", "worked-example"])
+        for key in ("synthetic", "worked-example"):
+            result = defs.resolve_job_def("ingest_batch").execute_in_process(instance=instance, partition_key=key)
+            assert result.success
+        meta = result.asset_materializations_for_node("transaction_batches")[0].metadata
+        assert meta["messages"].value == 2 and meta["rejected_messages"].value == 1
+        scored = defs.resolve_job_def("score_wallets").execute_in_process(
+            instance=instance, run_config={"ops": {"wallet_features": {"config": {"as_of": as_of}}}}
+        )
+        assert scored.success
+        score_meta = scored.asset_materializations_for_node("reference_scores")[0].metadata
+        assert "| zscore | wallets |" in score_meta["zscore_distribution"].value
+        materialised = instance.get_latest_materialization_event(dg.AssetKey("reference_scores"))
+        assert materialised is not None
+
+    scores = pd.read_parquet(tmp_home / "tables" / "reference_scores.parquet")
+    assert len(scores) == 200 - 0 + 1 - _rejected_synthetic_wallets(tmp_home)
+    example = scores.loc["0x742d35cc6634c0532925a3b8d4c9db96590e4265"]
+    assert f"{example['zscore']:.18f}" == "308.000000000000000000"
+    rejections = pd.read_parquet(tmp_home / "batches" / "synthetic" / "rejections.parquet")
+    assert len(rejections) > 0 and rejections["error"].str.startswith("Processing failed").all()
+
+
+def _rejected_synthetic_wallets(home) -> int:
+    """Synthetic wallets with no scoreable message (their only message was corrupted)."""
+    return len(pd.read_parquet(home / "batches" / "synthetic" / "rejections.parquet"))
