@@ -37,5 +37,6 @@ def ensure_dagster_home(settings: Settings) -> Path:
     """Point DAGSTER_HOME at the data home (unless set) so the UI sees the CLI's runs."""
     path = settings.dagster_home
     path.mkdir(parents=True, exist_ok=True)
+    (path / "dagster.yaml").touch()  # embedded default: SQLite storage inside DAGSTER_HOME
     os.environ["DAGSTER_HOME"] = str(path)
     return path

@@ -75,3 +75,21 @@ def test_materialise_the_asset_graph_on_a_temporary_instance(tmp_home):
 def _rejected_synthetic_wallets(home) -> int:
     """Synthetic wallets with no scoreable message (their only message was corrupted)."""
     return len(pd.read_parquet(home / "batches" / "synthetic" / "rejections.parquet"))
+
+
+def test_workspace_yaml_and_dg_both_load_the_code_location(tmp_home):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    bin_dir = Path(sys.executable).parent
+    root = Path(__file__).resolve().parents[1]
+    validate = subprocess.run([str(bin_dir / "dagster"), "definitions", "validate", "-w", "workspace.yaml"],
+                              cwd=root, capture_output=True, text=True, timeout=300)
+    assert validate.returncode == 0, validate.stderr
+    assert "All code locations passed validation" in validate.stderr + validate.stdout
+    listed = subprocess.run([str(bin_dir / "dg"), "list", "defs"], cwd=root, capture_output=True, text=True,
+                            timeout=300)
+    assert listed.returncode == 0, listed.stderr
+    for name in ("transaction_batches", "wallet_features", "reference_scores", "landing_folder_sensor"):
+        assert name in listed.stdout
