@@ -112,6 +112,12 @@ def _positions(counts: np.ndarray) -> np.ndarray:
     return np.arange(counts.sum()) - np.repeat(starts, counts)
 
 
+def _first_seen(rng: np.random.Generator, n: int, end_time: int) -> np.ndarray:
+    """First activity uniform over the two years before `end_time`, whatever the archetype, so a
+    time-based holdout sees the same mix as training. Later transactions past `end_time` are cut."""
+    return end_time - rng.uniform(7 * DAY, 730 * DAY, n)
+
+
 def _bursty_gaps(rng: np.random.Generator, n: int, short_s: float, long_s: float, p_short: float) -> np.ndarray:
     short = rng.exponential(short_s, n)
     long = rng.lognormal(np.log(long_s), 1.0, n)
@@ -120,6 +126,7 @@ def _bursty_gaps(rng: np.random.Generator, n: int, short_s: float, long_s: float
 
 def _frame(wallet: np.ndarray, counts: np.ndarray, start: np.ndarray, gaps: np.ndarray, action: np.ndarray,
            pool: np.ndarray, direction: np.ndarray, usd: np.ndarray) -> pd.DataFrame:
+    gaps = np.where(_positions(counts) == 0, 0.0, gaps)  # gap = time since the wallet's previous tx
     timestamp = np.repeat(start, counts) + _within_wallet_cumsum(counts, gaps)
     return pd.DataFrame({"wallet_index": wallet, "position": _positions(counts), "timestamp": timestamp.astype(np.int64),
                          "action": action, "pool": pool, "direction": direction, "usd": usd})
@@ -135,8 +142,7 @@ def _generic(rng, universe, counts, end_time, *, probs, scale_mu, scale_sigma, t
     n_w, n_tx = len(counts), int(counts.sum())
     local = np.repeat(np.arange(n_w), counts)
     gaps = _bursty_gaps(rng, n_tx, short_s, long_s, p_short)
-    span = np.bincount(local, weights=gaps, minlength=n_w)
-    start = end_time - span - rng.uniform(DAY, 120 * DAY, n_w)
+    start = _first_seen(rng, n_w, end_time)
     action = rng.choice(np.array(["swap", "deposit", "withdraw"], dtype=object), n_tx, p=probs)
     if first_is_deposit:
         action[_positions(counts) == 0] = "deposit"
@@ -152,7 +158,7 @@ def _wash_trader(rng, universe, n_w, end_time):
     n_tx, local = int(counts.sum()), np.repeat(np.arange(n_w), counts)
     period = rng.uniform(120, 1800, n_w)
     gaps = period[local] * rng.uniform(0.97, 1.03, n_tx)
-    start = end_time - np.bincount(local, weights=gaps, minlength=n_w) - rng.uniform(DAY, 60 * DAY, n_w)
+    start = _first_seen(rng, n_w, end_time)
     size = rng.lognormal(np.log(20_000), 1.0, n_w)
     usd = size[local] * rng.uniform(0.998, 1.002, n_tx)
     pool = _pick_pools(rng, universe, counts, 1, local)
@@ -166,7 +172,7 @@ def _mev_bot(rng, universe, n_w, end_time):
     n_tx, local = int(counts.sum()), np.repeat(np.arange(n_w), counts)
     pos = _positions(counts)
     gaps = np.where(pos % 2 == 1, rng.integers(0, 13, n_tx), rng.exponential(900, n_tx))  # back-run within a block or two
-    start = end_time - np.bincount(local, weights=gaps, minlength=n_w) - rng.uniform(DAY, 30 * DAY, n_w)
+    start = _first_seen(rng, n_w, end_time)
     usd = rng.lognormal(np.log(15_000), 1.2, n_tx)
     usd[pos % 2 == 1] = usd[np.flatnonzero(pos % 2 == 1) - 1] * rng.uniform(1.001, 1.01, int((pos % 2 == 1).sum()))
     pool_draw = _pick_pools(rng, universe, counts, 12, local)
@@ -189,7 +195,7 @@ def _rug_puller(rng, universe, n_w, end_time):
         [rng.exponential(3 * 3600, n_tx), rng.exponential(600, n_tx), rng.uniform(3600, 36 * 3600, n_tx)],
         default=rng.exponential(300, n_tx),
     )
-    start = end_time - np.bincount(local, weights=gaps, minlength=n_w) - rng.uniform(DAY, 90 * DAY, n_w)
+    start = _first_seen(rng, n_w, end_time)
     deposit_each = rng.lognormal(np.log(150_000), 1.0, n_w)
     pulled = rng.uniform(0.92, 1.0, n_w)
     usd = np.select(
@@ -272,6 +278,7 @@ def generate_wallets(n_wallets: int, seed: int = 42, end_time: int = DEFAULT_END
     addresses = np.array([_checksum_like(rng.bytes(20).hex(), rng) for _ in range(len(wallets))], dtype=object)
     wallets.insert(0, "wallet_address", addresses)
     transactions = pd.concat(frames, ignore_index=True)
+    transactions = transactions[transactions["timestamp"].to_numpy() <= end_time]
     return SyntheticData(wallets.iloc[order].reset_index(drop=True), _reindex(transactions, order), universe)
 
 
