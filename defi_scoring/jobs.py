@@ -13,3 +13,8 @@ score_wallets_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets("wallet_features", "reference_scores"),
     description="Recompute features and reference scores over every landed batch.",
 )
+train_model_job = dg.define_asset_job(
+    "train_model",
+    selection=dg.AssetSelection.assets("training_set", "ensemble_model", "champion_model"),
+    description="Build the training set, train and register a challenger, promote it if it beats the champion.",
+)

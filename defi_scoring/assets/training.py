@@ -1,0 +1,120 @@
+"""`training_set` → `ensemble_model` → (blocking check) → `champion_model`."""
+
+import time
+
+import dagster as dg
+
+from defi_scoring.assets.scoring import wallet_features
+from defi_scoring.core.ensemble import classification_metrics, evaluate, train_ensemble
+from defi_scoring.core.ensemble_config import load_ensemble_config
+from defi_scoring.core.model_registry import (
+    CHALLENGER, CHAMPION, alias_version, load_version, log_training_run, promote,
+)
+from defi_scoring.core.training import build_training_set, label_files, load_labels, split_xy
+from defi_scoring.resources.data_home import DataHomeResource
+from defi_scoring.resources.mlflow_store import MlflowResource
+
+
+class TrainingConfig(dg.Config):
+    as_of: int | None = None
+    """Unix seconds the features are computed at; default: the newest transaction time."""
+    ensemble_config_path: str = ""
+    """models/ensemble.yaml by default."""
+
+
+def _metrics_table(metrics: dict) -> str:
+    names = ("roc_auc", "pr_auc", "ks", "brier", "f1", "log_loss")
+    rows = [f"| {m} | " + " | ".join(f"{v[k]:.4f}" for k in names) + " |" for m, v in metrics.items()]
+    return "\n".join(["| model | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|", *rows])
+
+
+@dg.asset(deps=[wallet_features], group_name="training", kinds={"python", "parquet"}, output_required=False,
+          description="Model features + is_risky labels, split by wallet with a time-aware holdout.")
+def training_set(context: dg.AssetExecutionContext, config: TrainingConfig, data_home: DataHomeResource):
+    files = label_files(data_home.settings.home / "labels")
+    if not files:
+        context.log.warning("No labels in %s (CSV/Parquet with wallet_address, is_risky): training skipped.",
+                            data_home.settings.home / "labels")
+        return
+    transactions = data_home.read_all_transactions()
+    labels = load_labels(files)
+    as_of = config.as_of or int(transactions["timestamp"].max())
+    ensemble_config = load_ensemble_config(config.ensemble_config_path or None)
+    frame = build_training_set(transactions, labels, as_of, ensemble_config.holdout_fraction)
+    if frame["is_risky"].nunique() < 2:
+        context.log.warning("Labels cover %d wallets but only one class: training skipped.", len(frame))
+        return
+    frame = frame.assign(as_of=as_of)
+    path = data_home.write_table("training_set", frame)
+    yield dg.MaterializeResult(metadata={
+        "wallets": len(frame), "holdout_wallets": int(frame["holdout"].sum()),
+        "risky_share": float(frame["is_risky"].mean()), "label_files": ", ".join(p.name for p in files),
+        "as_of": dg.MetadataValue.timestamp(float(as_of)), "path": dg.MetadataValue.path(str(path)),
+    })
+
+
+@dg.asset(deps=[training_set], group_name="training", kinds={"xgboost", "lightgbm", "scikitlearn", "mlflow"},
+          description="Trains the ensemble, logs it to MLflow and registers a version with alias `challenger`.")
+def ensemble_model(context: dg.AssetExecutionContext, config: TrainingConfig, data_home: DataHomeResource,
+                   mlflow_store: MlflowResource) -> dg.MaterializeResult:
+    frame = data_home.read_table("training_set")
+    ensemble_config = load_ensemble_config(config.ensemble_config_path or None)
+    x_train, y_train = split_xy(frame, holdout=False)
+    x_hold, y_hold = split_xy(frame, holdout=True)
+    started = time.perf_counter()
+    model = train_ensemble(ensemble_config, x_train, y_train, progress=lambda m: context.log.info("training %s", m))
+    train_seconds = time.perf_counter() - started
+    metrics = evaluate(model, x_hold, y_hold)
+    data_info = {"train_wallets": len(x_train), "holdout_wallets": len(x_hold),
+                 "risky_share": round(float(frame["is_risky"].mean()), 4),
+                 "as_of": int(frame["as_of"].iloc[0]), "features": len(model.feature_names)}
+    registered = log_training_run(mlflow_store.store, ensemble_config, model, metrics, x_hold, y_hold, data_info,
+                                  tags={"dagster_run_id": context.run.run_id})
+    ensemble = metrics["ensemble"]
+    return dg.MaterializeResult(metadata={
+        "model_version": registered.version, "mlflow_run_id": registered.run_id,
+        "train_seconds": round(train_seconds, 2),
+        **{f"holdout_{k}": v for k, v in ensemble.items()},
+        "metrics": dg.MetadataValue.md(_metrics_table(metrics)),
+    })
+
+
+@dg.asset_check(asset=ensemble_model, blocking=True,
+                description="Challenger beats the champion's holdout ROC-AUC by the promotion margin "
+                            "(or there is no champion yet). Blocks champion_model otherwise.")
+def challenger_beats_champion(config: TrainingConfig, data_home: DataHomeResource,
+                              mlflow_store: MlflowResource) -> dg.AssetCheckResult:
+    store = mlflow_store.store
+    ensemble_config = load_ensemble_config(config.ensemble_config_path or None)
+    name = ensemble_config.registered_model_name
+    challenger = alias_version(store, name, CHALLENGER)
+    champion = alias_version(store, name, CHAMPION)
+    if champion is None:
+        return dg.AssetCheckResult(passed=True, metadata={"challenger": challenger, "reason": "no champion yet"})
+    x_hold, y_hold = split_xy(data_home.read_table("training_set"), holdout=True)
+    scores = {}
+    for label, version in (("challenger", challenger), ("champion", champion)):
+        p = load_version(store, name, version).predict(x_hold)["risk_probability"].to_numpy()
+        scores[label] = classification_metrics(y_hold, p, ensemble_config.decision_threshold)["roc_auc"]
+    margin = ensemble_config.promotion_margin
+    passed = challenger != champion and scores["challenger"] >= scores["champion"] + margin
+    return dg.AssetCheckResult(
+        passed=passed, severity=dg.AssetCheckSeverity.ERROR,
+        metadata={"challenger_version": challenger, "champion_version": champion,
+                  "challenger_roc_auc": scores["challenger"], "champion_roc_auc": scores["champion"],
+                  "margin": margin},
+        description=f"challenger v{challenger} ROC-AUC {scores['challenger']:.4f} vs champion v{champion} "
+                    f"{scores['champion']:.4f} (margin {margin})",
+    )
+
+
+@dg.asset(deps=[ensemble_model], group_name="training", kinds={"mlflow"},
+          description="Moves the `champion` alias to the challenger; the previous champion keeps `rollback`.")
+def champion_model(config: TrainingConfig, mlflow_store: MlflowResource) -> dg.MaterializeResult:
+    name = load_ensemble_config(config.ensemble_config_path or None).registered_model_name
+    store = mlflow_store.store
+    challenger = alias_version(store, name, CHALLENGER)
+    if challenger is None:
+        raise dg.Failure(description=f"No '{CHALLENGER}' version of {name}: materialise ensemble_model first.")
+    previous = promote(store, name, challenger)
+    return dg.MaterializeResult(metadata={"champion_version": challenger, "rollback_version": previous or "none"})

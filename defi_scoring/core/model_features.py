@@ -1,0 +1,182 @@
+"""Model features: the reference features plus behavioural ones, for all wallets at once.
+
+Behavioural features look at the order of a wallet's transactions (cadence, bursts, round trips,
+repeated sizes, deposit→withdraw speed), its concentration (pools, tokens) and one cross-wallet
+signal: how many other wallets replay the same action/pool sequence in the same time window (sybil
+farms). Everything is computed on one sort of the transactions by (wallet, time) with group
+reductions; there is no per-wallet loop.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from defi_scoring.core.features import SECONDS_PER_DAY, SECONDS_PER_HOUR, _codes, reference_features
+
+FINGERPRINT_WINDOW_S = 6 * 3600
+NO_WITHDRAW_HOURS = 24.0 * 365  # "never withdrew" as a large, finite number of hours
+
+MODEL_FEATURES = [
+    # reference features (log-scaled where heavy-tailed)
+    "log_total_deposit_usd", "log_total_withdraw_usd", "num_deposits", "num_withdraws", "withdraw_ratio",
+    "account_age_days", "avg_holding_time_days", "unique_pools", "log_total_swap_volume_usd", "num_swaps",
+    "unique_pools_swapped", "log_avg_swap_size_usd", "token_diversity_score", "swap_frequency_score",
+    # behavioural
+    "log_transaction_count", "active_days", "recency_days", "tx_per_active_day", "mean_gap_hours_log",
+    "gap_cv", "burstiness", "same_block_share", "same_minute_share", "pool_top_share", "pool_hhi",
+    "token_top_share", "round_trip_share", "repeated_size_share", "swap_size_cv", "swap_share",
+    "lp_churn", "min_deposit_to_withdraw_hours_log", "max_deposit_share", "peer_wallets_same_fingerprint",
+]
+
+
+def _group_sum(codes: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
+    return np.bincount(codes, weights=values, minlength=n)
+
+
+def _share_of_top_and_hhi(wallet: np.ndarray, item: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per wallet: share of its most frequent item, and the Herfindahl index of item shares."""
+    keep = item >= 0
+    if not keep.any():
+        return np.zeros(n), np.zeros(n)
+    width = int(item.max()) + 1
+    pairs, counts = np.unique(wallet[keep] * width + item[keep], return_counts=True)
+    owner = pairs // width
+    total = np.bincount(owner, weights=counts, minlength=n)
+    share = counts / total[owner]
+    top = np.zeros(n)
+    np.maximum.at(top, owner, share)
+    return top, np.bincount(owner, weights=share**2, minlength=n)
+
+
+def model_features(transactions: pd.DataFrame, as_of: float) -> pd.DataFrame:
+    """One row per wallet (index: lower-cased address) with the columns of MODEL_FEATURES."""
+    ref = reference_features(transactions, as_of)
+    tx = transactions
+    if "protocol_type" in tx.columns:
+        tx = tx[(tx["protocol_type"] == "dexes").to_numpy()]
+    wallet_index = pd.Index(ref.index)
+    wallet = wallet_index.get_indexer(tx["wallet"].astype(object)).astype(np.int64)
+    n = len(wallet_index)
+    ts = tx["timestamp"].to_numpy(np.int64)
+    order = np.lexsort((ts, wallet))
+    wallet, ts = wallet[order], ts[order]
+    action = tx["action"].astype(object).to_numpy()[order]
+    amount = tx["amount_usd"].to_numpy(float)[order]
+    pool, _ = _codes(tx["pool_id"])
+    pool = pool[order]
+    sym_a, sym_names = _codes(pd.concat([tx["token_a_symbol"].astype(object), tx["token_b_symbol"].astype(object)]))
+    sym_b = sym_a[len(tx):][order]
+    sym_a = sym_a[: len(tx)][order]
+    is_swap, is_dep, is_wd = action == "swap", action == "deposit", action == "withdraw"
+
+    count = np.bincount(wallet, minlength=n).astype(float)
+    same_wallet_as_prev = np.r_[False, wallet[1:] == wallet[:-1]]
+    gap = np.where(same_wallet_as_prev, np.r_[0, np.diff(ts)], np.nan)
+    has_gap = ~np.isnan(gap)
+    n_gaps = np.bincount(wallet[has_gap], minlength=n).astype(float)
+    g = np.nan_to_num(gap)
+    gap_mean = np.divide(_group_sum(wallet, g, n), n_gaps, out=np.zeros(n), where=n_gaps > 0)
+    gap_sq = np.divide(_group_sum(wallet, g**2, n), n_gaps, out=np.zeros(n), where=n_gaps > 0)
+    gap_std = np.sqrt(np.maximum(gap_sq - gap_mean**2, 0))
+    gap_cv = np.divide(gap_std, gap_mean, out=np.zeros(n), where=gap_mean > 0)
+    burstiness = np.divide(gap_std - gap_mean, gap_std + gap_mean, out=np.zeros(n), where=(gap_std + gap_mean) > 0)
+
+    def gap_share(limit: float) -> np.ndarray:
+        return np.divide(_group_sum(wallet, (has_gap & (g <= limit)).astype(float), n), n_gaps,
+                         out=np.zeros(n), where=n_gaps > 0)
+
+    days = ts // int(SECONDS_PER_DAY)
+    day_pairs = np.unique(wallet * 200_000 + (days - days.min() if len(days) else days))
+    active_days = np.bincount(day_pairs // 200_000, minlength=n).astype(float)
+
+    # Swap sequences: round trips (A→B then B→A) and repeated sizes, against the wallet's previous swap.
+    s_idx = np.flatnonzero(is_swap)
+    s_wallet = wallet[s_idx]
+    prev_same = np.r_[False, s_wallet[1:] == s_wallet[:-1]]
+    s_a, s_b, s_amt = sym_a[s_idx], sym_b[s_idx], amount[s_idx]
+    round_trip = prev_same & (s_a == np.r_[-2, s_b[:-1]]) & (s_b == np.r_[-2, s_a[:-1]]) & (s_a >= 0)
+    prev_amt = np.r_[np.nan, s_amt[:-1]]
+    repeated = prev_same & (np.abs(s_amt - prev_amt) <= 0.005 * np.maximum(s_amt, 1e-9))
+    n_swaps = ref["num_swaps"].to_numpy(float)
+    swap_pairs = np.maximum(n_swaps - 1, 0)
+    round_trip_share = np.divide(_group_sum(s_wallet, round_trip.astype(float), n), swap_pairs,
+                                 out=np.zeros(n), where=swap_pairs > 0)
+    repeated_share = np.divide(_group_sum(s_wallet, repeated.astype(float), n), swap_pairs,
+                               out=np.zeros(n), where=swap_pairs > 0)
+    s_mean = np.divide(_group_sum(s_wallet, s_amt, n), n_swaps, out=np.zeros(n), where=n_swaps > 0)
+    s_sq = np.divide(_group_sum(s_wallet, s_amt**2, n), n_swaps, out=np.zeros(n), where=n_swaps > 0)
+    swap_size_cv = np.divide(np.sqrt(np.maximum(s_sq - s_mean**2, 0)), s_mean, out=np.zeros(n), where=s_mean > 0)
+
+    # Deposit → next withdraw speed (fast near-total exits are the rug-pull signature).
+    d_idx, w_idx = np.flatnonzero(is_dep), np.flatnonzero(is_wd)
+    w_keys = (wallet[w_idx] << 33) | ts[w_idx]  # already sorted by (wallet, ts)
+    d_keys = (wallet[d_idx] << 33) | ts[d_idx]
+    j = np.searchsorted(w_keys, d_keys, side="right")
+    ok = j < len(w_keys)
+    nxt = w_keys[np.where(ok, j, 0)] if len(w_keys) else np.zeros_like(d_keys)
+    found = ok & ((nxt >> 33) == wallet[d_idx])
+    hours = np.where(found, ((nxt & ((1 << 33) - 1)) - ts[d_idx]) / SECONDS_PER_HOUR, NO_WITHDRAW_HOURS)
+    min_hold = np.full(n, NO_WITHDRAW_HOURS)
+    np.minimum.at(min_hold, wallet[d_idx], hours)
+    max_dep = np.zeros(n)
+    np.maximum.at(max_dep, wallet[d_idx], amount[d_idx])
+    total_dep = ref["total_deposit_usd"].to_numpy()
+
+    pool_top, pool_hhi = _share_of_top_and_hhi(wallet, pool, n)
+    token_top, _ = _share_of_top_and_hhi(np.r_[s_wallet, s_wallet], np.r_[s_a, s_b], n)
+
+    out = pd.DataFrame(index=ref.index)
+    for name in ("total_deposit_usd", "total_withdraw_usd", "total_swap_volume_usd", "avg_swap_size_usd"):
+        out[f"log_{name}"] = np.log1p(ref[name].to_numpy())
+    for name in ("num_deposits", "num_withdraws", "withdraw_ratio", "account_age_days", "avg_holding_time_days",
+                 "unique_pools", "num_swaps", "unique_pools_swapped", "token_diversity_score",
+                 "swap_frequency_score"):
+        out[name] = ref[name].to_numpy(float)
+    out["log_transaction_count"] = np.log1p(count)
+    out["active_days"] = active_days
+    out["recency_days"] = (as_of - ref["last_timestamp"].to_numpy()) / SECONDS_PER_DAY
+    out["tx_per_active_day"] = count / np.maximum(active_days, 1)
+    out["mean_gap_hours_log"] = np.log1p(gap_mean / SECONDS_PER_HOUR)
+    out["gap_cv"] = gap_cv
+    out["burstiness"] = burstiness
+    out["same_block_share"] = gap_share(12)
+    out["same_minute_share"] = gap_share(60)
+    out["pool_top_share"] = pool_top
+    out["pool_hhi"] = pool_hhi
+    out["token_top_share"] = token_top
+    out["round_trip_share"] = round_trip_share
+    out["repeated_size_share"] = repeated_share
+    out["swap_size_cv"] = swap_size_cv
+    out["swap_share"] = n_swaps / count
+    out["lp_churn"] = np.divide(ref["num_withdraws"].to_numpy(float), ref["num_deposits"].to_numpy(float),
+                                out=np.zeros(n), where=ref["num_deposits"].to_numpy() > 0)
+    out["min_deposit_to_withdraw_hours_log"] = np.log1p(min_hold)
+    out["max_deposit_share"] = np.divide(max_dep, total_dep, out=np.zeros(n), where=total_dep > 0)
+    out["peer_wallets_same_fingerprint"] = _peer_counts(wallet, ts, action, pool, n)
+    return out[MODEL_FEATURES]
+
+
+def _peer_counts(wallet: np.ndarray, ts: np.ndarray, action: np.ndarray, pool: np.ndarray, n: int) -> np.ndarray:
+    """Other wallets with the same (action, pool) sequence starting in the same 6-hour window.
+
+    A polynomial hash of each wallet's sequence (uint64 arithmetic wraps, which is what we want),
+    then one count per distinct fingerprint: linear in transactions, no pairwise comparison.
+    """
+    if n == 0:
+        return np.zeros(0)
+    starts = np.r_[0, np.flatnonzero(wallet[1:] != wallet[:-1]) + 1]
+    position = np.arange(len(wallet)) - np.repeat(starts, np.diff(np.r_[starts, len(wallet)]))
+    token = (pd.factorize(action)[0].astype(np.uint64) * np.uint64(1_000_003) + (pool + 1).astype(np.uint64))
+    power = np.ones(max(int(position.max()) + 1, 1), dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for i in range(1, len(power)):
+            power[i] = power[i - 1] * np.uint64(0x100000001B3)
+        weighted = (token + np.uint64(1)) * power[position]
+    digest = np.zeros(n, dtype=np.uint64)
+    np.add.at(digest, wallet, weighted)
+    first_ts = ts[starts]
+    frame = pd.DataFrame({"digest": digest, "window": first_ts // FINGERPRINT_WINDOW_S,
+                          "length": np.diff(np.r_[starts, len(wallet)])})
+    sizes = frame.groupby(["digest", "window", "length"], sort=False)["digest"].transform("size").to_numpy()
+    return (sizes - 1).astype(float)

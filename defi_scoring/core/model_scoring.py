@@ -1,0 +1,50 @@
+"""Score a features table with the champion ensemble, loaded once per process.
+
+No champion yet is a normal state (first deployment): the result says so instead of raising.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import pandas as pd
+
+from defi_scoring.core.model_features import MODEL_FEATURES
+from defi_scoring.core.model_registry import CHAMPION, MlflowStore, alias_version, load_version
+
+_cache: dict[tuple[str, str, str], tuple[object, str]] = {}
+_lock = threading.Lock()
+
+
+@dataclass
+class ModelScores:
+    predictions: pd.DataFrame | None  # risk_probability, member_*, confidence, anomaly_score
+    model_version: str | None
+    note: str
+
+    @property
+    def available(self) -> bool:
+        return self.predictions is not None
+
+
+def load_champion(store: MlflowStore, name: str, refresh: bool = False):
+    """(pyfunc model, version) of `models:/<name>@champion`, cached per process; None if no champion."""
+    version = alias_version(store, name, CHAMPION)
+    if version is None:
+        return None
+    key = (store.tracking_uri, name, version)
+    with _lock:
+        if refresh or key not in _cache:
+            _cache[key] = (load_version(store, name, version), version)
+        return _cache[key]
+
+
+def score_with_model(features: pd.DataFrame, store: MlflowStore, name: str) -> ModelScores:
+    champion = load_champion(store, name)
+    if champion is None:
+        return ModelScores(None, None, f"ML analysis unavailable: no '{CHAMPION}' version of model '{name}' yet")
+    model, version = champion
+    predictions = model.predict(features[MODEL_FEATURES])
+    predictions.index = features.index
+    return ModelScores(predictions, version, f"scored with {name} version {version} ({CHAMPION})")

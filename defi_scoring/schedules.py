@@ -1,0 +1,16 @@
+"""Scheduled retraining (cron from models/ensemble.yaml, overridable with DEFI_SCORING_RETRAIN_CRON)."""
+
+import os
+
+import dagster as dg
+
+from defi_scoring.core.ensemble_config import load_ensemble_config
+from defi_scoring.jobs import train_model_job
+
+retraining_schedule = dg.ScheduleDefinition(
+    name="weekly_retraining",
+    job=train_model_job,
+    cron_schedule=os.environ.get("DEFI_SCORING_RETRAIN_CRON") or load_ensemble_config().retrain_cron,
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Retrain the ensemble on all landed batches; promotion only if the challenger wins.",
+)

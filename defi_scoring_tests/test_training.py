@@ -1,0 +1,136 @@
+"""Training on a real MLflow SQLite store in a temp dir, with real Dagster runs."""
+
+import subprocess
+import sys
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from defi_scoring.assets.partitions import transaction_batch_partitions
+from defi_scoring.config import Settings
+from defi_scoring.core.model_registry import CHALLENGER, CHAMPION, ROLLBACK, alias_version, embedded_store
+from defi_scoring.core.model_scoring import score_with_model
+from defi_scoring.core.synthetic import DEFAULT_END_TIME, generate_wallets, write_dataset
+from defi_scoring.core.training import load_labels
+from defi_scoring.core.model_features import model_features
+from defi_scoring.core.normalise import normalise_messages
+from defi_scoring.definitions import build_definitions
+
+MODEL = "defi-wallet-risk"
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """A data home with one landed synthetic batch (ingested) and its true labels kept aside."""
+    home = tmp_path_factory.mktemp("train") / "home"
+    data = generate_wallets(2500, seed=21)
+    write_dataset(data, home / "landing" / "synthetic.jsonl", home / "truth.csv", seed=21)
+    defs = build_definitions(Settings(home=home))
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(transaction_batch_partitions.name, ["synthetic"])
+    assert defs.resolve_job_def("ingest_batch").execute_in_process(instance=instance, partition_key="synthetic").success
+    return home, defs, instance, pd.read_csv(home / "truth.csv")
+
+
+def _write_labels(home, truth):
+    labels = truth[["wallet_address", "is_risky"]]
+    (home / "labels").mkdir(exist_ok=True)
+    labels.to_csv(home / "labels" / "labels.csv", index=False)
+
+
+WEAK_ENSEMBLE = """
+registered_model_name: defi-wallet-risk
+members:
+  - {name: xgboost, kind: xgboost, weight: 1.0,
+     params: {n_estimators: 1, max_depth: 1, learning_rate: 0.1, random_state: 42}}
+"""
+
+
+def _train(defs, instance, ensemble_yaml=None):
+    config = {"ensemble_config_path": str(ensemble_yaml)} if ensemble_yaml else {}
+    run_config = {"ops": {op: {"config": config} for op in
+                          ("training_set", "ensemble_model", "champion_model",
+                           "ensemble_model_challenger_beats_champion")}}
+    return defs.resolve_job_def("train_model").execute_in_process(
+        instance=instance, raise_on_error=False, run_config=run_config)
+
+
+def test_no_labels_skips_training_plainly(world):
+    home, defs, instance, _ = world
+    result = _train(defs, instance)
+    assert result.success
+    assert result.asset_materializations_for_node("training_set") == []
+    assert alias_version(embedded_store(home), MODEL, CHALLENGER) is None
+    scores = score_with_model(pd.DataFrame(), embedded_store(home), MODEL)
+    assert not scores.available and scores.note.startswith("ML analysis unavailable")
+
+
+def test_training_registers_promotes_only_a_better_challenger_and_loads_by_alias(world):
+    home, defs, instance, truth = world
+    store = embedded_store(home)
+
+    weak = home / "weak_ensemble.yaml"
+    weak.write_text(WEAK_ENSEMBLE)
+    _write_labels(home, truth)
+
+    # 1. A deliberately weak ensemble, no champion yet → v1 registered and promoted.
+    first = _train(defs, instance, weak)
+    assert first.success
+    assert alias_version(store, MODEL, CHALLENGER) == "1" and alias_version(store, MODEL, CHAMPION) == "1"
+
+    run = store.client().get_run(first.asset_materializations_for_node("ensemble_model")[0]
+                                 .metadata["mlflow_run_id"].value)
+    assert run.data.tags["dagster_run_id"] == first.run_id
+    for name in ("ensemble", "xgboost"):
+        for metric in ("roc_auc", "pr_auc", "ks", "brier", "f1", "log_loss"):
+            assert f"{name}.{metric}" in run.data.metrics
+    artifacts = {a.path for a in store.client().list_artifacts(run.info.run_id)}
+    plots = {a.path for a in store.client().list_artifacts(run.info.run_id, "plots")}
+    assert {"model_card.md", "feature_importance.csv"} <= artifacts
+    assert {"plots/roc.png", "plots/pr.png", "plots/calibration.png", "plots/feature_importance.png"} <= plots
+    weak_auc = run.data.metrics["ensemble.roc_auc"]
+
+    # 2. The configured ensemble → v2 beats v1 on the same holdout → champion v2, rollback v1.
+    second = _train(defs, instance)
+    assert second.success
+    check = second.get_asset_check_evaluations()[0]
+    assert check.passed
+    assert alias_version(store, MODEL, CHAMPION) == "2" and alias_version(store, MODEL, ROLLBACK) == "1"
+    clean_auc = second.asset_materializations_for_node("ensemble_model")[0].metadata["holdout_roc_auc"].value
+    assert clean_auc >= 0.95 and clean_auc > weak_auc
+    run2 = store.client().get_run(second.asset_materializations_for_node("ensemble_model")[0]
+                                  .metadata["mlflow_run_id"].value)
+    for name in ("ensemble", "xgboost", "lightgbm", "random_forest", "neural_network"):
+        assert f"{name}.roc_auc" in run2.data.metrics and f"{name}.log_loss" in run2.data.metrics
+
+    # 3. The weak ensemble again → v3 is the challenger, the blocking check fails, champion stays v2.
+    third = _train(defs, instance, weak)
+    assert not third.success
+    (evaluation,) = third.get_asset_check_evaluations()
+    assert not evaluation.passed
+    assert third.asset_materializations_for_node("champion_model") == []
+    assert alias_version(store, MODEL, CHALLENGER) == "3" and alias_version(store, MODEL, CHAMPION) == "2"
+
+    # Scoring loads the champion by alias.
+    batch = normalise_messages((home / "landing" / "synthetic.jsonl").read_bytes().splitlines()[:200])
+    features = model_features(batch.transactions, DEFAULT_END_TIME)
+    scores = score_with_model(features, store, MODEL)
+    assert scores.available and scores.model_version == "2"
+    assert {"risk_probability", "confidence", "anomaly_score", "member_xgboost"} <= set(scores.predictions.columns)
+    truth_risky = load_labels([home / "truth.csv"]).reindex(features.index)
+    predicted = scores.predictions["risk_probability"] > 0.5
+    assert (predicted == truth_risky.astype(bool)).mean() > 0.9
+
+    # The registered model loads and predicts in a fresh process.
+    code = (
+        "import mlflow, pandas as pd, sys;"
+        f"mlflow.set_tracking_uri({store.tracking_uri!r});"
+        f"m = mlflow.pyfunc.load_model('models:/{MODEL}@{CHAMPION}');"
+        f"x = pd.read_parquet({str(home / 'tables' / 'training_set.parquet')!r}).head(20);"
+        "p = m.predict(x[m.metadata.get_input_schema().input_names()]);"
+        "print(p['risk_probability'].between(0, 1).all(), len(p))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[-2:] == ["True", "20"]
