@@ -123,7 +123,7 @@ def _land_and_materialise(settings: Settings, file: Path, key: str | None, as_of
 @click.option("--wallets", "n_wallets", default=5_000, show_default=True, help="Number of demo wallets.")
 @click.option("--seed", default=42, show_default=True)
 def demo(n_wallets: int, seed: int) -> None:
-    """End to end on embedded defaults: generate → land a batch → materialise → summary."""
+    """End to end on embedded defaults: generate → land a batch → materialise → train → summary."""
     import pandas as pd
 
     from defi_scoring.core.summary import describe, extremes, tag_counts, zscore_distribution
@@ -137,6 +137,9 @@ def demo(n_wallets: int, seed: int) -> None:
     console.print(f"[green]✓[/] generated {stats['wallets']:,} wallets, {stats['transactions']:,} transactions, "
                   f"{stats['bad_lines']} deliberately corrupted messages")
     key = _land_and_materialise(settings, batch_file, None, as_of=DEFAULT_END_TIME)
+    (settings.home / "labels").mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(labels_file, settings.home / "labels" / labels_file.name)
+    training = _train(settings)
 
     rejections = pd.read_parquet(settings.batches_dir / key / "rejections.parquet")
     scores = pd.read_parquet(settings.tables_dir / "reference_scores.parquet")
@@ -183,8 +186,62 @@ def demo(n_wallets: int, seed: int) -> None:
             t.add_row(wallet, f"{row['zscore']:.2f}", f"{row['lp_score']:.1f}", f"{row['swap_score']:.1f}")
         out.print(t)
     out.print(f"Top tags: {', '.join(f'{k} ({v:,})' for k, v in tag_counts(scores).head(6).items())}")
+    if training is not None:
+        models = Table(title=f"Ensemble on the time-based holdout — registered version {training['version']}, "
+                             f"champion {training['champion']}")
+        names = ("roc_auc", "pr_auc", "ks", "brier", "f1", "log_loss")
+        models.add_column("model")
+        for name in names:
+            models.add_column(name, justify="right")
+        for model_name, values in training["metrics"].items():
+            models.add_row(model_name, *(f"{values[n]:.4f}" for n in names))
+        out.print(models)
+        out.print(f"Compare versions in the MLflow UI:  [bold]defi-scoring mlflow-ui[/]")
     out.print(f"\nOpen the Dagster UI on this instance:\n  [bold]DAGSTER_HOME={settings.dagster_home} "
               f"{Path(sys.executable).parent / 'dagster'} dev -w workspace.yaml[/]   (or: make ui)")
+
+
+def _train(settings: Settings) -> dict | None:
+    """Run the train_model job; returns the holdout metrics of every member and the ensemble."""
+    from dagster import DagsterInstance
+
+    from defi_scoring.core.ensemble_config import load_ensemble_config
+    from defi_scoring.core.model_registry import CHAMPION, alias_version, embedded_store
+    from defi_scoring.definitions import build_definitions
+
+    defs = build_definitions(settings)
+    with DagsterInstance.get() as instance, console.status("training the ensemble (MLflow run) …"):
+        result = defs.resolve_job_def("train_model").execute_in_process(instance=instance, raise_on_error=False)
+    materialised = result.asset_materializations_for_node("ensemble_model")
+    if not materialised:
+        console.print("[yellow]no model trained[/] (no labels under the data home's labels/ folder?)")
+        return None
+    meta = materialised[0].metadata
+    store = embedded_store(settings.home)
+    run = store.client().get_run(meta["mlflow_run_id"].value)
+    metrics: dict[str, dict[str, float]] = {}
+    for key, value in run.data.metrics.items():
+        model_name, _, metric = key.partition(".")
+        if metric != "train_seconds":
+            metrics.setdefault(model_name, {})[metric] = value
+    name = load_ensemble_config().registered_model_name
+    console.print(f"[green]✓[/] train_model run {result.run_id[:8]}: version {meta['model_version'].value}")
+    return {"version": meta["model_version"].value, "champion": alias_version(store, name, CHAMPION),
+            "metrics": dict(sorted(metrics.items(), key=lambda kv: kv[0] != "ensemble"))}
+
+
+@main.command(name="mlflow-ui")
+@click.option("--port", default=5000, show_default=True)
+def mlflow_ui(port: int) -> None:
+    """Start the MLflow UI on the embedded store under the data home (or MLFLOW_TRACKING_URI)."""
+    from defi_scoring.core.model_registry import embedded_store
+
+    store = embedded_store(Settings.from_env().home)
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or store.tracking_uri
+    console.print(f"MLflow store: {uri}")
+    mlflow = Path(sys.executable).parent / "mlflow"
+    os.execv(str(mlflow), [str(mlflow), "ui", "--backend-store-uri", uri, "--default-artifact-root",
+                           store.artifact_root, "--port", str(port)])
 
 
 @main.command()

@@ -57,12 +57,13 @@ def test_demo_runs_end_to_end_and_prints_the_summary(tmp_path):
     env = {**os.environ, "DEFI_SCORING_HOME": str(tmp_path / "home")}
     env.pop("DAGSTER_HOME", None)
     result = run_cli("demo", "--wallets", "400", cwd=tmp_path, env=env)
-    for heading in ("Batch", "zscore distribution", "Top wallets", "Bottom wallets", "Open the Dagster UI"):
+    for heading in ("Batch", "zscore distribution", "Top wallets", "Bottom wallets", "Open the Dagster UI",
+                    "Ensemble on the time-based holdout", "neural_network", "defi-scoring mlflow-ui"):
         assert heading in result.stdout
     assert (tmp_path / "home" / "dagster").is_dir()  # the UI command's instance holds the demo's runs
     assert (tmp_path / "home" / "tables" / "reference_scores.parquet").exists()
 
 
 def test_help_texts():
-    for command in ([], ["generate"], ["score"], ["land"], ["demo"], ["ui"]):
+    for command in ([], ["generate"], ["score"], ["land"], ["demo"], ["ui"], ["mlflow-ui"]):
         assert "Usage" in run_cli(*command, "--help").stdout

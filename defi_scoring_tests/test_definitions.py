@@ -20,8 +20,11 @@ def _land(home, name, lines):
 def test_definitions_load_with_every_asset_job_and_sensor(tmp_home):
     defs = build_definitions(Settings(home=tmp_home))
     keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
-    assert keys == {"transaction_batches", "wallet_features", "reference_scores"}
-    assert defs.resolve_job_def("ingest_batch") and defs.resolve_job_def("score_wallets")
+    assert keys == {"transaction_batches", "wallet_features", "reference_scores", "training_set", "ensemble_model",
+                    "champion_model"}
+    for job in ("ingest_batch", "score_wallets", "train_model"):
+        assert defs.resolve_job_def(job)
+    assert defs.resolve_schedule_def("weekly_retraining").cron_schedule == "0 3 * * 1"
     assert defs.resolve_sensor_def("landing_folder_sensor")
 
 
