@@ -48,6 +48,7 @@ def main() -> None:
         "member_train_seconds": {k: round(v, 2) for k, v in model.train_seconds.items()},
         "inference_wallets_per_s": round(len(x_all) / inference_seconds),
         "holdout_roc_auc": {k: round(v["roc_auc"], 5) for k, v in metrics.items()},
+        "holdout_metrics": {k: {m: round(x, 4) for m, x in v.items()} for k, v in metrics.items()},
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
     }))
 
