@@ -115,9 +115,10 @@ def test_row11_transaction_not_an_object():
     assert warnings_of(out).count("transaction is not a JSON object") == 2
 
 
-def test_row12_unknown_action():
-    out = only(with_tx(action="stake"))
-    assert "unknown action 'stake' (expected one of swap, deposit, withdraw)" in warnings_of(out)
+@pytest.mark.parametrize("action", ["stake", "SWAP", 5, [1]])
+def test_row12_unknown_action(action):
+    out = only(with_tx(action=action))
+    assert f"unknown action {action!r} (expected one of swap, deposit, withdraw)" in warnings_of(out)
 
 
 @pytest.mark.parametrize("value", ["abc", True, [1], {"t": 1}])

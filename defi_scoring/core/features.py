@@ -57,18 +57,27 @@ def _distinct_per_group(group: np.ndarray, item: np.ndarray, n: int) -> tuple[np
     return pairs // width, pairs % width
 
 
-def _next_withdraw_holding(
-    dep_wallet: np.ndarray, dep_ts: np.ndarray, wd_wallet: np.ndarray, wd_ts: np.ndarray, as_of: float
-) -> np.ndarray:
-    """Seconds from each deposit to the wallet's earliest withdraw strictly later (any pool), else as_of."""
+def seconds_to_next_withdraw(
+    dep_wallet: np.ndarray, dep_ts: np.ndarray, wd_wallet: np.ndarray, wd_ts: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per deposit: seconds to the wallet's earliest withdraw strictly later (any pool), and whether
+    there is one. One sort of packed (wallet, ts) keys and one binary search — no per-wallet loop."""
     wd_keys = np.sort((wd_wallet << _TS_BITS) | wd_ts)
     dep_keys = (dep_wallet << _TS_BITS) | dep_ts
     j = np.searchsorted(wd_keys, dep_keys, side="right")  # first withdraw key > (wallet, ts)
     in_range = j < len(wd_keys)
     nxt = wd_keys[np.where(in_range, j, 0)] if len(wd_keys) else np.zeros_like(dep_keys)
     found = in_range & ((nxt >> _TS_BITS) == dep_wallet)
-    end = np.where(found, (nxt & ((1 << _TS_BITS) - 1)).astype(np.float64), float(as_of))
-    return end - dep_ts.astype(np.float64)
+    seconds = ((nxt & ((1 << _TS_BITS) - 1)) - dep_ts).astype(np.float64)
+    return np.where(found, seconds, np.nan), found
+
+
+def _next_withdraw_holding(
+    dep_wallet: np.ndarray, dep_ts: np.ndarray, wd_wallet: np.ndarray, wd_ts: np.ndarray, as_of: float
+) -> np.ndarray:
+    """Seconds from each deposit to the next withdraw (CONTRACTS.md §4), else to `as_of`."""
+    seconds, found = seconds_to_next_withdraw(dep_wallet, dep_ts, wd_wallet, wd_ts)
+    return np.where(found, seconds, float(as_of) - dep_ts.astype(np.float64))
 
 
 def swap_frequency_score(num_swaps: np.ndarray, mean_gap_hours: np.ndarray) -> np.ndarray:

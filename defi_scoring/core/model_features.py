@@ -12,7 +12,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from defi_scoring.core.features import SECONDS_PER_DAY, SECONDS_PER_HOUR, _codes, reference_features
+from defi_scoring.core.features import (
+    SECONDS_PER_DAY,
+    SECONDS_PER_HOUR,
+    _codes,
+    reference_features,
+    seconds_to_next_withdraw,
+)
 
 FINGERPRINT_WINDOW_S = 6 * 3600
 NO_WITHDRAW_HOURS = 24.0 * 365  # "never withdrew" as a large, finite number of hours
@@ -110,13 +116,8 @@ def model_features(transactions: pd.DataFrame, as_of: float) -> pd.DataFrame:
 
     # Deposit → next withdraw speed (fast near-total exits are the rug-pull signature).
     d_idx, w_idx = np.flatnonzero(is_dep), np.flatnonzero(is_wd)
-    w_keys = (wallet[w_idx] << 33) | ts[w_idx]  # already sorted by (wallet, ts)
-    d_keys = (wallet[d_idx] << 33) | ts[d_idx]
-    j = np.searchsorted(w_keys, d_keys, side="right")
-    ok = j < len(w_keys)
-    nxt = w_keys[np.where(ok, j, 0)] if len(w_keys) else np.zeros_like(d_keys)
-    found = ok & ((nxt >> 33) == wallet[d_idx])
-    hours = np.where(found, ((nxt & ((1 << 33) - 1)) - ts[d_idx]) / SECONDS_PER_HOUR, NO_WITHDRAW_HOURS)
+    seconds, found = seconds_to_next_withdraw(wallet[d_idx], ts[d_idx], wallet[w_idx], ts[w_idx])
+    hours = np.where(found, seconds / SECONDS_PER_HOUR, NO_WITHDRAW_HOURS)
     min_hold = np.full(n, NO_WITHDRAW_HOURS)
     np.minimum.at(min_hold, wallet[d_idx], hours)
     max_dep = np.zeros(n)
