@@ -3,26 +3,18 @@
 Prints one JSON line. Generation is not timed. Usage: python bench/bench_batch.py [--wallets N]
 """
 
-import argparse
 import json
 import resource
 import time
 
-import orjson
-
+from _common import generated_lines  # bench/ helper (scripts run from this folder)
 from defi_scoring.core.batch_scoring import score_wallets
 from defi_scoring.core.normalise import normalise_messages
-from defi_scoring.core.synthetic import DEFAULT_END_TIME, generate_wallets, iter_messages
+from defi_scoring.core.synthetic import DEFAULT_END_TIME
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--wallets", type=int, default=100_000)
-    parser.add_argument("--seed", type=int, default=42)
-    args = parser.parse_args()
-
-    data = generate_wallets(args.wallets, seed=args.seed)
-    lines = [orjson.dumps(m) for m in iter_messages(data)]
+    _, lines = generated_lines(__doc__)
 
     t0 = time.perf_counter()
     batch = normalise_messages(lines)

@@ -3,28 +3,21 @@
 Usage: python bench/bench_train.py [--wallets N]   (generation and feature building are not timed)
 """
 
-import argparse
 import json
 import resource
 import time
 
-import orjson
-
+from _common import generated_lines  # bench/ helper (scripts run from this folder)
 from defi_scoring.core.ensemble import evaluate, train_ensemble
 from defi_scoring.core.ensemble_config import load_ensemble_config
 from defi_scoring.core.normalise import normalise_messages
-from defi_scoring.core.synthetic import DEFAULT_END_TIME, generate_wallets, iter_messages
+from defi_scoring.core.synthetic import DEFAULT_END_TIME
 from defi_scoring.core.training import build_training_set, split_xy
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--wallets", type=int, default=100_000)
-    parser.add_argument("--seed", type=int, default=42)
-    args = parser.parse_args()
-
-    data = generate_wallets(args.wallets, seed=args.seed)
-    batch = normalise_messages([orjson.dumps(m) for m in iter_messages(data)])
+    data, lines = generated_lines(__doc__)
+    batch = normalise_messages(lines)
     labels = data.wallets.set_index(data.wallets["wallet_address"].str.lower())["is_risky"].astype(int)
     config = load_ensemble_config()
     t0 = time.perf_counter()

@@ -196,7 +196,7 @@ def demo(n_wallets: int, seed: int) -> None:
         for model_name, values in training["metrics"].items():
             models.add_row(model_name, *(f"{values[n]:.4f}" for n in names))
         out.print(models)
-        out.print(f"Compare versions in the MLflow UI:  [bold]defi-scoring mlflow-ui[/]")
+        out.print("Compare versions in the MLflow UI:  [bold]defi-scoring mlflow-ui[/]")
     out.print(f"\nOpen the Dagster UI on this instance:\n  [bold]DAGSTER_HOME={settings.dagster_home} "
               f"{Path(sys.executable).parent / 'dagster'} dev -w workspace.yaml[/]   (or: make ui)")
 

@@ -1,0 +1,17 @@
+"""Shared set-up of the bench scripts: the --wallets/--seed arguments and the generated messages."""
+
+import argparse
+
+import orjson
+
+from defi_scoring.core.synthetic import SyntheticData, generate_wallets, iter_messages
+
+
+def generated_lines(description: str) -> tuple[SyntheticData, list[bytes]]:
+    """Parse --wallets/--seed and return the generated wallets and their JSON lines (not timed)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--wallets", type=int, default=100_000)
+    parser.add_argument("--seed", type=int, default=42)
+    args = parser.parse_args()
+    data = generate_wallets(args.wallets, seed=args.seed)
+    return data, [orjson.dumps(m) for m in iter_messages(data)]
