@@ -17,7 +17,9 @@ import pandas as pd
 
 from defi_scoring.core.features import LP_FEATURES, SWAP_FEATURES, reference_features
 from defi_scoring.core.normalise import NormalisedBatch, normalise_messages
-from defi_scoring.core.reference_score import reference_scores, tags_as_lists
+from defi_scoring.core.reference_score import reference_scores
+from defi_scoring.core.scoring_config import ScoringConfig
+from defi_scoring.core.wallet_scoring import ModelFn, WalletScores, hybrid_fields, score_wallet_table
 
 _INT_FEATURES = {"num_deposits", "num_withdraws", "unique_pools", "num_swaps", "unique_pools_swapped"}
 
@@ -25,8 +27,7 @@ _INT_FEATURES = {"num_deposits", "num_withdraws", "unique_pools", "num_swaps", "
 @dataclass
 class ScoredBatch:
     batch: NormalisedBatch
-    features: pd.DataFrame
-    scores: pd.DataFrame
+    wallets: WalletScores
     as_of: int
     seconds: float
 
@@ -40,12 +41,14 @@ def score_wallets(transactions: pd.DataFrame, as_of: float) -> tuple[pd.DataFram
     return features, reference_scores(features)
 
 
-def score_raw_messages(raw_messages: Iterable[Any], as_of: int | None = None) -> ScoredBatch:
+def score_raw_messages(raw_messages: Iterable[Any], as_of: int | None = None, config: ScoringConfig | None = None,
+                       model: ModelFn | None = None, previous_scores: pd.Series | None = None) -> ScoredBatch:
+    """Normalise and score a batch of raw messages (bytes, str or dicts); see module docstring."""
     started = time.perf_counter()
     as_of = int(time.time()) if as_of is None else int(as_of)
     batch = normalise_messages(raw_messages)
-    features, scores = score_wallets(batch.transactions, as_of)
-    return ScoredBatch(batch, features, scores, as_of, time.perf_counter() - started)
+    wallets = score_wallet_table(batch.transactions, as_of, config, model, previous_scores)
+    return ScoredBatch(batch, wallets, as_of, time.perf_counter() - started)
 
 
 def _feature_dict(row: dict[str, Any], names: list[str]) -> dict[str, float | int]:
@@ -67,10 +70,11 @@ def build_output_messages(scored: ScoredBatch) -> list[dict[str, Any]]:
             "categories": rejection.categories,
         }
 
-    per_wallet = scored.features.join(scored.scores)
-    tags = dict(zip(per_wallet.index, tags_as_lists(per_wallet)))
-    records = per_wallet.to_dict("index")
-    for index in np.flatnonzero([m is None for m in out]).tolist():
+    table = scored.wallets.table
+    pending = np.flatnonzero([m is None for m in out]).tolist()
+    wanted = pd.Index({batch.wallet_addresses[i].lower() for i in pending})
+    records = table.loc[table.index.intersection(wanted)].to_dict("index")
+    for index in pending:
         address = batch.wallet_addresses[index]
         row = records[address.lower()]
         message = {
@@ -92,7 +96,8 @@ def build_output_messages(scored: ScoredBatch) -> list[dict[str, Any]]:
                     "features": _feature_dict(row, SWAP_FEATURES),
                 },
             ],
-            "tags": tags[address.lower()],
+            "tags": row["tags"],
+            **hybrid_fields(row, scored.wallets),
         }
         if index in batch.warnings:
             message["warnings"] = batch.warnings[index]

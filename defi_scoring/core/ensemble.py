@@ -79,6 +79,23 @@ class TrainedEnsemble:
         out["anomaly_score"] = self.anomaly_scores(features)
         return out
 
+    def feature_contributions(self, features: pd.DataFrame) -> pd.DataFrame | None:
+        """Per wallet × feature: mean of the XGBoost and LightGBM contribution values (log-odds of
+        risk; positive pushes towards risky). None when neither member is in the ensemble."""
+        x = features[self.feature_names].to_numpy(dtype=np.float32)
+        parts = []
+        for model in self.members.values():
+            module = type(model).__module__
+            if module.startswith("xgboost"):
+                from xgboost import DMatrix
+
+                parts.append(model.get_booster().predict(DMatrix(x), pred_contribs=True)[:, :-1])
+            elif module.startswith("lightgbm"):
+                parts.append(np.asarray(model.predict(x, pred_contrib=True))[:, :-1])
+        if not parts:
+            return None
+        return pd.DataFrame(np.mean(parts, axis=0), index=features.index, columns=self.feature_names)
+
     def anomaly_scores(self, features: pd.DataFrame) -> np.ndarray:
         """Percentile (0–1) of the IsolationForest outlier score among the training wallets."""
         if self.anomaly_model is None or self.anomaly_reference is None:

@@ -55,12 +55,15 @@ def _share_of_top_and_hhi(wallet: np.ndarray, item: np.ndarray, n: int) -> tuple
     return top, np.bincount(owner, weights=share**2, minlength=n)
 
 
-def model_features(transactions: pd.DataFrame, as_of: float) -> pd.DataFrame:
-    """One row per wallet (index: lower-cased address) with the columns of MODEL_FEATURES."""
-    ref = reference_features(transactions, as_of)
+def model_features(transactions: pd.DataFrame, as_of: float, reference: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per wallet (index: lower-cased address) with the columns of MODEL_FEATURES.
+    `reference`: the reference features of the same transactions, when already computed."""
+    ref = reference_features(transactions, as_of) if reference is None else reference
     tx = transactions
     if "protocol_type" in tx.columns:
         tx = tx[(tx["protocol_type"] == "dexes").to_numpy()]
+    if len(tx) == 0:
+        return pd.DataFrame(0.0, index=ref.index, columns=MODEL_FEATURES)
     wallet_index = pd.Index(ref.index)
     wallet = wallet_index.get_indexer(tx["wallet"].astype(object)).astype(np.int64)
     n = len(wallet_index)

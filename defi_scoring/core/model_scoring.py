@@ -22,6 +22,7 @@ class ModelScores:
     predictions: pd.DataFrame | None  # risk_probability, member_*, confidence, anomaly_score
     model_version: str | None
     note: str
+    contributions: pd.DataFrame | None = None  # wallet × feature, log-odds of risk (XGBoost/LightGBM)
 
     @property
     def available(self) -> bool:
@@ -40,11 +41,22 @@ def load_champion(store: MlflowStore, name: str, refresh: bool = False):
         return _cache[key]
 
 
-def score_with_model(features: pd.DataFrame, store: MlflowStore, name: str) -> ModelScores:
+def no_model(reason: str) -> ModelScores:
+    return ModelScores(None, None, f"ML analysis unavailable: {reason}")
+
+
+def score_with_model(features: pd.DataFrame, store: MlflowStore, name: str,
+                     contributions: bool = True) -> ModelScores:
+    """Champion predictions (and per-feature contributions for the reasons) for a features table."""
     champion = load_champion(store, name)
     if champion is None:
-        return ModelScores(None, None, f"ML analysis unavailable: no '{CHAMPION}' version of model '{name}' yet")
+        return no_model(f"no '{CHAMPION}' version of model '{name}' yet")
     model, version = champion
     predictions = model.predict(features[MODEL_FEATURES])
     predictions.index = features.index
-    return ModelScores(predictions, version, f"scored with {name} version {version} ({CHAMPION})")
+    contribs = None
+    if contributions:
+        ensemble = getattr(model.unwrap_python_model(), "ensemble", None)
+        if ensemble is not None:
+            contribs = ensemble.feature_contributions(features[MODEL_FEATURES])
+    return ModelScores(predictions, version, f"scored with {name} version {version} ({CHAMPION})", contribs)

@@ -45,11 +45,12 @@ ARCHETYPES = [
     Archetype("whale_lp", 0.04, False),
     Archetype("long_term_lp", 0.18, False),
     Archetype("active_trader", 0.18, False),
-    Archetype("casual", 0.32, False),
+    Archetype("casual", 0.29, False),
     Archetype("wash_trader", 0.06, True),
     Archetype("mev_bot", 0.06, True),
     Archetype("sybil_farm", 0.10, True),
     Archetype("rug_puller", 0.06, True),
+    Archetype("pump_dumper", 0.03, True),
 ]
 ARCHETYPE_NAMES = [a.name for a in ARCHETYPES]
 RISKY_ARCHETYPES = {a.name for a in ARCHETYPES if a.is_risky}
@@ -232,6 +233,35 @@ def _sybil_farm(rng, universe, n_w, end_time):
     return out, cluster_of_wallet
 
 
+def _pump_dumper(rng, universe, n_w, end_time):
+    """Groups of 8–30 wallets that buy one pool's token within an hour of each other, then sell it
+    within a day, on top of a few ordinary swaps (pump-and-dump participation)."""
+    sizes = []
+    while sum(sizes) < n_w:
+        sizes.append(int(rng.integers(8, 31)))
+    sizes[-1] -= sum(sizes) - n_w
+    sizes = np.array([s for s in sizes if s > 0])
+    group = np.repeat(np.arange(len(sizes)), sizes)
+    background = _generic(rng, universe, rng.integers(2, 8, n_w), end_time, probs=[1.0, 0.0, 0.0],
+                          scale_mu=np.log(1_500), scale_sigma=1.0, tx_sigma=0.8, short_s=3600, long_s=10 * DAY,
+                          p_short=0.2, k_pools=4, first_is_deposit=False)
+    pump_time = end_time - rng.uniform(3 * DAY, 700 * DAY, len(sizes))
+    small_cap = np.flatnonzero(universe.pool_token1 >= 12)  # pools whose token1 is a thinly traded token
+    pump_pool = rng.choice(small_cap, len(sizes))
+    buy = pump_time[group] + rng.uniform(0, 3600, n_w)
+    sell = buy + rng.uniform(1800, 24 * 3600, n_w)
+    size = rng.lognormal(np.log(3_000), 0.8, n_w)
+    # direction 0 sends token0 and receives token1: buy token1, then sell it back (direction 1)
+    pumps = pd.DataFrame({"wallet_index": np.r_[np.arange(n_w), np.arange(n_w)],
+                          "timestamp": np.r_[buy, sell].astype(np.int64),
+                          "action": "swap", "pool": np.r_[pump_pool[group], pump_pool[group]],
+                          "direction": np.r_[np.zeros(n_w, int), np.ones(n_w, int)],
+                          "usd": np.r_[size, size * rng.uniform(1.1, 1.6, n_w)]})
+    out = pd.concat([background, pumps], ignore_index=True).sort_values(["wallet_index", "timestamp"], kind="stable")
+    out["position"] = _positions(np.bincount(out["wallet_index"], minlength=n_w))
+    return out.reset_index(drop=True)[background.columns]
+
+
 def generate_wallets(n_wallets: int, seed: int = 42, end_time: int = DEFAULT_END_TIME) -> SyntheticData:
     """Draw `n_wallets` wallets in the archetype mix of ARCHETYPES, reproducibly from `seed`."""
     rng = np.random.default_rng(seed)
@@ -265,6 +295,8 @@ def generate_wallets(n_wallets: int, seed: int = 42, end_time: int = DEFAULT_END
             tx = _mev_bot(rng, universe, n, end_time)
         elif archetype.name == "rug_puller":
             tx = _rug_puller(rng, universe, n, end_time)
+        elif archetype.name == "pump_dumper":
+            tx = _pump_dumper(rng, universe, n, end_time)
         else:
             tx, cluster = _sybil_farm(rng, universe, n, end_time)
             cluster = cluster + offset  # cluster ids unique across the generation

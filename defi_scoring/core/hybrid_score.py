@@ -1,0 +1,145 @@
+"""The hybrid reputation score (CONTRACTS.md §5), for all wallets at once.
+
+factors → dimensions (confidence-weighted means, neutral 50 when nothing is known) → base score →
+ML adjustment (only when the ensemble is confident; capped at ±15) and anomaly penalty → final
+0–100, confidence, risk level and signed contributions. Contributions are exact: the base score is
+50 plus the sum of the factor contributions, the final score adds the ML terms (before clamping).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from defi_scoring.core.factors import FACTORS
+from defi_scoring.core.scoring_config import ScoringConfig
+
+NEUTRAL_SCORE = 50.0
+FALLBACK_CONFIDENCE = 0.1
+INSUFFICIENT_HISTORY = "insufficient_history"
+
+
+@dataclass
+class FactorOutcome:
+    score: np.ndarray
+    confidence: np.ndarray
+    failed: np.ndarray  # bool per wallet: this wallet got the neutral fallback
+    error: str | None = None
+
+
+@dataclass
+class HybridResult:
+    table: pd.DataFrame  # per wallet: factor_*/dimension_* columns, base_score, ml_*, hybrid_score, …
+    contributions: pd.DataFrame  # per wallet × factor: signed points relative to the neutral 50
+    factor_errors: dict[str, str] = field(default_factory=dict)
+
+
+def evaluate_factor(name: str, wallet_table: pd.DataFrame) -> FactorOutcome:
+    """Run one factor; a factor that raises, or returns NaN for some wallets, yields the neutral
+    fallback (50, confidence 0.1) for those wallets instead of failing them."""
+    n = len(wallet_table)
+    try:
+        score, confidence = FACTORS[name].compute(wallet_table)
+        score = np.asarray(score, dtype=float).reshape(n)
+        confidence = np.asarray(confidence, dtype=float).reshape(n)
+        failed = ~(np.isfinite(score) & np.isfinite(confidence))
+        error = f"factor {name} could not be computed for this wallet" if failed.any() else None
+    except Exception as exc:  # noqa: BLE001 — a broken factor must never fail the wallets
+        score, confidence = np.full(n, NEUTRAL_SCORE), np.full(n, FALLBACK_CONFIDENCE)
+        failed = np.ones(n, dtype=bool)
+        error = f"factor {name} failed: {type(exc).__name__}: {exc}"
+    score = np.where(failed, NEUTRAL_SCORE, np.clip(score, 0, 100))
+    confidence = np.where(failed, FALLBACK_CONFIDENCE, np.clip(confidence, 0, 1))
+    return FactorOutcome(score, confidence, failed, error)
+
+
+def weighted_mean(scores: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Row-wise Σ w·s / Σ w (scores, weights: wallets × items); NEUTRAL_SCORE where Σ w = 0."""
+    total = weights.sum(axis=1)
+    mean = np.divide((scores * weights).sum(axis=1), total, out=np.full(len(scores), NEUTRAL_SCORE),
+                     where=total > 0)
+    return mean, total
+
+
+def risk_levels(score: np.ndarray, config: ScoringConfig) -> np.ndarray:
+    conditions = [score >= band.min_score for band in config.risk_levels]
+    return np.select(conditions, [band.name for band in config.risk_levels], default=config.risk_levels[-1].name)
+
+
+def hybrid_scores(wallet_table: pd.DataFrame, config: ScoringConfig,
+                  model_predictions: pd.DataFrame | None = None) -> HybridResult:
+    """wallet_table: one row per wallet with the columns the configured factors read, plus
+    `transaction_count`. model_predictions: the champion's risk_probability, confidence and
+    anomaly_score per wallet (same index), or None when there is no champion."""
+    n = len(wallet_table)
+    out = pd.DataFrame(index=wallet_table.index)
+    contributions = pd.DataFrame(index=wallet_table.index)
+    errors: dict[str, str] = {}
+    dim_scores, dim_weights, dim_parts = [], [], []
+    for dim_name, dim in config.dimensions.items():
+        names = list(dim.factors)
+        outcomes = [evaluate_factor(f, wallet_table) for f in names]
+        for f, o in zip(names, outcomes):
+            out[f"factor_{f}_score"] = o.score
+            out[f"factor_{f}_confidence"] = o.confidence
+            out[f"factor_{f}_failed"] = o.failed
+            if o.error:
+                errors[f] = o.error
+        s = np.column_stack([o.score for o in outcomes])
+        w = np.column_stack([dim.factors[f] * o.confidence for f, o in zip(names, outcomes)])
+        score, total = weighted_mean(s, w)
+        confidence = total / max(sum(dim.factors.values()), 1e-12)
+        out[f"dimension_{dim_name}_score"] = score
+        out[f"dimension_{dim_name}_confidence"] = confidence
+        dim_scores.append(score)
+        dim_weights.append(dim.weight * confidence)
+        # each factor's share of its dimension (0 where the dimension has no weight at all)
+        shares = np.divide(w, total[:, None], out=np.zeros_like(w), where=total[:, None] > 0)
+        dim_parts.append((names, s, shares))
+
+    d_scores, d_weights = np.column_stack(dim_scores), np.column_stack(dim_weights)
+    base, d_total = weighted_mean(d_scores, d_weights)
+    d_shares = np.divide(d_weights, d_total[:, None], out=np.zeros_like(d_weights), where=d_total[:, None] > 0)
+    for k, (names, s, shares) in enumerate(dim_parts):
+        for j, f in enumerate(names):
+            contributions[f] = d_shares[:, k] * shares[:, j] * (s[:, j] - NEUTRAL_SCORE)
+    out["base_score"] = base
+    completeness = d_total / max(sum(d.weight for d in config.dimensions.values()), 1e-12)
+
+    ml = config.ml_adjustment
+    if model_predictions is not None:
+        predictions = model_predictions.reindex(wallet_table.index)
+        prediction_score = (1 - predictions["risk_probability"].to_numpy(float)) * 100
+        model_confidence = predictions["confidence"].to_numpy(float)
+        anomaly = predictions["anomaly_score"].to_numpy(float)
+        gated = model_confidence > ml.confidence_gate
+        adjustment = np.where(gated, np.clip((prediction_score - base) * ml.scale, -ml.cap, ml.cap), 0.0)
+        penalty = np.where(anomaly > ml.anomaly_threshold, ml.anomaly_penalty, 0.0)
+        out["ml_prediction_score"] = prediction_score
+        out["ml_confidence"] = model_confidence
+        out["anomaly_score"] = anomaly
+    else:
+        adjustment, penalty = np.zeros(n), np.zeros(n)
+        model_confidence = None
+        out["ml_prediction_score"] = np.nan
+        out["ml_confidence"] = np.nan
+        out["anomaly_score"] = np.nan
+    out["ml_adjustment"] = adjustment
+    out["anomaly_penalty"] = penalty
+    out["hybrid_score"] = np.clip(base + adjustment - penalty, 0, 100)
+
+    tx_count = wallet_table["transaction_count"].to_numpy(float)
+    history = np.clip(tx_count / 10, 0, 1)
+    data_confidence = 0.5 * completeness + 0.5 * history
+    if model_confidence is not None:
+        m = ml.model_confidence_weight
+        confidence = (1 - m) * data_confidence + m * model_confidence
+    else:
+        confidence = data_confidence * ml.no_model_confidence_factor
+    thin = tx_count < config.thin_history.min_transactions
+    out["thin_history"] = thin
+    out["confidence"] = np.where(thin, np.minimum(confidence, config.thin_history.confidence_cap), confidence)
+    out["risk_level"] = np.where(thin, INSUFFICIENT_HISTORY, risk_levels(out["hybrid_score"].to_numpy(), config))
+    return HybridResult(out, contributions, errors)

@@ -1,0 +1,205 @@
+"""Manipulation pattern detectors, vectorised over all wallets at once.
+
+Each detector gives every wallet a confidence 0–1 (how sure we are the pattern is there), a
+detected flag, a risk score (the configured risk × (0.5 + 0.5 × confidence)) and evidence columns. Detections with
+confidence above `patterns.min_confidence` count; the wallet's pattern risk is the confidence-weighted
+mean of the counted risk scores (CONTRACTS.md §5). Cross-wallet detectors (sybil clusters,
+pump-and-dump) use group counts over hashed keys, never all-pairs comparison.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from defi_scoring.core.features import SECONDS_PER_HOUR, _codes, seconds_to_next_withdraw
+from defi_scoring.core.scoring_config import PatternsConfig
+
+PATTERNS = ["wash_trading", "mev_bot", "sybil_cluster", "rug_pull", "pump_and_dump"]
+
+EXPLANATIONS = {
+    "wash_trading": "trades back and forth in one pair with repeated sizes at a regular interval "
+                    "({round_trip_share:.0%} round trips, {repeated_size_share:.0%} repeated sizes, "
+                    "gap variation {gap_cv:.2f}, {num_swaps:.0f} swaps)",
+    "mev_bot": "{same_block_share:.0%} of its swaps follow the previous one within a block, "
+               "{round_trip_share:.0%} are immediate reversals, {tx_per_active_day:.0f} transactions per active day",
+    "sybil_cluster": "replays the same action/pool sequence as {peer_wallets_same_fingerprint:.0f} other wallets "
+                     "in the same 6-hour window",
+    "rug_pull": "deposited ${total_deposit_usd:,.0f} and withdrew {withdraw_ratio:.0%} of it within "
+                "{exit_hours:.1f} hours",
+    "pump_and_dump": "bought {pump_token} and sold it {pump_dump_hours:.1f} hours later, as did "
+                     "{pump_buyers:.0f} wallets in the same window (usual: {pump_expected_buyers:.1f})",
+}
+EVIDENCE = {
+    "wash_trading": ["round_trip_share", "repeated_size_share", "gap_cv", "num_swaps"],
+    "mev_bot": ["same_block_share", "round_trip_share", "tx_per_active_day", "num_swaps"],
+    "sybil_cluster": ["peer_wallets_same_fingerprint", "transaction_count"],
+    "rug_pull": ["total_deposit_usd", "withdraw_ratio", "exit_hours"],
+    "pump_and_dump": ["pump_token", "pump_buyers", "pump_expected_buyers", "pump_dump_hours"],
+}
+
+
+def _clip01(x: np.ndarray) -> np.ndarray:
+    return np.clip(x, 0.0, 1.0)
+
+
+def _col(frame: pd.DataFrame, name: str) -> np.ndarray:
+    return frame[name].to_numpy(dtype=float)
+
+
+def wash_trading(w: pd.DataFrame, cfg: PatternsConfig) -> np.ndarray:
+    regular = 1 - _clip01(_col(w, "gap_cv") / 0.5)
+    score = 0.4 * _col(w, "round_trip_share") + 0.35 * _col(w, "repeated_size_share") + 0.25 * regular
+    return np.where(_col(w, "num_swaps") >= cfg.wash_trading.min_swaps, score, 0.0)
+
+
+def mev_bot(w: pd.DataFrame, cfg: PatternsConfig) -> np.ndarray:
+    score = (0.55 * _clip01(_col(w, "same_block_share") / 0.4) + 0.25 * _clip01(_col(w, "round_trip_share") / 0.4)
+             + 0.2 * _clip01(_col(w, "tx_per_active_day") / 20))
+    return np.where(_col(w, "num_swaps") >= cfg.mev_bot.min_swaps, score, 0.0)
+
+
+def sybil_cluster(w: pd.DataFrame, cfg: PatternsConfig) -> np.ndarray:
+    peers = _col(w, "peer_wallets_same_fingerprint")
+    eligible = (_col(w, "transaction_count") >= cfg.sybil_cluster.min_transactions) & (
+        peers >= cfg.sybil_cluster.min_peers)
+    return np.where(eligible, _clip01(0.5 + 0.1 * peers), 0.0)
+
+
+def rug_pull(w: pd.DataFrame, cfg: PatternsConfig) -> np.ndarray:
+    c = cfg.rug_pull
+    deposit, ratio, hours = _col(w, "total_deposit_usd"), _col(w, "withdraw_ratio"), _col(w, "exit_hours")
+    eligible = (deposit >= c.min_deposit_usd) & (ratio >= c.min_withdraw_ratio) & (hours <= c.max_exit_hours)
+    score = (0.45 + 0.2 * _clip01((ratio - c.min_withdraw_ratio) / (1 - c.min_withdraw_ratio + 1e-9))
+             + 0.2 * _clip01(1 - hours / c.max_exit_hours)
+             + 0.15 * _clip01(np.log10(np.maximum(deposit, 1) / c.min_deposit_usd) / 1.5))
+    return np.where(eligible, score, 0.0)
+
+
+def pump_and_dump_evidence(transactions: pd.DataFrame, wallets: pd.Index, cfg: PatternsConfig) -> pd.DataFrame:
+    """Per wallet: a buy of one token that it sold again within `dump_hours` ("buy-and-dump"), made
+    together with many other wallets doing the same in one window — many more than that token's
+    usual rate of buy-and-dumps per window.
+
+    Counting buy-and-dumps (not plain buys) keeps the baseline low for busy tokens, so the detector
+    does not go blind as the population grows. Wallets are counted per (token, window) on two grids
+    offset by half a window, so a burst straddling a boundary is still seen whole on one of them. The
+    next sell of the same token comes from one binary search over packed (wallet·token, time) keys.
+    """
+    c = cfg.pump_and_dump
+    n = len(wallets)
+    out = pd.DataFrame({"pump_confidence": np.zeros(n), "pump_buyers": np.zeros(n),
+                        "pump_expected_buyers": np.zeros(n), "pump_dump_hours": np.full(n, np.nan),
+                        "pump_token": pd.Series([""] * n, dtype=object, index=wallets)}, index=wallets)
+    tx = transactions[(transactions["action"] == "swap").to_numpy()]
+    if tx.empty:
+        return out
+    wallet = wallets.get_indexer(tx["wallet"].astype(object)).astype(np.int64)
+    ts = tx["timestamp"].to_numpy(np.int64)
+    tokens, names = _codes(pd.concat([tx["token_b_symbol"].astype(object), tx["token_a_symbol"].astype(object)]))
+    bought, sold = tokens[: len(tx)], tokens[len(tx):]
+    n_tokens = np.int64(max(len(names), 1))
+    b, s = bought >= 0, sold >= 0
+    b_wallet, b_token, b_ts = wallet[b], bought[b], ts[b]
+    seconds, found = seconds_to_next_withdraw(b_wallet * n_tokens + b_token, b_ts,
+                                              wallet[s] * n_tokens + sold[s], ts[s])
+    dumped = found & (seconds <= c.dump_hours * SECONDS_PER_HOUR)
+    if not dumped.any():
+        return out
+    d_wallet, d_token, d_ts, d_seconds = b_wallet[dumped], b_token[dumped], b_ts[dumped], seconds[dumped]
+
+    window = int(c.window_hours * SECONDS_PER_HOUR)
+    span = max(int(ts.max() - ts.min()), window)
+    expected = np.bincount(d_token, minlength=int(n_tokens)) * window / span  # usual buy-and-dumps per window
+    wallets_in_window = np.zeros(len(d_ts))
+    for offset in (0, window // 2):
+        key = pd.DataFrame({"token": d_token, "bucket": (d_ts + offset) // window, "wallet": d_wallet})
+        counts = key.drop_duplicates().groupby(["token", "bucket"], sort=False).size().rename("wallets")
+        wallets_in_window = np.maximum(wallets_in_window, key.join(counts, on=["token", "bucket"])["wallets"].to_numpy(float))
+    threshold = np.maximum(c.min_wallets, c.lift * expected[d_token])
+    hit = wallets_in_window >= threshold
+    if not hit.any():
+        return out
+    confidence = (0.55 + 0.25 * _clip01(wallets_in_window[hit] / (2 * threshold[hit]))
+                  + 0.2 * _clip01(1 - d_seconds[hit] / (c.dump_hours * SECONDS_PER_HOUR)))
+    hit_wallet = d_wallet[hit]
+    order = np.lexsort((confidence, hit_wallet))  # per wallet, its strongest event last
+    pick = order[np.r_[hit_wallet[order][1:] != hit_wallet[order][:-1], True]]
+    rows = hit_wallet[pick]
+    out.iloc[rows, out.columns.get_loc("pump_confidence")] = confidence[pick]
+    out.iloc[rows, out.columns.get_loc("pump_buyers")] = wallets_in_window[hit][pick]
+    out.iloc[rows, out.columns.get_loc("pump_expected_buyers")] = expected[d_token[hit][pick]]
+    out.iloc[rows, out.columns.get_loc("pump_dump_hours")] = d_seconds[hit][pick] / SECONDS_PER_HOUR
+    out.iloc[rows, out.columns.get_loc("pump_token")] = np.asarray(names, dtype=object)[d_token[hit][pick]]
+    return out
+
+
+def detect_patterns(wallet_table: pd.DataFrame, transactions: pd.DataFrame, cfg: PatternsConfig) -> pd.DataFrame:
+    """Columns per pattern P: P_confidence, P_detected, P_counted, P_risk; plus pattern_risk (0–100),
+    patterns_detected (counted detections) and the evidence columns (exit_hours, pump_*)."""
+    w = wallet_table
+    exit_hours = np.expm1(_col(w, "min_deposit_to_withdraw_hours_log"))
+    out = pd.DataFrame({"exit_hours": exit_hours}, index=w.index)
+    pump = pump_and_dump_evidence(transactions, w.index, cfg)
+    out = out.join(pump)
+    lookup = w.join(out[["exit_hours"]])
+    confidences = {
+        "wash_trading": wash_trading(w, cfg),
+        "mev_bot": mev_bot(w, cfg),
+        "sybil_cluster": sybil_cluster(w, cfg),
+        "rug_pull": rug_pull(lookup, cfg),
+        "pump_and_dump": out["pump_confidence"].to_numpy(),
+    }
+    weighted_risk = np.zeros(len(w))
+    weight = np.zeros(len(w))
+    counted_total = np.zeros(len(w), dtype=np.int64)
+    for name in PATTERNS:
+        conf = confidences[name]
+        risk = np.where(conf > 0, getattr(cfg, name).risk * (0.5 + 0.5 * conf), 0.0)
+        counted = conf > cfg.min_confidence
+        out[f"{name}_confidence"] = conf
+        out[f"{name}_detected"] = conf >= 0.5
+        out[f"{name}_counted"] = counted
+        out[f"{name}_risk"] = risk
+        weighted_risk += np.where(counted, conf * risk, 0.0)
+        weight += np.where(counted, conf, 0.0)
+        counted_total += counted
+    out["pattern_risk"] = np.divide(weighted_risk, weight, out=np.zeros(len(w)), where=weight > 0)
+    out["patterns_detected"] = counted_total
+    out["pattern_summary"] = _summaries(out)
+    return out.drop(columns=["pump_confidence"])
+
+
+def _summaries(out: pd.DataFrame) -> np.ndarray:
+    """A readable summary per wallet, via one lookup per combination of counted patterns."""
+    bits = np.zeros(len(out), dtype=np.int64)
+    for i, name in enumerate(PATTERNS):
+        bits |= out[f"{name}_counted"].to_numpy().astype(np.int64) << i
+    texts = []
+    for combo in range(1 << len(PATTERNS)):
+        found = [name.replace("_", " ") for i, name in enumerate(PATTERNS) if combo >> i & 1]
+        texts.append("Detected " + ", ".join(found) if found else "No manipulation pattern detected")
+    return np.asarray(texts, dtype=object)[bits]
+
+
+def pattern_records(row: dict) -> list[dict]:
+    """The detected patterns of one wallet (a row of the scored table) as output records."""
+    records = []
+    for name in PATTERNS:
+        if not row.get(f"{name}_detected"):
+            continue
+        evidence = {k: (row[k] if isinstance(row[k], str) else round(float(row[k]), 4)) for k in EVIDENCE[name]}
+        try:
+            explanation = EXPLANATIONS[name].format(**row)
+        except (KeyError, ValueError, TypeError):
+            explanation = name.replace("_", " ")
+        records.append({
+            "pattern": name,
+            "detected": True,
+            "counted": bool(row[f"{name}_counted"]),
+            "confidence": round(float(row[f"{name}_confidence"]), 4),
+            "risk_score": round(float(row[f"{name}_risk"]), 2),
+            "explanation": explanation,
+            "evidence": evidence,
+        })
+    return records

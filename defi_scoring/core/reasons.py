@@ -1,0 +1,114 @@
+"""Reasons: the largest signed contributions to a wallet's score, as sentences a person can read.
+
+Factor reasons come from the exact factor contributions of the hybrid score; model reasons from the
+champion's XGBoost/LightGBM contribution values. The top-k selection is one argpartition over the
+contribution matrix; text is formatted only for the factors that made some wallet's top k.
+"""
+
+from __future__ import annotations
+
+import string
+
+import numpy as np
+import pandas as pd
+
+from defi_scoring.core.factors import FACTORS
+
+_FORMATTER = string.Formatter()
+
+
+def _template_fields(template: str) -> list[str]:
+    return [name for _, name, _, _ in _FORMATTER.parse(template) if name]
+
+
+def _top_k(matrix: np.ndarray, k: int) -> np.ndarray:
+    """Column indices of the k largest |values| per row, largest first."""
+    k = min(k, matrix.shape[1])
+    if k == 0:
+        return np.zeros((len(matrix), 0), dtype=np.int64)
+    magnitude = np.abs(matrix)
+    idx = np.argpartition(-magnitude, k - 1, axis=1)[:, :k]
+    order = np.argsort(-np.take_along_axis(magnitude, idx, axis=1), axis=1, kind="stable")
+    return np.take_along_axis(idx, order, axis=1)
+
+
+def _sign(points: float) -> str:
+    return f"+{points:.1f}" if points >= 0 else f"−{abs(points):.1f}"
+
+
+def factor_reason_columns(contributions: pd.DataFrame, wallet_table: pd.DataFrame, k: int) -> pd.DataFrame:
+    """Columns reason_{i}_factor / _points / _text for the k largest |contributions| per wallet.
+
+    Text is formatted per factor over the rows where that factor is in the top k (one template per
+    factor, a comprehension over its rows), so the cost is ~k string formats per wallet.
+    """
+    names = np.asarray(contributions.columns, dtype=object)
+    matrix = contributions.to_numpy(float)
+    top = _top_k(matrix, k)
+    points = np.take_along_axis(matrix, top, axis=1)
+    out = pd.DataFrame(index=contributions.index)
+    for slot in range(top.shape[1]):
+        text = np.empty(len(matrix), dtype=object)
+        for j, name in enumerate(names):
+            rows = np.flatnonzero(top[:, slot] == j)
+            if not len(rows):
+                continue
+            template = FACTORS[name].explanation
+            fields = _template_fields(template)
+            sentence = template + " ({_points:+.1f} points)"
+            values = [points[rows, slot].tolist()]
+            try:
+                values += [wallet_table[f].to_numpy()[rows].tolist() for f in fields]
+                keys = ["_points", *fields]
+                text[rows] = [sentence.format(**dict(zip(keys, v))) for v in zip(*values)]
+            except (KeyError, ValueError, TypeError):
+                text[rows] = [f"{FACTORS[name].description} ({p:+.1f} points)" for p in values[0]]
+        out[f"reason_{slot + 1}_factor"] = names[top[:, slot]]
+        out[f"reason_{slot + 1}_points"] = points[:, slot]
+        out[f"reason_{slot + 1}_text"] = text
+    return out
+
+
+def model_reason_columns(contributions: pd.DataFrame | None, index: pd.Index, k: int) -> pd.DataFrame:
+    """Columns model_reason_{i}_feature / _log_odds for the champion's k strongest feature pushes."""
+    out = pd.DataFrame(index=index)
+    if contributions is None or k == 0:
+        return out
+    contributions = contributions.reindex(index)
+    names = np.asarray(contributions.columns, dtype=object)
+    matrix = contributions.to_numpy(float)
+    top = _top_k(np.nan_to_num(matrix), k)
+    for slot in range(top.shape[1]):
+        out[f"model_reason_{slot + 1}_feature"] = names[top[:, slot]]
+        out[f"model_reason_{slot + 1}_log_odds"] = np.take_along_axis(matrix, top[:, slot:slot + 1], axis=1)[:, 0]
+    return out
+
+
+def reasons_of(row: dict, min_points: float = 0.05) -> list[dict]:
+    """One wallet's reasons (a row of the scored table) as records, factor reasons first."""
+    reasons = []
+    slot = 1
+    while f"reason_{slot}_text" in row:
+        points = row[f"reason_{slot}_points"]
+        if abs(points) >= min_points:
+            reasons.append({"text": row[f"reason_{slot}_text"], "points": round(float(points), 2),
+                            "source": "factor", "factor": row[f"reason_{slot}_factor"]})
+        slot += 1
+    adjustment, penalty = row.get("ml_adjustment", 0.0), row.get("anomaly_penalty", 0.0)
+    if adjustment:
+        probability = 1 - row["ml_prediction_score"] / 100
+        reasons.append({"text": f"Ensemble risk probability {probability:.2f} ({_sign(adjustment)} points)",
+                        "points": round(float(adjustment), 2), "source": "model", "factor": "ml_adjustment"})
+    if penalty:
+        reasons.append({"text": f"Behaviour more unusual than {row['anomaly_score']:.0%} of training wallets "
+                                f"({_sign(-penalty)} points)",
+                        "points": round(float(-penalty), 2), "source": "model", "factor": "anomaly_penalty"})
+    slot = 1
+    while f"model_reason_{slot}_feature" in row:
+        feature, log_odds = row[f"model_reason_{slot}_feature"], row[f"model_reason_{slot}_log_odds"]
+        if log_odds == log_odds and feature in row:  # not NaN
+            direction = "raises" if log_odds > 0 else "lowers"
+            reasons.append({"text": f"Model: {feature} = {row[feature]:.3g} {direction} the risk estimate",
+                            "log_odds": round(float(log_odds), 4), "source": "model_feature", "factor": feature})
+        slot += 1
+    return reasons

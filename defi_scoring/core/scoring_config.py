@@ -1,0 +1,148 @@
+"""`models/scoring.yaml`, validated: dimensions, factor weights, risk bands, ML rules, patterns, alerts.
+
+A typo in a factor name or a band that can never be reached fails at load time with the field at
+fault, not halfway through a scoring run.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+DEFAULT_SCORING_YAML = Path(__file__).resolve().parents[2] / "models" / "scoring.yaml"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DimensionConfig(_Strict):
+    weight: float = Field(ge=0)
+    factors: dict[str, float]
+
+    @field_validator("factors")
+    @classmethod
+    def _positive_weights(cls, factors: dict[str, float]) -> dict[str, float]:
+        if not factors:
+            raise ValueError("a dimension needs at least one factor")
+        bad = {k: v for k, v in factors.items() if v < 0}
+        if bad:
+            raise ValueError(f"factor weights must be >= 0, got {bad}")
+        return factors
+
+
+class RiskBand(_Strict):
+    name: str
+    min_score: float = Field(ge=0, le=100)
+
+
+class ThinHistoryConfig(_Strict):
+    min_transactions: int = Field(3, ge=1)
+    confidence_cap: float = Field(0.35, ge=0, le=0.5)
+
+
+class MlAdjustmentConfig(_Strict):
+    scale: float = Field(0.3, ge=0)
+    cap: float = Field(15.0, ge=0)
+    confidence_gate: float = Field(0.8, ge=0, le=1)
+    anomaly_threshold: float = Field(0.8, ge=0, le=1)
+    anomaly_penalty: float = Field(10.0, ge=0)
+    model_confidence_weight: float = Field(0.4, ge=0, le=1)
+    no_model_confidence_factor: float = Field(0.8, ge=0, le=1)
+
+
+class _Detector(_Strict):
+    risk: float = Field(80, ge=0, le=100)
+
+
+class WashTradingConfig(_Detector):
+    min_swaps: int = 10
+
+
+class MevBotConfig(_Detector):
+    min_swaps: int = 10
+
+
+class SybilConfig(_Detector):
+    min_transactions: int = 3
+    min_peers: int = 2
+
+
+class RugPullConfig(_Detector):
+    min_deposit_usd: float = 10_000
+    min_withdraw_ratio: float = 0.8
+    max_exit_hours: float = 72
+
+
+class PumpAndDumpConfig(_Detector):
+    window_hours: float = 2
+    min_wallets: int = 6
+    lift: float = 4.0
+    dump_hours: float = 48
+
+
+class PatternsConfig(_Strict):
+    min_confidence: float = Field(0.6, ge=0, le=1)
+    wash_trading: WashTradingConfig = WashTradingConfig()
+    mev_bot: MevBotConfig = MevBotConfig()
+    sybil_cluster: SybilConfig = SybilConfig()
+    rug_pull: RugPullConfig = RugPullConfig()
+    pump_and_dump: PumpAndDumpConfig = PumpAndDumpConfig()
+
+
+class ReasonsConfig(_Strict):
+    top_factors: int = Field(3, ge=1, le=10)
+    top_model_features: int = Field(2, ge=0, le=10)
+
+
+class AlertsConfig(_Strict):
+    score_drop_points: float = Field(15, gt=0)
+    low_confidence: float = Field(0.3, ge=0, le=1)
+    high_risk_pattern_score: float = Field(70, ge=0, le=100)
+    severities: dict[str, str] = Field(
+        default_factory=lambda: {"high_risk_pattern": "critical", "score_drop": "warning", "low_confidence": "info"}
+    )
+
+
+class ScoringConfig(_Strict):
+    dimensions: dict[str, DimensionConfig]
+    risk_levels: list[RiskBand]
+    thin_history: ThinHistoryConfig = ThinHistoryConfig()
+    ml_adjustment: MlAdjustmentConfig = MlAdjustmentConfig()
+    patterns: PatternsConfig = PatternsConfig()
+    reasons: ReasonsConfig = ReasonsConfig()
+    alerts: AlertsConfig = AlertsConfig()
+
+    @model_validator(mode="after")
+    def _check(self) -> "ScoringConfig":
+        from defi_scoring.core.factors import FACTORS  # the registry is the source of valid names
+
+        unknown = sorted({f for d in self.dimensions.values() for f in d.factors} - set(FACTORS))
+        if unknown:
+            raise ValueError(f"unknown factor(s) {unknown}; known factors: {sorted(FACTORS)}")
+        if not self.dimensions or sum(d.weight for d in self.dimensions.values()) <= 0:
+            raise ValueError("at least one dimension with a positive weight is required")
+        minimums = [b.min_score for b in self.risk_levels]
+        if not minimums or minimums != sorted(minimums, reverse=True) or minimums[-1] != 0:
+            raise ValueError("risk_levels must be ordered from the highest min_score down to a band at 0")
+        return self
+
+    @property
+    def factor_names(self) -> list[str]:
+        return [f for d in self.dimensions.values() for f in d.factors]
+
+
+def load_scoring_config(path: str | Path | None = None) -> ScoringConfig:
+    """Read and validate a scoring YAML (default: the repository's `models/scoring.yaml`)."""
+    path = Path(path) if path else DEFAULT_SCORING_YAML
+    if not path.exists():
+        raise FileNotFoundError(f"scoring config not found at {path}; pass a path or restore models/scoring.yaml")
+    return ScoringConfig.model_validate(yaml.safe_load(path.read_text()))
+
+
+@lru_cache(maxsize=4)
+def default_scoring_config() -> ScoringConfig:
+    return load_scoring_config()
