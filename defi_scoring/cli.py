@@ -66,20 +66,56 @@ def _generate(n_wallets: int, seed: int, output: Path, labels: Path, bad_fractio
 @click.option("--output", "output_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="JSONL file to write: one success or failure message per input line, same order.")
 @click.option("--as-of", type=int, default=None, help="Unix seconds to score at [default: now].")
-def score(input_path: Path, output_path: Path, as_of: int | None) -> None:
-    """Score a JSONL file with the reference score (one output line per input line)."""
+@click.option("--model/--no-model", "use_model", default=True, show_default=True,
+              help="Apply the champion model from MLflow (MLFLOW_TRACKING_URI or the embedded store) if one exists.")
+@click.option("--scoring-config", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Scoring YAML [default: models/scoring.yaml].")
+def score(input_path: Path, output_path: Path, as_of: int | None, use_model: bool,
+          scoring_config: Path | None) -> None:
+    """Score a JSONL file: reference zscore and categories plus the hybrid score, confidence, risk level,
+    breakdown, reasons, patterns and alerts (one output line per input line, same order)."""
     from defi_scoring.core.batch_scoring import score_raw_messages
+    from defi_scoring.core.scoring_config import load_scoring_config
 
     with open(input_path, "rb") as handle:
         lines = [line.rstrip(b"\r\n") for line in handle]
-    scored = score_raw_messages(lines, as_of=as_of)
+    model = _champion_scorer(Settings.from_env()) if use_model else None
+    with console.status(f"scoring {len(lines):,} messages …"):
+        scored = score_raw_messages(lines, as_of=as_of, config=load_scoring_config(scoring_config), model=model)
     messages = scored.messages()
     with open(output_path, "wb") as out:
         for message in messages:
             out.write(orjson.dumps(message) + b"\n")
     failed = len(scored.batch.rejections)
     console.print(f"scored {len(messages) - failed:,} messages, {failed:,} failures → [bold]{output_path}[/] "
-                  f"({scored.seconds:.2f}s)")
+                  f"({scored.seconds:.2f}s); {scored.wallets.model_note}")
+    _print_risk_levels(scored.wallets.table)
+
+
+def _champion_scorer(settings: Settings):
+    """features → ModelScores with the champion of the configured MLflow store (None-safe)."""
+    from defi_scoring.core.ensemble_config import load_ensemble_config
+    from defi_scoring.core.model_registry import MlflowStore, embedded_store
+    from defi_scoring.core.model_scoring import score_with_model
+
+    store = embedded_store(settings.home)
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        store = MlflowStore(os.environ["MLFLOW_TRACKING_URI"], store.artifact_root, store.experiment_name)
+    name = load_ensemble_config().registered_model_name
+    return lambda features: score_with_model(features, store, name)
+
+
+def _print_risk_levels(table) -> None:
+    if table.empty:
+        return
+    counts = table["risk_level"].value_counts()
+    t = Table(title="Wallets by risk level")
+    for column in ("risk level", "wallets", "mean hybrid score", ""):
+        t.add_column(column, justify="right" if column.startswith(("wallets", "mean")) else "left")
+    means = table.groupby("risk_level")["hybrid_score"].mean()
+    for level, count in counts.items():
+        t.add_row(level, f"{count:,}", f"{means[level]:.1f}", "█" * int(count / counts.max() * 30))
+    console.print(t)
 
 
 @main.command()
@@ -95,7 +131,6 @@ def _land_and_materialise(settings: Settings, file: Path, key: str | None, as_of
     from dagster import DagsterInstance
 
     from defi_scoring.assets.partitions import transaction_batch_partitions
-    from defi_scoring.definitions import build_definitions
     from defi_scoring.resources.data_home import batch_key_for
 
     key = batch_key_for(Path(key or file.stem))
@@ -104,11 +139,24 @@ def _land_and_materialise(settings: Settings, file: Path, key: str | None, as_of
     target = settings.landing_dir / f"{key}.jsonl"
     if file.resolve() != target.resolve():
         shutil.copyfile(file, target)
-    defs = build_definitions(settings)
     with DagsterInstance.get() as instance:
         instance.add_dynamic_partitions(transaction_batch_partitions.name, [key])
-        steps = [("ingest_batch", {"partition_key": key}),
-                 ("score_wallets", {"run_config": {"ops": {"wallet_features": {"config": {"as_of": as_of}}}}})]
+    _run_jobs(settings, [("ingest_batch", {"partition_key": key}), _score_step(as_of)])
+    return key
+
+
+def _score_step(as_of: int | None) -> tuple[str, dict]:
+    return ("score_wallets", {"run_config": {"ops": {"wallet_features": {"config": {"as_of": as_of}}}}})
+
+
+def _run_jobs(settings: Settings, steps: list[tuple[str, dict]]) -> None:
+    """Run jobs in-process on the project's Dagster instance, with a spinner; stop at the first failure."""
+    from dagster import DagsterInstance
+
+    from defi_scoring.definitions import build_definitions
+
+    defs = build_definitions(settings)
+    with DagsterInstance.get() as instance:
         for job_name, kwargs in steps:
             with console.status(f"running {job_name} …"):
                 result = defs.resolve_job_def(job_name).execute_in_process(instance=instance, **kwargs)
@@ -116,7 +164,6 @@ def _land_and_materialise(settings: Settings, file: Path, key: str | None, as_of
                 raise click.ClickException(f"Dagster run {result.run_id} of {job_name} failed; "
                                            f"open the UI (defi-scoring ui) to see its logs.")
             console.print(f"[green]✓[/] {job_name} run {result.run_id[:8]}")
-    return key
 
 
 @main.command()
@@ -140,6 +187,8 @@ def demo(n_wallets: int, seed: int) -> None:
     (settings.home / "labels").mkdir(parents=True, exist_ok=True)
     shutil.copyfile(labels_file, settings.home / "labels" / labels_file.name)
     training = _train(settings)
+    if training is not None:  # rescore so the hybrid scores carry the new champion's adjustment
+        _run_jobs(settings, [_score_step(DEFAULT_END_TIME)])
 
     rejections = pd.read_parquet(settings.batches_dir / key / "rejections.parquet")
     scores = pd.read_parquet(settings.tables_dir / "reference_scores.parquet")
@@ -197,8 +246,35 @@ def demo(n_wallets: int, seed: int) -> None:
             models.add_row(model_name, *(f"{values[n]:.4f}" for n in names))
         out.print(models)
         out.print("Compare versions in the MLflow UI:  [bold]defi-scoring mlflow-ui[/]")
+    _print_hybrid_summary(out, pd.read_parquet(settings.tables_dir / "scored_wallets.parquet"), labels)
     out.print(f"\nOpen the Dagster UI on this instance:\n  [bold]DAGSTER_HOME={settings.dagster_home} "
               f"{Path(sys.executable).parent / 'dagster'} dev -w workspace.yaml[/]   (or: make ui)")
+
+
+def _print_hybrid_summary(out: Console, scored, labels) -> None:
+    """Hybrid score by archetype, risk levels and the lowest-scored wallets with their top reason."""
+    from defi_scoring.core.patterns import PATTERNS
+
+    joined = scored.join(labels[["archetype"]])
+    version = scored["model_version"].dropna().unique()
+    t = Table(title="Hybrid score by (synthetic) archetype — model version "
+                    f"{version[0] if len(version) else 'none (no ML adjustment)'}")
+    for column in ("archetype", "wallets", "mean score", "mean confidence", "patterns found", "main pattern"):
+        t.add_column(column, justify="left" if column in ("archetype", "main pattern") else "right")
+    grouped = joined.groupby("archetype")
+    for name, group in sorted(grouped, key=lambda kv: -kv[1]["hybrid_score"].mean()):
+        counts = {p: int(group[f"{p}_counted"].sum()) for p in PATTERNS}
+        main = max(counts, key=counts.get)
+        t.add_row(name, f"{len(group):,}", f"{group['hybrid_score'].mean():.1f}", f"{group['confidence'].mean():.2f}",
+                  f"{(group['patterns_detected'] > 0).mean():.0%}", main if counts[main] else "—")
+    out.print(t)
+    _print_risk_levels(scored)
+    worst = Table(title="Lowest hybrid scores and why")
+    for column in ("wallet", "score", "risk level", "top reason"):
+        worst.add_column(column)
+    for wallet, row in scored.sort_values("hybrid_score").head(5).iterrows():
+        worst.add_row(wallet, f"{row['hybrid_score']:.1f}", row["risk_level"], str(row["reason_1_text"]))
+    out.print(worst)
 
 
 def _train(settings: Settings) -> dict | None:

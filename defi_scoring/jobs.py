@@ -10,8 +10,8 @@ ingest_batch_job = dg.define_asset_job(
 )
 score_wallets_job = dg.define_asset_job(
     "score_wallets",
-    selection=dg.AssetSelection.assets("wallet_features", "reference_scores"),
-    description="Recompute features and reference scores over every landed batch.",
+    selection=dg.AssetSelection.assets("wallet_features", "reference_scores", "scored_wallets"),
+    description="Recompute features, reference scores and hybrid scores over every landed batch.",
 )
 train_model_job = dg.define_asset_job(
     "train_model",

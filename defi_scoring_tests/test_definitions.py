@@ -20,8 +20,8 @@ def _land(home, name, lines):
 def test_definitions_load_with_every_asset_job_and_sensor(tmp_home):
     defs = build_definitions(Settings(home=tmp_home))
     keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
-    assert keys == {"transaction_batches", "wallet_features", "reference_scores", "training_set", "ensemble_model",
-                    "champion_model"}
+    assert keys == {"transaction_batches", "wallet_features", "reference_scores", "scored_wallets", "training_set",
+                    "ensemble_model", "champion_model"}
     for job in ("ingest_batch", "score_wallets", "train_model"):
         assert defs.resolve_job_def(job)
     assert defs.resolve_schedule_def("weekly_retraining").cron_schedule == "0 3 * * 1"
@@ -66,11 +66,19 @@ def test_materialise_the_asset_graph_on_a_temporary_instance(tmp_home):
         assert "| zscore | wallets |" in score_meta["zscore_distribution"].value
         materialised = instance.get_latest_materialization_event(dg.AssetKey("reference_scores"))
         assert materialised is not None
+        hybrid_meta = scored.asset_materializations_for_node("scored_wallets")[0].metadata
+        assert "| risk level | wallets |" in hybrid_meta["risk_levels"].value
+        assert hybrid_meta["model_version"].value == "none"
+        assert "ML analysis unavailable" in hybrid_meta["model_note"].value
 
     scores = pd.read_parquet(tmp_home / "tables" / "reference_scores.parquet")
     assert len(scores) == 200 - 0 + 1 - _rejected_synthetic_wallets(tmp_home)
     example = scores.loc["0x742d35cc6634c0532925a3b8d4c9db96590e4265"]
     assert f"{example['zscore']:.18f}" == "308.000000000000000000"
+    hybrid = pd.read_parquet(tmp_home / "tables" / "scored_wallets.parquet")
+    assert hybrid.index.equals(scores.index)
+    assert hybrid["hybrid_score"].between(0, 100).all() and hybrid["risk_level"].notna().all()
+    assert f"{hybrid.loc[example.name, 'zscore']:.18f}" == "308.000000000000000000"
     rejections = pd.read_parquet(tmp_home / "batches" / "synthetic" / "rejections.parquet")
     assert len(rejections) > 0 and rejections["error"].str.startswith("Processing failed").all()
 

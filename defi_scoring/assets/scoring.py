@@ -9,8 +9,17 @@ import pandas as pd
 from defi_scoring.assets.ingestion import transaction_batches
 from defi_scoring.core.features import reference_features
 from defi_scoring.core.reference_score import reference_scores as compute_reference_scores
-from defi_scoring.core.summary import describe, distribution_markdown, extremes, tag_counts
+from defi_scoring.core.model_scoring import score_with_model
+from defi_scoring.core.patterns import PATTERNS
+from defi_scoring.core.scoring_config import load_scoring_config
+from defi_scoring.core.summary import (
+    describe, distribution_markdown, extremes, hybrid_distribution_markdown, pattern_counts, risk_level_markdown,
+    tag_counts,
+)
+from defi_scoring.core.ensemble_config import load_ensemble_config
+from defi_scoring.core.wallet_scoring import score_wallet_table
 from defi_scoring.resources.data_home import DataHomeResource
+from defi_scoring.resources.mlflow_store import MlflowResource
 
 
 class FeaturesConfig(dg.Config):
@@ -72,3 +81,60 @@ def reference_scores(data_home: DataHomeResource) -> dg.MaterializeResult:
             "path": dg.MetadataValue.path(str(path)),
         }
     )
+
+
+class ScoredWalletsConfig(dg.Config):
+    scoring_config_path: str = ""
+    """models/scoring.yaml by default."""
+    use_champion: bool = True
+    """Apply the champion model's adjustment when one is registered."""
+
+
+@dg.asset(
+    deps=[reference_scores],
+    group_name="scoring",
+    kinds={"python", "parquet", "mlflow"},
+    automation_condition=dg.AutomationCondition.eager(),
+    description="Every wallet: reference zscore and categories, hybrid score, confidence, risk level, breakdown, "
+                "reasons, patterns, alerts, tags and the champion model version that scored it (CONTRACTS.md §5).",
+)
+def scored_wallets(context: dg.AssetExecutionContext, config: ScoredWalletsConfig, data_home: DataHomeResource,
+                   mlflow_store: MlflowResource) -> dg.MaterializeResult:
+    features = data_home.read_table("wallet_features")
+    as_of = int(features["as_of"].iloc[0]) if len(features) else int(time.time())
+    transactions = data_home.read_all_transactions()
+    scoring_config = load_scoring_config(config.scoring_config_path or None)
+    previous = None
+    if data_home.table_exists("scored_wallets"):
+        previous = data_home.read_table("scored_wallets", columns=["hybrid_score"])["hybrid_score"]
+    model = None
+    if config.use_champion:
+        store, name = mlflow_store.store, load_ensemble_config().registered_model_name
+        model = lambda behaviour: score_with_model(behaviour, store, name)  # noqa: E731
+    scores = score_wallet_table(transactions, as_of, scoring_config, model, previous)
+    table = scores.table.assign(as_of=as_of)
+    path = data_home.write_table("scored_wallets", table)
+    context.log.info("scored %d wallets; %s", len(table), scores.model_note)
+    for name, error in scores.factor_errors.items():
+        context.log.warning("neutral fallback used: %s", error)
+    hybrid = table["hybrid_score"]
+    levels = [band.name for band in scoring_config.risk_levels] + ["insufficient_history"]
+    worst = table.sort_values("hybrid_score").head(10)
+    return dg.MaterializeResult(metadata={
+        "wallets": dg.MetadataValue.int(len(table)),
+        "hybrid_score_mean": dg.MetadataValue.float(float(hybrid.mean())),
+        "hybrid_score_p10": dg.MetadataValue.float(float(hybrid.quantile(0.1))),
+        "hybrid_score_p50": dg.MetadataValue.float(float(hybrid.quantile(0.5))),
+        "confidence_mean": dg.MetadataValue.float(float(table["confidence"].mean())),
+        "risk_levels": dg.MetadataValue.md(risk_level_markdown(table, levels)),
+        "hybrid_score_distribution": dg.MetadataValue.md(hybrid_distribution_markdown(table)),
+        "patterns": dg.MetadataValue.md(pattern_counts(table, PATTERNS).to_frame().to_markdown()),
+        "alerts": dg.MetadataValue.int(int((table["alert_count"] > 0).sum())),
+        "lowest_scored": dg.MetadataValue.md(
+            worst[["hybrid_score", "risk_level", "reason_1_text"]].round(2).to_markdown()),
+        "model_version": dg.MetadataValue.text(scores.model_version or "none"),
+        "model_note": dg.MetadataValue.text(scores.model_note),
+        "factor_fallbacks": dg.MetadataValue.int(len(scores.factor_errors)),
+        "as_of": dg.MetadataValue.timestamp(float(as_of)),
+        "path": dg.MetadataValue.path(str(path)),
+    })

@@ -48,7 +48,7 @@ def lp_retention(f: pd.DataFrame):
 def lp_holding_time(f: pd.DataFrame):
     deposits = _col(f, "num_deposits")
     days = _col(f, "avg_holding_time_days")
-    return np.clip(np.log1p(days) / np.log1p(180), 0, 1) * 100, _evidence(deposits, 3)
+    return np.clip(np.log1p(np.maximum(days, 0)) / np.log1p(180), 0, 1) * 100, _evidence(deposits, 3)
 
 
 def trade_volume(f: pd.DataFrame):

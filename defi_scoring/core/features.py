@@ -41,6 +41,22 @@ def _codes(values: pd.Series) -> tuple[np.ndarray, pd.Index]:
     return np.asarray(codes, dtype=np.int64), pd.Index(uniques)
 
 
+def stacked(first: pd.Series, second: pd.Series) -> pd.Series:
+    """Two columns end to end, kept categorical when both are (so factorising them is free)."""
+    if isinstance(first.dtype, pd.CategoricalDtype) and isinstance(second.dtype, pd.CategoricalDtype):
+        return pd.Series(pd.api.types.union_categoricals([first.array, second.array], ignore_order=True))
+    return pd.concat([first.astype(object), second.astype(object)], ignore_index=True)
+
+
+def wallet_positions(wallets: pd.Series, index: pd.Index) -> np.ndarray:
+    """Row position in `index` of each transaction's wallet; via the categories when the column is
+    categorical (a lookup over distinct wallets instead of hashing every transaction's string)."""
+    if isinstance(wallets.dtype, pd.CategoricalDtype):
+        lookup = index.get_indexer(wallets.cat.categories).astype(np.int64)
+        return lookup[wallets.cat.codes.to_numpy()]
+    return index.get_indexer(wallets.astype(object)).astype(np.int64)
+
+
 def _group_min_max(codes: np.ndarray, values: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     lo = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)
     hi = np.full(n, np.iinfo(np.int64).min, dtype=np.int64)
@@ -124,7 +140,7 @@ def reference_features(transactions: pd.DataFrame, as_of: float) -> pd.DataFrame
     swap_pool_wallets, _ = _distinct_per_group(wallet[is_swap], pool[is_swap], n)
 
     # Token diversity: distinct symbols over tokenIn/tokenOut of swaps, 10 per stablecoin else 15.
-    symbols = pd.concat([dex["token_a_symbol"].astype(object), dex["token_b_symbol"].astype(object)])
+    symbols = stacked(dex["token_a_symbol"], dex["token_b_symbol"])
     symbol_codes, symbol_names = _codes(symbols)
     both_sides_swap = np.concatenate([is_swap, is_swap])
     sym_wallet, sym = _distinct_per_group(

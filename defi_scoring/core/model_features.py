@@ -18,6 +18,8 @@ from defi_scoring.core.features import (
     _codes,
     reference_features,
     seconds_to_next_withdraw,
+    stacked,
+    wallet_positions,
 )
 
 FINGERPRINT_WINDOW_S = 6 * 3600
@@ -65,7 +67,7 @@ def model_features(transactions: pd.DataFrame, as_of: float, reference: pd.DataF
     if len(tx) == 0:
         return pd.DataFrame(0.0, index=ref.index, columns=MODEL_FEATURES)
     wallet_index = pd.Index(ref.index)
-    wallet = wallet_index.get_indexer(tx["wallet"].astype(object)).astype(np.int64)
+    wallet = wallet_positions(tx["wallet"], wallet_index)
     n = len(wallet_index)
     ts = tx["timestamp"].to_numpy(np.int64)
     order = np.lexsort((ts, wallet))
@@ -74,7 +76,7 @@ def model_features(transactions: pd.DataFrame, as_of: float, reference: pd.DataF
     amount = tx["amount_usd"].to_numpy(float)[order]
     pool, _ = _codes(tx["pool_id"])
     pool = pool[order]
-    sym_a, sym_names = _codes(pd.concat([tx["token_a_symbol"].astype(object), tx["token_b_symbol"].astype(object)]))
+    sym_a, sym_names = _codes(stacked(tx["token_a_symbol"], tx["token_b_symbol"]))
     sym_b = sym_a[len(tx):][order]
     sym_a = sym_a[: len(tx)][order]
     is_swap, is_dep, is_wd = action == "swap", action == "deposit", action == "withdraw"

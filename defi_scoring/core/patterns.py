@@ -12,7 +12,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from defi_scoring.core.features import SECONDS_PER_HOUR, _codes, seconds_to_next_withdraw
+from defi_scoring.core.features import (
+    SECONDS_PER_HOUR, _codes, seconds_to_next_withdraw, stacked, wallet_positions,
+)
 from defi_scoring.core.scoring_config import PatternsConfig
 
 PATTERNS = ["wash_trading", "mev_bot", "sybil_cluster", "rug_pull", "pump_and_dump"]
@@ -94,9 +96,9 @@ def pump_and_dump_evidence(transactions: pd.DataFrame, wallets: pd.Index, cfg: P
     tx = transactions[(transactions["action"] == "swap").to_numpy()]
     if tx.empty:
         return out
-    wallet = wallets.get_indexer(tx["wallet"].astype(object)).astype(np.int64)
+    wallet = wallet_positions(tx["wallet"], wallets)
     ts = tx["timestamp"].to_numpy(np.int64)
-    tokens, names = _codes(pd.concat([tx["token_b_symbol"].astype(object), tx["token_a_symbol"].astype(object)]))
+    tokens, names = _codes(stacked(tx["token_b_symbol"], tx["token_a_symbol"]))
     bought, sold = tokens[: len(tx)], tokens[len(tx):]
     n_tokens = np.int64(max(len(names), 1))
     b, s = bought >= 0, sold >= 0

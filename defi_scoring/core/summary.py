@@ -50,3 +50,31 @@ def describe(scores: pd.DataFrame) -> dict[str, float]:
         "zscore_p50": float(np.percentile(z, 50)),
         "zscore_p90": float(np.percentile(z, 90)),
     }
+
+
+def _bar_table(labels: list[str], counts: np.ndarray, header: str, width: int = 30) -> str:
+    total = max(int(counts.sum()), 1)
+    peak = max(int(counts.max()) if len(counts) else 1, 1)
+    lines = [f"| {header} | wallets | share | |", "|---|---:|---:|---|"]
+    for label, count in zip(labels, counts.tolist()):
+        lines.append(f"| {label} | {count} | {count / total:.1%} | {'█' * int(round(count / peak * width))} |")
+    return "\n".join(lines)
+
+
+def risk_level_markdown(table: pd.DataFrame, order: list[str]) -> str:
+    """Wallets per risk level, in band order (best first), with bars."""
+    counts = table["risk_level"].value_counts()
+    labels = [level for level in order if level in counts.index] + [lvl for lvl in counts.index if lvl not in order]
+    return _bar_table(labels, counts.reindex(labels).to_numpy(), "risk level")
+
+
+def hybrid_distribution_markdown(table: pd.DataFrame) -> str:
+    """Wallets per 10-point band of the hybrid score."""
+    bins = np.arange(0, 101, 10)
+    counts, _ = np.histogram(table["hybrid_score"].to_numpy(), bins=bins)
+    return _bar_table([f"{lo}–{lo + 10}" for lo in bins[:-1]], counts, "hybrid score")
+
+
+def pattern_counts(table: pd.DataFrame, patterns: list[str]) -> pd.Series:
+    """Counted detections per pattern."""
+    return pd.Series({p: int(table[f"{p}_counted"].sum()) for p in patterns}, name="wallets")

@@ -56,5 +56,8 @@ class DataHomeResource(dg.ConfigurableResource):
         frame.to_parquet(path)
         return path
 
-    def read_table(self, name: str) -> pd.DataFrame:
-        return pd.read_parquet(self.settings.tables_dir / f"{name}.parquet")
+    def table_exists(self, name: str) -> bool:
+        return (self.settings.tables_dir / f"{name}.parquet").exists()
+
+    def read_table(self, name: str, columns: list[str] | None = None) -> pd.DataFrame:
+        return pd.read_parquet(self.settings.tables_dir / f"{name}.parquet", columns=columns)
