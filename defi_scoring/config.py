@@ -29,6 +29,11 @@ class Settings:
         return self.home / "tables"
 
     @property
+    def store_url(self) -> str:
+        """Score store (SQLAlchemy URL): DEFI_SCORING_STORE_URL, else SQLite under the data home."""
+        return os.environ.get("DEFI_SCORING_STORE_URL") or f"sqlite:///{self.home / 'scores.db'}"
+
+    @property
     def dagster_home(self) -> Path:
         return Path(os.environ.get("DAGSTER_HOME") or self.home / "dagster").expanduser().resolve()
 

@@ -1,6 +1,6 @@
 import dagster as dg
 
-from defi_scoring.assets.partitions import transaction_batch_partitions
+from defi_scoring.assets.partitions import kafka_offset_ranges, transaction_batch_partitions
 
 ingest_batch_job = dg.define_asset_job(
     "ingest_batch",
@@ -17,4 +17,11 @@ train_model_job = dg.define_asset_job(
     "train_model",
     selection=dg.AssetSelection.assets("training_set", "ensemble_model", "champion_model"),
     description="Build the training set, train and register a challenger, promote it if it beats the champion.",
+)
+kafka_scoring_job = dg.define_asset_job(
+    "kafka_scoring",
+    selection=dg.AssetSelection.assets("kafka_scored_ranges"),
+    partitions_def=kafka_offset_ranges,
+    executor_def=dg.in_process_executor,  # one step: skip the per-step subprocess for latency
+    description="Score one Kafka offset range and publish the results (launched by kafka_scoring_sensor).",
 )

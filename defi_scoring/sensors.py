@@ -1,11 +1,17 @@
-"""Landing-folder sensor: every new JSONL file becomes a `transaction_batches` partition and a run."""
+"""Sensors: landing folder (each new JSONL file → a batch) and Kafka (each new offset range → a run)."""
 
+
+import json
+import os
 
 import dagster as dg
+from kafka.errors import KafkaError
 
-from defi_scoring.assets.partitions import transaction_batch_partitions
-from defi_scoring.jobs import ingest_batch_job
+from defi_scoring.assets.partitions import kafka_offset_ranges, transaction_batch_partitions
+from defi_scoring.jobs import ingest_batch_job, kafka_scoring_job
 from defi_scoring.resources.data_home import DataHomeResource, batch_key_for
+from defi_scoring.resources.kafka import KafkaResource
+from defi_scoring.streaming.client import plan_ranges
 
 
 @dg.sensor(job=ingest_batch_job, minimum_interval_seconds=15, default_status=dg.DefaultSensorStatus.RUNNING)
@@ -23,4 +29,31 @@ def landing_folder_sensor(context: dg.SensorEvaluationContext, data_home: DataHo
     return dg.SensorResult(
         run_requests=[dg.RunRequest(partition_key=k, run_key=k) for k in new_keys],
         dynamic_partitions_requests=[transaction_batch_partitions.build_add_request(new_keys)] if new_keys else [],
+    )
+
+
+@dg.sensor(
+    job=kafka_scoring_job,
+    minimum_interval_seconds=int(os.environ.get("KAFKA_SENSOR_INTERVAL_SECONDS", "2")),
+    # On by default only where a broker is configured, so a plain `dagster dev` does not log errors every tick.
+    default_status=dg.DefaultSensorStatus.RUNNING if os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    else dg.DefaultSensorStatus.STOPPED,
+    description="Turns new messages on the input topic into offset ranges: one dynamic partition and one run each.",
+)
+def kafka_scoring_sensor(context: dg.SensorEvaluationContext, kafka: KafkaResource):
+    """Cursor: {topic: {partition: next offset}}; it moves only over ranges that got a run request."""
+    cursor = json.loads(context.cursor) if context.cursor else {}
+    settings = kafka.settings()
+    try:
+        ranges, new_cursor = plan_ranges(settings, cursor)
+    except KafkaError as exc:
+        return dg.SkipReason(f"Kafka at {settings.bootstrap_servers} not reachable ({type(exc).__name__}: {exc}); "
+                             f"start one with `defi-scoring broker` or set KAFKA_BOOTSTRAP_SERVERS.")
+    if not ranges:
+        return dg.SkipReason(f"no new messages on {settings.input_topic}")
+    keys = [r.key for r in ranges]
+    return dg.SensorResult(
+        run_requests=[dg.RunRequest(run_key=k, partition_key=k, tags={"kafka/range": k}) for k in keys],
+        dynamic_partitions_requests=[kafka_offset_ranges.build_add_request(keys)],
+        cursor=json.dumps(new_cursor),
     )

@@ -1,0 +1,1 @@
+"""Kafka side of the platform: settings, client helpers, the embedded broker, offset-range scoring."""

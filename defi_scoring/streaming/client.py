@@ -1,0 +1,157 @@
+"""kafka-python helpers: plan offset ranges, read exactly one range, publish, create topics.
+
+The sensor owns the offsets (DESIGN.md "Kafka"): no consumer group, `assign()` + `seek()`, so a range
+can be re-read at any time and nothing is committed before a run exists for it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import NewTopic
+from kafka.errors import TopicAlreadyExistsError
+
+from defi_scoring.streaming.settings import KafkaSettings
+
+Cursor = dict[str, dict[str, int]]  # {topic: {partition: next offset to read}}
+
+
+@dataclass(frozen=True)
+class OffsetRange:
+    topic: str
+    partition: int
+    start: int
+    end: int  # inclusive
+
+    @property
+    def key(self) -> str:
+        """Dynamic partition key and run key: `{topic}.{partition}.{start}-{end}` (no commas)."""
+        return f"{self.topic}.{self.partition}.{self.start}-{self.end}"
+
+    @classmethod
+    def parse(cls, key: str) -> "OffsetRange":
+        try:
+            topic, partition, span = key.rsplit(".", 2)  # topics may contain dots; the tail never does
+            start, end = span.split("-")
+            return cls(topic, int(partition), int(start), int(end))
+        except ValueError:
+            raise ValueError(f"not an offset-range key: {key!r} (expected topic.partition.start-end)") from None
+
+    @property
+    def size(self) -> int:
+        return self.end - self.start + 1
+
+
+def _consumer(settings: KafkaSettings, **overrides) -> KafkaConsumer:
+    options = {"enable_auto_commit": False, "group_id": None, "consumer_timeout_ms": 1000,
+               "max_partition_fetch_bytes": settings.max_message_bytes * 2,
+               "fetch_max_bytes": settings.max_message_bytes * 4, "request_timeout_ms": 15_000,
+               **settings.client_options(), **overrides}
+    return KafkaConsumer(**options)
+
+
+def plan_ranges(settings: KafkaSettings, cursor: Cursor) -> tuple[list[OffsetRange], Cursor]:
+    """New offset ranges of the input topic since the cursor, bounded by max_range_messages each and
+    max_ranges_per_tick in all; and the cursor moved past exactly those ranges."""
+    topic = settings.input_topic
+    consumer = _consumer(settings)
+    try:
+        partitions = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        if not tps:
+            return [], cursor
+        beginning = consumer.beginning_offsets(tps)
+        end = _visible_end(consumer, tps, consumer.end_offsets(tps))
+    finally:
+        consumer.close()
+    new_cursor = {t: dict(p) for t, p in cursor.items()}
+    positions = new_cursor.setdefault(topic, {})
+    ranges: list[OffsetRange] = []
+    for tp in tps:
+        start = max(int(positions.get(str(tp.partition), beginning[tp])), beginning[tp])
+        while start < end[tp] and len(ranges) < settings.max_ranges_per_tick:
+            stop = min(end[tp], start + settings.max_range_messages)
+            ranges.append(OffsetRange(topic, tp.partition, start, stop - 1))
+            start = stop
+        positions[str(tp.partition)] = start
+    return ranges, new_cursor
+
+
+def _visible_end(consumer: KafkaConsumer, tps: list[TopicPartition], end: dict, probe_s: float = 0.2) -> dict:
+    """End offsets, corrected by a short fetch past them.
+
+    The embedded Tansu broker reports the end of a multi-record batch as its base offset + 1, which
+    would leave the batch's tail unseen until more data arrives. Fetching from the reported end shows
+    what is really there; on a real Kafka cluster this finds nothing and costs one short poll.
+    """
+    end = dict(end)
+    consumer.assign(tps)
+    for tp in tps:
+        consumer.seek(tp, end[tp])
+    deadline = time.monotonic() + probe_s
+    while time.monotonic() < deadline:
+        for tp, records in consumer.poll(timeout_ms=50).items():
+            if records:
+                end[tp] = max(end[tp], records[-1].offset + 1)
+    return end
+
+
+def read_range(settings: KafkaSettings, offsets: OffsetRange, timeout_s: float = 30.0) -> list:
+    """The records of exactly this range (records past its end are ignored), in offset order."""
+    tp = TopicPartition(offsets.topic, offsets.partition)
+    consumer = _consumer(settings)
+    records = []
+    try:
+        consumer.assign([tp])
+        consumer.seek(tp, offsets.start)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            batch = consumer.poll(timeout_ms=500, max_records=settings.max_range_messages)
+            for record in batch.get(tp, []):
+                if offsets.start <= record.offset <= offsets.end:
+                    records.append(record)
+            if consumer.position(tp) > offsets.end:
+                break
+        else:
+            raise TimeoutError(f"read {len(records)} of {offsets.size} records of {offsets.key} in {timeout_s:.0f}s; "
+                               f"is the broker at {settings.bootstrap_servers} up and the range still retained?")
+    finally:
+        consumer.close()
+    return records
+
+
+def producer(settings: KafkaSettings, **overrides) -> KafkaProducer:
+    options = {"linger_ms": 5, "acks": "all", "max_request_size": settings.max_message_bytes * 2,
+               **settings.client_options(), **overrides}
+    return KafkaProducer(**options)
+
+
+def publish(settings: KafkaSettings, outputs: list[tuple[str, str, bytes]]) -> None:
+    """Send (topic, key, value) records and wait until the broker has them all."""
+    if not outputs:
+        return
+    sender = producer(settings)
+    try:
+        futures = [sender.send(topic, key=key.encode(), value=value) for topic, key, value in outputs]
+        sender.flush()
+        for future in futures:
+            future.get(timeout=30)
+    finally:
+        sender.close()
+
+
+def ensure_topics(settings: KafkaSettings, topics: list[str], partitions: int = 1) -> None:
+    admin = KafkaAdminClient(**settings.client_options())
+    try:
+        existing = set(admin.list_topics())
+        for topic in topics:
+            if topic in existing:
+                continue
+            try:
+                admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])
+            except TopicAlreadyExistsError:
+                pass
+    finally:
+        admin.close()

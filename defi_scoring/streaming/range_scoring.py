@@ -1,0 +1,110 @@
+"""Score one Kafka offset range incrementally and publish the results — the body of a sensor run.
+
+Steps: read exactly the range → normalise (bad records become failure messages) → merge the touched
+wallets' stored history with the new transactions (deduplicated by document_id; identical to a full
+recompute over everything those wallets ever sent) → score with the champion → publish success,
+failure and alert messages keyed by wallet → persist transactions, scores and the range's outputs
+in one database transaction.
+
+Idempotency: a range already processed is not scored again; its stored outputs are republished as
+they were (same bytes), so a retry or a re-execution from the UI double counts nothing. `force=True`
+rescores it (the stored transactions are keyed by (wallet, document_id), so still nothing doubles).
+`as_of` is the newest record timestamp of the range, so rescoring is deterministic too.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import orjson
+import pandas as pd
+
+from defi_scoring.core.batch_scoring import ScoredBatch
+from defi_scoring.core.normalise import normalise_messages
+from defi_scoring.core.scoring_config import ScoringConfig
+from defi_scoring.core.wallet_scoring import ModelFn, score_wallet_table
+from defi_scoring.score_store import TX_COLUMNS, ScoreStore, as_normalised
+from defi_scoring.streaming.client import OffsetRange, publish, read_range
+from defi_scoring.streaming.settings import KafkaSettings
+
+ALERT_TYPES_PUBLISHED = {"score_drop", "high_risk_pattern"}
+
+
+@dataclass
+class RangeResult:
+    offsets: OffsetRange
+    messages: int
+    successes: int
+    failures: int
+    alerts: int
+    wallets: int
+    replayed: bool
+    seconds: float
+    model_version: str | None
+
+    def as_metadata(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "offsets"} | {"range": self.offsets.key}
+
+
+def merge_history(history: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
+    """Stored + new transactions of the touched wallets, one row per (wallet, document_id); the stored
+    row wins, as it does in the store (insert-or-ignore)."""
+    merged = pd.concat([history[TX_COLUMNS].astype(object), new[TX_COLUMNS].astype(object)], ignore_index=True)
+    merged = merged.drop_duplicates(["wallet", "document_id"], keep="first")
+    return as_normalised(merged.reset_index(drop=True))
+
+
+def _outputs(settings: KafkaSettings, messages: list[dict]) -> tuple[list[tuple[str, str, bytes]], int]:
+    outputs, alerts = [], 0
+    for m in messages:
+        key = m.get("wallet_address") or ""
+        topic = settings.success_topic if "zscore" in m else settings.failure_topic
+        outputs.append((topic, key, orjson.dumps(m)))
+        published = [a for a in m.get("alerts", []) if a["type"] in ALERT_TYPES_PUBLISHED]
+        if published:
+            alerts += 1
+            outputs.append((settings.alerts_topic, key, orjson.dumps({
+                "wallet_address": key, "timestamp": m["timestamp"], "hybrid_score": m.get("hybrid_score"),
+                "risk_level": m.get("risk_level"), "model_version": m.get("model_version"), "alerts": published})))
+    return outputs, alerts
+
+
+def score_records(values: list[bytes | None], timestamps_ms: list[int], store: ScoreStore,
+                  config: ScoringConfig | None = None, model: ModelFn | None = None) -> ScoredBatch:
+    """Normalise and score raw record values with the touched wallets' stored history."""
+    started = time.perf_counter()
+    as_of = max(timestamps_ms) // 1000 if timestamps_ms else int(time.time())
+    batch = normalise_messages([v if v is not None else b"" for v in values])
+    touched = batch.transactions["wallet"].astype(object).unique().tolist()
+    history = store.wallet_history(touched)
+    merged = merge_history(history, batch.transactions) if len(history) else batch.transactions
+    previous = store.latest_hybrid_scores(touched)
+    wallets = score_wallet_table(merged, as_of, config, model, previous)
+    return ScoredBatch(batch, wallets, as_of, time.perf_counter() - started)
+
+
+def process_range(settings: KafkaSettings, offsets: OffsetRange, store: ScoreStore, run_id: str,
+                  config: ScoringConfig | None = None, model: ModelFn | None = None,
+                  force: bool = False) -> RangeResult:
+    started = time.perf_counter()
+    if not force:
+        stored = store.range_outputs(offsets.key)
+        if stored is not None:
+            publish(settings, stored)
+            counts = pd.Series([t for t, _, _ in stored]).value_counts()
+            return RangeResult(offsets, int(counts.get(settings.success_topic, 0) + counts.get(settings.failure_topic, 0)),
+                               int(counts.get(settings.success_topic, 0)), int(counts.get(settings.failure_topic, 0)),
+                               int(counts.get(settings.alerts_topic, 0)), 0, True, time.perf_counter() - started, None)
+    records = read_range(settings, offsets)
+    scored = score_records([r.value for r in records], [r.timestamp for r in records], store, config, model)
+    messages = scored.messages()
+    outputs, alerts = _outputs(settings, messages)
+    publish(settings, outputs)
+    with store.transaction() as conn:
+        store.add_transactions(scored.batch.transactions, conn)
+        store.record_messages(messages, run_id, "stream", conn)
+        store.save_range(offsets.key, outputs, conn)
+    failures = len(scored.batch.rejections)
+    return RangeResult(offsets, len(messages), len(messages) - failures, failures, alerts,
+                       len(scored.wallets.table), False, time.perf_counter() - started, scored.wallets.model_version)

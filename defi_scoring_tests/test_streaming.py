@@ -1,0 +1,195 @@
+"""Kafka sensor + scoring job against a real (embedded Tansu) broker, real Dagster, a real SQLite store."""
+
+import json
+import uuid
+
+import dagster as dg
+import orjson
+import pytest
+from kafka import KafkaConsumer, TopicPartition
+
+from defi_scoring.assets.partitions import kafka_offset_ranges
+from defi_scoring.config import Settings
+from defi_scoring.core.batch_scoring import score_raw_messages
+from defi_scoring.core.synthetic import generate_wallets, iter_messages
+from defi_scoring.definitions import build_definitions
+from defi_scoring.score_store import ScoreStore
+from defi_scoring.streaming import client
+from defi_scoring.streaming.broker import EmbeddedBroker
+from defi_scoring.streaming.client import OffsetRange
+from defi_scoring.streaming.settings import KafkaSettings
+from defi_scoring_tests.conftest import WALLET, example_message
+
+
+@pytest.fixture(scope="module")
+def broker():
+    with EmbeddedBroker() as running:
+        yield running
+
+
+@pytest.fixture
+def kafka_env(broker, tmp_home, monkeypatch):
+    """Fresh topic names per test (the broker is shared), pointed at by the environment."""
+    suffix = uuid.uuid4().hex[:8]
+    env = {"KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers, "KAFKA_INPUT_TOPIC": f"in-{suffix}",
+           "KAFKA_SUCCESS_TOPIC": f"ok-{suffix}", "KAFKA_FAILURE_TOPIC": f"fail-{suffix}",
+           "KAFKA_ALERTS_TOPIC": f"alerts-{suffix}", "KAFKA_MAX_RANGE_MESSAGES": "40"}
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    settings = KafkaSettings.from_env()
+    client.ensure_topics(settings, [settings.input_topic, *settings.output_topics])
+    return settings
+
+
+def _produce(settings, values, compression=None, keys=None):
+    producer = client.producer(settings, compression_type=compression)
+    futures = [producer.send(settings.input_topic, key=(keys[i] if keys else b"k"), value=value)
+               for i, value in enumerate(values)]
+    producer.flush()
+    for future in futures:
+        future.get(timeout=30)  # raise if the broker refused a record
+    producer.close()
+
+
+def _drain(settings, topic):
+    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=None, enable_auto_commit=False,
+                             consumer_timeout_ms=1500)
+    tp = TopicPartition(topic, 0)
+    consumer.assign([tp])
+    consumer.seek_to_beginning(tp)
+    out = [(r.key.decode(), r.value) for r in consumer]
+    consumer.close()
+    return out
+
+
+def _run_sensor_and_jobs(defs, instance, run_config=None):
+    """What the daemon does: evaluate the sensor, register its partitions, execute each requested run."""
+    sensor = defs.resolve_sensor_def("kafka_scoring_sensor")
+    result = sensor(dg.build_sensor_context(instance=instance, cursor=_run_sensor_and_jobs.cursor,
+                                            resources={"kafka": defs.resources["kafka"]}))
+    if isinstance(result, dg.SkipReason):
+        return result, []
+    for request in result.dynamic_partitions_requests:
+        instance.add_dynamic_partitions(kafka_offset_ranges.name, list(request.partition_keys))
+    _run_sensor_and_jobs.cursor = result.cursor
+    runs = [defs.resolve_job_def("kafka_scoring").execute_in_process(
+        instance=instance, partition_key=r.partition_key, run_config=run_config or {}) for r in result.run_requests]
+    return result, runs
+
+
+_run_sensor_and_jobs.cursor = None
+
+
+@pytest.fixture(autouse=True)
+def _reset_cursor():
+    _run_sensor_and_jobs.cursor = None
+
+
+def _bad_messages():
+    no_wallet = example_message()
+    del no_wallet["wallet_address"]
+    ms = example_message()
+    for tx in ms["data"][0]["transactions"]:  # every transaction unusable → the message fails
+        tx["timestamp"] *= 1000
+    huge = b'{"wallet_address": "' + WALLET.encode() + b'", "data": [], "pad": "' + b"x" * (6 * 1024 * 1024) + b'"}'
+    return {"unparseable": b"\x00\xff not json", "oversized": huge, "no_wallet": orjson.dumps(no_wallet),
+            "timestamp_ms": orjson.dumps(ms)}
+
+
+def test_sensor_plans_ranges_and_runs_account_for_every_message(kafka_env, tmp_home):
+    settings = kafka_env
+    data = generate_wallets(60, seed=21)
+    good = [orjson.dumps(m) for m in iter_messages(data)]
+    bad = _bad_messages()
+    _produce(settings, good + list(bad.values()))
+    defs = build_definitions(Settings(home=tmp_home))
+    with dg.instance_for_test() as instance:
+        result, runs = _run_sensor_and_jobs(defs, instance)
+        keys = [r.run_key for r in result.run_requests]
+        total = len(good) + len(bad)
+        assert total > 40
+        assert keys == [f"{settings.input_topic}.0.0-39", f"{settings.input_topic}.0.40-{total - 1}"]
+        assert [r.partition_key for r in result.run_requests] == keys
+        assert json.loads(result.cursor) == {settings.input_topic: {"0": total}}
+        assert all(run.success for run in runs)
+        again, more = _run_sensor_and_jobs(defs, instance)  # nothing new → no runs, cursor unchanged
+        assert isinstance(again, dg.SkipReason) and more == []
+
+    successes = _drain(settings, settings.success_topic)
+    failures = _drain(settings, settings.failure_topic)
+    assert len(successes) + len(failures) == len(good) + len(bad)
+    assert sorted(k for k, _ in successes) == sorted(orjson.loads(m)["wallet_address"] for m in good)
+    errors = {orjson.loads(v)["error"] for _, v in failures}
+    assert len(failures) == len(bad)
+    assert any("not valid JSON" in e or "JSON" in e for e in errors), errors
+    assert any("bytes" in e and "limit" in e for e in errors), errors
+    assert any("wallet_address" in e for e in errors), errors
+    assert any("millisecond" in e or "timestamp" in e for e in errors), errors
+    first = orjson.loads(successes[0][1])
+    assert {"zscore", "hybrid_score", "risk_level", "reasons", "patterns"} <= set(first)
+    stats = ScoreStore(Settings(home=tmp_home).store_url).stats()
+    assert stats["total_processed"] == len(good) + len(bad) and stats["failed_processed"] == len(bad)
+
+
+def test_reexecuted_range_gives_identical_outputs_and_double_counts_nothing(kafka_env, tmp_home):
+    settings = kafka_env
+    _produce(settings, [orjson.dumps(m) for m in iter_messages(generate_wallets(15, seed=2))] + [b"{oops"])
+    defs = build_definitions(Settings(home=tmp_home))
+    store = ScoreStore(Settings(home=tmp_home).store_url)
+    with dg.instance_for_test() as instance:
+        result, _ = _run_sensor_and_jobs(defs, instance)
+        (key,) = [r.partition_key for r in result.run_requests]
+        first = _drain(settings, settings.success_topic) + _drain(settings, settings.failure_topic)
+        stats = store.stats()
+        rerun = defs.resolve_job_def("kafka_scoring").execute_in_process(instance=instance, partition_key=key)
+        assert rerun.success
+        assert rerun.asset_materializations_for_node("kafka_scored_ranges")[0].metadata["replayed"].value is True
+    both = _drain(settings, settings.success_topic) + _drain(settings, settings.failure_topic)
+    assert len(both) == 2 * len(first)
+    assert sorted(both) == sorted(first + first)  # the same bytes, published again
+    assert store.stats()["total_processed"] == stats["total_processed"]
+
+
+@pytest.mark.parametrize("compression", ["lz4", "snappy", "zstd", "gzip"])
+def test_compressed_topics_are_read(kafka_env, tmp_home, compression):
+    settings = kafka_env
+    data = generate_wallets(10, seed=3)
+    _produce(settings, [orjson.dumps(m) for m in iter_messages(data)], compression=compression)
+    defs = build_definitions(Settings(home=tmp_home))
+    with dg.instance_for_test() as instance:
+        _, runs = _run_sensor_and_jobs(defs, instance)
+        assert runs and all(r.success for r in runs)
+    assert len(_drain(settings, settings.success_topic)) == 10
+
+
+def test_incremental_update_equals_full_recompute(kafka_env, tmp_home):
+    """A wallet's history arrives over two ranges (one transaction repeated): the second run's score
+    equals scoring the whole history at once."""
+    settings = kafka_env
+    (message,) = list(iter_messages(generate_wallets(1, seed=9)))  # one wallet, many transactions
+    txs = message["data"][0]["transactions"]
+    assert len(txs) >= 4
+    half = len(txs) // 2
+    part = lambda t: orjson.dumps({**message, "data": [{"protocolType": "dexes", "transactions": t}]})  # noqa: E731
+    defs = build_definitions(Settings(home=tmp_home))
+    with dg.instance_for_test() as instance:
+        _produce(settings, [part(txs[:half])])
+        _run_sensor_and_jobs(defs, instance)
+        _produce(settings, [part(txs[half - 1:])])  # overlaps by one document_id
+        result, runs = _run_sensor_and_jobs(defs, instance)
+        assert [r.partition_key for r in result.run_requests] == [f"{settings.input_topic}.0.1-1"]
+    outputs = [orjson.loads(v) for _, v in _drain(settings, settings.success_topic)]
+    latest = outputs[-1]
+    (full,) = score_raw_messages([orjson.dumps(message)], as_of=latest["timestamp"]).messages()
+    assert latest["zscore"] == full["zscore"]
+    assert latest["hybrid_score"] == full["hybrid_score"]
+    assert latest["categories"] == full["categories"]
+    stored = ScoreStore(Settings(home=tmp_home).store_url).wallet_history([message["wallet_address"].lower()])
+    assert len(stored) == len(txs)
+
+
+def test_offset_range_keys_round_trip():
+    r = OffsetRange("wallet.transactions", 3, 10, 19)
+    assert r.key == "wallet.transactions.3.10-19" and OffsetRange.parse(r.key) == r and r.size == 10
+    with pytest.raises(ValueError, match="offset-range key"):
+        OffsetRange.parse("batch-a")
