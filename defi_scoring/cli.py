@@ -6,6 +6,7 @@ import os
 import shutil
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -43,7 +44,7 @@ def main() -> None:
 @click.option("--bad-fraction", default=0.0, show_default=True, type=click.FloatRange(0, 1),
               help="Share of messages to corrupt on purpose (to see failure records).")
 def generate(n_wallets: int, seed: int, output: Path, labels: Path | None, bad_fraction: float) -> None:
-    """Generate synthetic wallets (8 archetypes, benign and risky) as JSONL messages plus labels."""
+    """Generate synthetic wallets (9 archetypes, benign and risky) as JSONL messages plus labels."""
     stats = _generate(n_wallets, seed, output, labels or output.with_suffix(".labels.csv"), bad_fraction)
     console.print(f"wrote {stats['wallets']:,} wallets / {stats['transactions']:,} transactions "
                   f"({stats['bad_lines']} corrupted lines) to [bold]{output}[/]")
@@ -154,12 +155,15 @@ def _run_jobs(settings: Settings, steps: list[tuple[str, dict]]) -> None:
     from dagster import DagsterInstance
 
     from defi_scoring.definitions import build_definitions
+    from defi_scoring.streaming.driver import QUIET
 
     defs = build_definitions(settings)
     with DagsterInstance.get() as instance:
         for job_name, kwargs in steps:
             with console.status(f"running {job_name} …"):
-                result = defs.resolve_job_def(job_name).execute_in_process(instance=instance, **kwargs)
+                config = {**kwargs.pop("run_config", {}), **QUIET}
+                result = defs.resolve_job_def(job_name).execute_in_process(instance=instance, run_config=config,
+                                                                           **kwargs)
             if not result.success:
                 raise click.ClickException(f"Dagster run {result.run_id} of {job_name} failed; "
                                            f"open the UI (defi-scoring ui) to see its logs.")
@@ -247,8 +251,54 @@ def demo(n_wallets: int, seed: int) -> None:
         out.print(models)
         out.print("Compare versions in the MLflow UI:  [bold]defi-scoring mlflow-ui[/]")
     _print_hybrid_summary(out, pd.read_parquet(settings.tables_dir / "scored_wallets.parquet"), labels)
+    _stream_demo(out, settings, seed)
     out.print(f"\nOpen the Dagster UI on this instance:\n  [bold]DAGSTER_HOME={settings.dagster_home} "
               f"{Path(sys.executable).parent / 'dagster'} dev -w workspace.yaml[/]   (or: make ui)")
+
+
+def _stream_demo(out: Console, settings: Settings, seed: int, wallets: int = 500) -> None:
+    """Streaming part of the demo: embedded broker → produce → sensor-driven runs → output topics."""
+    import numpy as np
+    from dagster import DagsterInstance
+
+    from defi_scoring.core.synthetic import corrupt, generate_wallets, iter_messages
+    from defi_scoring.definitions import build_definitions
+    from defi_scoring.streaming.broker import EmbeddedBroker
+    from defi_scoring.streaming.client import ensure_topics, producer, read_topic
+    from defi_scoring.streaming.driver import SensorDriver, latencies_s
+    from defi_scoring.streaming.settings import KafkaSettings
+
+    messages = list(iter_messages(generate_wallets(wallets, seed=seed + 1)))
+    lines = [orjson.dumps(m) for m in messages] + [corrupt(m, k) for m, k in
+                                                  zip(messages, ("truncated_json", "invalid_wallet", "timestamp_ms"))]
+    with EmbeddedBroker(log_path=settings.home / "broker.log") as broker:
+        os.environ["KAFKA_BOOTSTRAP_SERVERS"] = broker.bootstrap_servers
+        kafka = KafkaSettings.from_env()
+        ensure_topics(kafka, [kafka.input_topic, *kafka.output_topics])
+        console.print(f"[green]✓[/] embedded Kafka broker on {broker.bootstrap_servers}")
+        _send(kafka, lines, 0, None, producer)
+        defs = build_definitions(settings)
+        with DagsterInstance.get() as instance, console.status("sensor-driven scoring runs …"):
+            driver = SensorDriver(defs, instance)
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                if not driver.tick() and driver.runs:
+                    break
+        topics = {t: read_topic(kafka, t) for t in (kafka.input_topic, *kafka.output_topics)}
+    del os.environ["KAFKA_BOOTSTRAP_SERVERS"]
+    summary = Table(title=f"Streaming: {len(driver.runs)} sensor-driven run(s) of kafka_scoring")
+    for column in ("topic", "messages", "example"):
+        summary.add_column(column, overflow="fold")
+    for topic, records in topics.items():
+        example = records[-1].value[:110].decode(errors="replace") + "…" if records else ""
+        summary.add_row(topic, f"{len(records):,}", example)
+    out.print(summary)
+    answered = topics[kafka.success_topic] + topics[kafka.failure_topic]
+    lat = np.array(latencies_s(topics[kafka.input_topic], answered)) if answered else np.zeros(1)
+    accounted = "all" if len(answered) == len(lines) else "NOT all"
+    out.print(f"{accounted} {len(lines):,} input messages accounted for ({len(topics[kafka.success_topic]):,} success"
+              f" + {len(topics[kafka.failure_topic]):,} failure); latency produce → output p50 "
+              f"{np.percentile(lat, 50):.2f}s, p95 {np.percentile(lat, 95):.2f}s")
 
 
 def _print_hybrid_summary(out: Console, scored, labels) -> None:
@@ -304,6 +354,86 @@ def _train(settings: Settings) -> dict | None:
     console.print(f"[green]✓[/] train_model run {result.run_id[:8]}: version {meta['model_version'].value}")
     return {"version": meta["model_version"].value, "champion": alias_version(store, name, CHAMPION),
             "metrics": dict(sorted(metrics.items(), key=lambda kv: kv[0] != "ensemble"))}
+
+
+@main.command()
+@click.option("--port", default=9092, show_default=True, help="Port of the embedded broker (0: a free one).")
+@click.option("--partitions", default=1, show_default=True, help="Partitions of the input topic.")
+def broker(port: int, partitions: int) -> None:
+    """Start the embedded Kafka-protocol broker (Tansu, in memory) and create the topics; Ctrl-C stops it."""
+    from defi_scoring.streaming.broker import EmbeddedBroker, free_port
+    from defi_scoring.streaming.client import ensure_topics
+    from defi_scoring.streaming.settings import KafkaSettings
+
+    running = EmbeddedBroker(port or free_port()).start()
+    settings = replace(KafkaSettings.from_env(), bootstrap_servers=running.bootstrap_servers)
+    ensure_topics(settings, [settings.input_topic], partitions)
+    ensure_topics(settings, settings.output_topics)
+    console.print(f"[green]✓[/] broker on [bold]{running.bootstrap_servers}[/] (in memory: topics vanish when it "
+                  f"stops); topics {settings.input_topic} ({partitions} partition(s)), "
+                  f"{', '.join(settings.output_topics)}")
+    console.print(f"  export KAFKA_BOOTSTRAP_SERVERS={running.bootstrap_servers}   # then: defi-scoring produce, "
+                  f"make ui (the kafka_scoring_sensor starts when this is set)")
+    try:
+        running.process.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        running.stop()
+
+
+@main.command()
+@click.option("--count", default=1_000, show_default=True, help="Generated wallets to send (ignored with --input).")
+@click.option("--input", "input_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="JSONL file: send each line as one message instead of generating.")
+@click.option("--seed", default=7, show_default=True)
+@click.option("--rate", default=0.0, show_default=True, help="Messages per second (0: as fast as possible).")
+@click.option("--compression", type=click.Choice(["none", "gzip", "lz4", "snappy", "zstd"]), default="none",
+              show_default=True)
+def produce(count: int, input_path: Path | None, seed: int, rate: float, compression: str) -> None:
+    """Send wallet-transactions messages to the input topic (KAFKA_BOOTSTRAP_SERVERS), keyed by wallet."""
+    from defi_scoring.streaming.client import producer
+    from defi_scoring.streaming.settings import KafkaSettings
+
+    settings = KafkaSettings.from_env()
+    if input_path is not None:
+        lines = [line.rstrip(b"\r\n") for line in input_path.open("rb") if line.strip()]
+    else:
+        from defi_scoring.core.synthetic import generate_wallets, iter_messages
+
+        lines = [orjson.dumps(m) for m in iter_messages(generate_wallets(count, seed=seed))]
+    sent = _send(settings, lines, rate, None if compression == "none" else compression, producer)
+    console.print(f"[green]✓[/] sent {sent:,} messages to {settings.input_topic} on {settings.bootstrap_servers}")
+
+
+def _message_key(line: bytes) -> bytes:
+    try:
+        return str(orjson.loads(line).get("wallet_address") or "").encode()
+    except (orjson.JSONDecodeError, AttributeError):
+        return b""
+
+
+def _send(settings, lines: list[bytes], rate: float, compression: str | None, make_producer) -> int:
+    sender = make_producer(settings, compression_type=compression)
+    started = time.perf_counter()
+    with Progress(TextColumn("producing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console) as progress:
+        task = progress.add_task("produce", total=len(lines))
+        futures = []
+        for i, line in enumerate(lines):
+            if rate > 0:
+                delay = started + i / rate - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+            futures.append(sender.send(settings.input_topic, key=_message_key(line), value=line))
+            if i % 200 == 0:
+                progress.update(task, completed=i)
+        sender.flush()
+        for future in futures:
+            future.get(timeout=30)
+        progress.update(task, completed=len(lines))
+    sender.close()
+    return len(lines)
 
 
 @main.command(name="mlflow-ui")

@@ -141,5 +141,9 @@ def hybrid_scores(wallet_table: pd.DataFrame, config: ScoringConfig,
     thin = tx_count < config.thin_history.min_transactions
     out["thin_history"] = thin
     out["confidence"] = np.where(thin, np.minimum(confidence, config.thin_history.confidence_cap), confidence)
-    out["risk_level"] = np.where(thin, INSUFFICIENT_HISTORY, risk_levels(out["hybrid_score"].to_numpy(), config))
+    # A counted manipulation pattern is evidence enough: a two-transaction rug pull is not "unknown".
+    flagged = (wallet_table["patterns_detected"].to_numpy() > 0 if "patterns_detected" in wallet_table
+               else np.zeros(n, dtype=bool))
+    out["risk_level"] = np.where(thin & ~flagged, INSUFFICIENT_HISTORY,
+                                 risk_levels(out["hybrid_score"].to_numpy(), config))
     return HybridResult(out, contributions, errors)

@@ -46,7 +46,7 @@ def no_model(reason: str) -> ModelScores:
 
 
 def score_with_model(features: pd.DataFrame, store: MlflowStore, name: str,
-                     contributions: bool = True) -> ModelScores:
+                     contributions: bool = True, exact_contributions: bool = False) -> ModelScores:
     """Champion predictions (and per-feature contributions for the reasons) for a features table."""
     champion = load_champion(store, name)
     if champion is None:
@@ -58,5 +58,5 @@ def score_with_model(features: pd.DataFrame, store: MlflowStore, name: str,
     if contributions:
         ensemble = getattr(model.unwrap_python_model(), "ensemble", None)
         if ensemble is not None:
-            contribs = ensemble.feature_contributions(features[MODEL_FEATURES])
+            contribs = ensemble.feature_contributions(features[MODEL_FEATURES], exact=exact_contributions)
     return ModelScores(predictions, version, f"scored with {name} version {version} ({CHAMPION})", contribs)

@@ -124,6 +124,7 @@ def read_range(settings: KafkaSettings, offsets: OffsetRange, timeout_s: float =
 
 def producer(settings: KafkaSettings, **overrides) -> KafkaProducer:
     options = {"linger_ms": 5, "acks": "all", "max_request_size": settings.max_message_bytes * 2,
+               "batch_size": 512 * 1024,
                **settings.client_options(), **overrides}
     return KafkaProducer(**options)
 
@@ -132,7 +133,7 @@ def publish(settings: KafkaSettings, outputs: list[tuple[str, str, bytes]]) -> N
     """Send (topic, key, value) records and wait until the broker has them all."""
     if not outputs:
         return
-    sender = producer(settings)
+    sender = producer(settings, compression_type="lz4")
     try:
         futures = [sender.send(topic, key=key.encode(), value=value) for topic, key, value in outputs]
         sender.flush()
@@ -155,3 +156,18 @@ def ensure_topics(settings: KafkaSettings, topics: list[str], partitions: int = 
                 pass
     finally:
         admin.close()
+
+
+def read_topic(settings: KafkaSettings, topic: str, idle_ms: int = 1500) -> list:
+    """Every record currently on a topic (all partitions), for demos, benches and tests."""
+    consumer = _consumer(settings, consumer_timeout_ms=idle_ms)
+    try:
+        partitions = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        if not tps:
+            return []
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        return list(consumer)
+    finally:
+        consumer.close()

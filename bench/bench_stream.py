@@ -1,0 +1,108 @@
+"""Streaming: produce at a fixed rate, drive kafka_scoring_sensor + its runs as the daemon would.
+
+Starts the embedded broker and a throwaway data home (SQLite score store, temporary Dagster
+instance), produces generated messages from a separate process at --rate messages/s, and ticks the
+sensor every --interval seconds, executing each requested run in-process, until every message is
+answered. Latency is the Kafka timestamp of the output record minus that of the input record.
+
+  python bench/bench_stream.py [--messages 30000] [--rate 6000] [--interval 2] [--seed 42]
+
+Prints one JSON line.
+"""
+
+import argparse
+import json
+import multiprocessing
+import os
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import orjson
+
+
+def _produce(bootstrap: str, topic: str, lines: list[bytes], rate: float) -> None:
+    from defi_scoring.streaming.client import producer
+    from defi_scoring.streaming.settings import KafkaSettings
+
+    sender = producer(KafkaSettings(bootstrap_servers=bootstrap))
+    started = time.perf_counter()
+    for i, line in enumerate(lines):
+        delay = started + i / rate - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        sender.send(topic, key=orjson.loads(line)["wallet_address"].encode(), value=line)
+    sender.flush()
+    sender.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--messages", type=int, default=30_000)
+    parser.add_argument("--rate", type=float, default=6_000)
+    parser.add_argument("--interval", type=float, default=2.0, help="sensor minimum interval (s)")
+    parser.add_argument("--seed", type=int, default=42)
+    args = parser.parse_args()
+
+    home = Path(tempfile.mkdtemp(prefix="bench-stream-"))
+    os.environ["DEFI_SCORING_HOME"] = str(home)
+    os.environ["DAGSTER_HOME"] = str(home / "dagster")
+    from dagster import instance_for_test
+
+    from defi_scoring.config import Settings
+    from defi_scoring.core.synthetic import generate_wallets, iter_messages
+    from defi_scoring.definitions import build_definitions
+    from defi_scoring.streaming.broker import EmbeddedBroker
+    from defi_scoring.streaming.client import ensure_topics, read_topic
+    from defi_scoring.streaming.driver import SensorDriver, latencies_s
+    from defi_scoring.streaming.settings import KafkaSettings
+
+    lines = [orjson.dumps(m) for m in iter_messages(generate_wallets(args.messages, seed=args.seed))]
+    with EmbeddedBroker(log_path=home / "broker.log") as broker:
+        os.environ["KAFKA_BOOTSTRAP_SERVERS"] = broker.bootstrap_servers
+        kafka = KafkaSettings.from_env()
+        ensure_topics(kafka, [kafka.input_topic, *kafka.output_topics])
+        defs = build_definitions(Settings.from_env())
+        with instance_for_test() as instance:
+            driver = SensorDriver(defs, instance)
+            producer = multiprocessing.get_context("spawn").Process(
+                target=_produce, args=(broker.bootstrap_servers, kafka.input_topic, lines, args.rate))
+            started = time.perf_counter()
+            producer.start()
+            answered, run_seconds = 0, []
+            while answered < len(lines) and time.perf_counter() - started < 600:
+                tick = time.perf_counter()
+                runs = driver.tick()
+                for run in runs:
+                    meta = run.asset_materializations_for_node("kafka_scored_ranges")[0].metadata
+                    answered += meta["messages"].value
+                    run_seconds.append(meta["seconds"].value)
+                time.sleep(max(0.0, args.interval - (time.perf_counter() - tick)))
+            elapsed = time.perf_counter() - started
+            producer.join()
+        inputs = read_topic(kafka, kafka.input_topic)
+        outputs = read_topic(kafka, kafka.success_topic) + read_topic(kafka, kafka.failure_topic)
+    lat = np.array(latencies_s(inputs, outputs))
+    first_in = min(r.timestamp for r in inputs) / 1000
+    last_out = max(r.timestamp for r in outputs) / 1000
+    print(json.dumps({
+        "messages": len(lines),
+        "answered": len(outputs),
+        "rate_target": args.rate,
+        "runs": len(driver.runs),
+        "sensor_interval_s": args.interval,
+        "wallets_per_s": round(len(outputs) / (last_out - first_in)),
+        "run_seconds_p50": round(float(np.percentile(run_seconds, 50)), 3),
+        "run_seconds_max": round(float(max(run_seconds)), 3),
+        "latency_p50_s": round(float(np.percentile(lat, 50)), 3),
+        "latency_p95_s": round(float(np.percentile(lat, 95)), 3),
+        "latency_p99_s": round(float(np.percentile(lat, 99)), 3),
+        "elapsed_s": round(elapsed, 1),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+    }))
+
+
+if __name__ == "__main__":
+    main()
