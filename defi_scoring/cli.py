@@ -252,6 +252,8 @@ def demo(n_wallets: int, seed: int) -> None:
         out.print("Compare versions in the MLflow UI:  [bold]defi-scoring mlflow-ui[/]")
     _print_hybrid_summary(out, pd.read_parquet(settings.tables_dir / "scored_wallets.parquet"), labels)
     _stream_demo(out, settings, seed)
+    out.print("\nServe the scores over HTTP:  [bold]defi-scoring serve[/]  → http://127.0.0.1:8000/docs "
+              "(GET /api/v1/wallets/{address}, POST /api/v1/score, /health, /stats)")
     out.print(f"\nOpen the Dagster UI on this instance:\n  [bold]DAGSTER_HOME={settings.dagster_home} "
               f"{Path(sys.executable).parent / 'dagster'} dev -w workspace.yaml[/]   (or: make ui)")
 
@@ -434,6 +436,20 @@ def _send(settings, lines: list[bytes], rate: float, compression: str | None, ma
         progress.update(task, completed=len(lines))
     sender.close()
     return len(lines)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True)
+@click.option("--workers", default=1, show_default=True, help="uvicorn worker processes.")
+def serve(host: str, port: int, workers: int) -> None:
+    """Start the REST API (FastAPI + uvicorn): scores from the store, POST scoring, admin; docs at /docs."""
+    import uvicorn
+
+    console.print(f"API on [bold]http://{host}:{port}[/]  (docs: http://{host}:{port}/docs; store: "
+                  f"{Settings.from_env().store_url})")
+    uvicorn.run("defi_scoring.api.app:create_app", factory=True, host=host, port=port, workers=workers,
+                log_level="warning")
 
 
 @main.command(name="mlflow-ui")

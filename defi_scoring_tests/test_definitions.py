@@ -21,9 +21,10 @@ def test_definitions_load_with_every_asset_job_and_sensor(tmp_home):
     defs = build_definitions(Settings(home=tmp_home))
     keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
     assert keys == {"transaction_batches", "wallet_features", "reference_scores", "scored_wallets", "training_set",
-                    "ensemble_model", "champion_model"}
-    for job in ("ingest_batch", "score_wallets", "train_model"):
+                    "ensemble_model", "champion_model", "kafka_scored_ranges"}
+    for job in ("ingest_batch", "score_wallets", "train_model", "kafka_scoring"):
         assert defs.resolve_job_def(job)
+    assert defs.resolve_sensor_def("kafka_scoring_sensor")
     assert defs.resolve_schedule_def("weekly_retraining").cron_schedule == "0 3 * * 1"
     assert defs.resolve_sensor_def("landing_folder_sensor")
 

@@ -9,6 +9,7 @@ import pandas as pd
 from defi_scoring.assets.ingestion import transaction_batches
 from defi_scoring.core.features import reference_features
 from defi_scoring.core.reference_score import reference_scores as compute_reference_scores
+from defi_scoring.core.batch_scoring import success_message
 from defi_scoring.core.model_scoring import score_with_model
 from defi_scoring.core.patterns import PATTERNS
 from defi_scoring.core.scoring_config import load_scoring_config
@@ -20,6 +21,7 @@ from defi_scoring.core.ensemble_config import load_ensemble_config
 from defi_scoring.core.wallet_scoring import score_wallet_table
 from defi_scoring.resources.data_home import DataHomeResource
 from defi_scoring.resources.mlflow_store import MlflowResource
+from defi_scoring.resources.score_store import ScoreStoreResource
 
 
 class FeaturesConfig(dg.Config):
@@ -99,7 +101,7 @@ class ScoredWalletsConfig(dg.Config):
                 "reasons, patterns, alerts, tags and the champion model version that scored it (CONTRACTS.md §5).",
 )
 def scored_wallets(context: dg.AssetExecutionContext, config: ScoredWalletsConfig, data_home: DataHomeResource,
-                   mlflow_store: MlflowResource) -> dg.MaterializeResult:
+                   mlflow_store: MlflowResource, score_store: ScoreStoreResource) -> dg.MaterializeResult:
     features = data_home.read_table("wallet_features")
     as_of = int(features["as_of"].iloc[0]) if len(features) else int(time.time())
     transactions = data_home.read_all_transactions()
@@ -114,6 +116,12 @@ def scored_wallets(context: dg.AssetExecutionContext, config: ScoredWalletsConfi
     scores = score_wallet_table(transactions, as_of, scoring_config, model, previous)
     table = scores.table.assign(as_of=as_of)
     path = data_home.write_table("scored_wallets", table)
+    # The store serves the API: every wallet's success message becomes its latest score and an event.
+    started = time.perf_counter()
+    rows = scores.table.to_dict("index")
+    score_store.store.record_messages(
+        [success_message(wallet, row, scores, as_of, 0) for wallet, row in rows.items()], context.run_id, "batch")
+    context.log.info("wrote %d scores to the score store in %.1fs", len(rows), time.perf_counter() - started)
     context.log.info("scored %d wallets; %s", len(table), scores.model_note)
     for name, error in scores.factor_errors.items():
         context.log.warning("neutral fallback used: %s", error)

@@ -76,30 +76,35 @@ def build_output_messages(scored: ScoredBatch) -> list[dict[str, Any]]:
     records = table.loc[table.index.intersection(wanted)].to_dict("index")
     for index in pending:
         address = batch.wallet_addresses[index]
-        row = records[address.lower()]
-        message = {
-            "wallet_address": address,
-            "zscore": f"{row['zscore']:.18f}",
-            "timestamp": scored.as_of,
-            "processing_time_ms": processing_ms,
-            "categories": [
-                {
-                    "category": "liquidity_provision",
-                    "score": float(row["lp_score"]),
-                    "transaction_count": int(row["lp_transaction_count"]),
-                    "features": _feature_dict(row, LP_FEATURES),
-                },
-                {
-                    "category": "trading",
-                    "score": float(row["swap_score"]),
-                    "transaction_count": int(row["num_swaps"]),
-                    "features": _feature_dict(row, SWAP_FEATURES),
-                },
-            ],
-            "tags": row["tags"],
-            **hybrid_fields(row, scored.wallets),
-        }
+        message = success_message(address, records[address.lower()], scored.wallets, scored.as_of, processing_ms)
         if index in batch.warnings:
             message["warnings"] = batch.warnings[index]
         out[index] = message
     return out  # type: ignore[return-value]
+
+
+def success_message(address: str, row: dict[str, Any], wallets: WalletScores, as_of: int,
+                    processing_ms: int) -> dict[str, Any]:
+    """The success message (CONTRACTS.md §2 plus the additive hybrid fields) of one scored wallet."""
+    return {
+        "wallet_address": address,
+        "zscore": f"{row['zscore']:.18f}",
+        "timestamp": as_of,
+        "processing_time_ms": processing_ms,
+        "categories": [
+            {
+                "category": "liquidity_provision",
+                "score": float(row["lp_score"]),
+                "transaction_count": int(row["lp_transaction_count"]),
+                "features": _feature_dict(row, LP_FEATURES),
+            },
+            {
+                "category": "trading",
+                "score": float(row["swap_score"]),
+                "transaction_count": int(row["num_swaps"]),
+                "features": _feature_dict(row, SWAP_FEATURES),
+            },
+        ],
+        "tags": list(row["tags"]),
+        **hybrid_fields(row, wallets),
+    }

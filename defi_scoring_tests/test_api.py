@@ -1,0 +1,123 @@
+"""The REST API against a real uvicorn process on a free port, backed by a real SQLite score store."""
+
+import os
+import subprocess
+import sys
+import time
+
+import httpx
+import orjson
+import pytest
+
+from defi_scoring.core.batch_scoring import score_raw_messages
+from defi_scoring.core.synthetic import generate_wallets, iter_messages
+from defi_scoring.score_store import ScoreStore
+from defi_scoring.streaming.broker import free_port
+from defi_scoring_tests.conftest import WALLET, example_message
+
+ADMIN_KEY = "test-admin-key"
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory):
+    home = tmp_path_factory.mktemp("api-home")
+    store = ScoreStore(f"sqlite:///{home / 'scores.db'}")
+    lines = [orjson.dumps(m) for m in iter_messages(generate_wallets(20, seed=5))] + [b"{broken"]
+    messages = score_raw_messages(lines, as_of=1_735_689_600).messages()
+    store.record_messages(messages, run_id="batch-1", source="batch")
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "MLFLOW_", "DEFI_SCORING_"))}
+    env.update(DEFI_SCORING_HOME=str(home), DEFI_SCORING_ADMIN_KEY=ADMIN_KEY, DEFI_SCORING_API_MAX_BODY_BYTES="200000")
+    process = subprocess.Popen([sys.executable, "-m", "defi_scoring.cli", "serve", "--port", str(port)], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base}/", timeout=1).status_code == 200:
+                break
+        except httpx.TransportError:
+            time.sleep(0.2)
+    else:
+        process.kill()
+        pytest.fail(f"API did not start: {process.stdout.read().decode()[-2000:]}")
+    yield httpx.Client(base_url=base, timeout=30), messages
+    process.terminate()
+    process.wait(10)
+
+
+def test_root_and_docs(api):
+    client, _ = api
+    assert client.get("/").json()["service"] == "defi-scoring"
+    assert client.get("/docs").status_code == 200
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {"/api/v1/wallets/{address}", "/api/v1/score", "/api/v1/health", "/api/v1/stats"} <= set(paths)
+
+
+@pytest.mark.parametrize("path", ["/health", "/api/v1/health"])
+def test_health_reports_each_component(api, path):
+    client, _ = api
+    body = client.get(path).json()
+    assert body["status"] == "ok" and body["uptime_seconds"] >= 0 and body["version"]
+    assert body["components"]["store"]["status"] == "ok"
+    assert body["components"]["kafka"]["status"] == "not_configured"
+    assert body["components"]["mlflow_champion"]["status"] == "missing"
+
+
+@pytest.mark.parametrize("path", ["/stats", "/api/v1/stats"])
+def test_stats_come_from_the_store(api, path):
+    client, messages = api
+    body = client.get(path).json()
+    assert body["total_processed"] >= len(messages)
+    assert body["failed_processed"] >= 1
+    assert body["successful_processed"] == body["total_processed"] - body["failed_processed"]
+    assert {"average_processing_time_ms", "uptime_seconds", "last_processed_timestamp"} <= set(body)
+
+
+def test_wallet_latest_and_history_404_and_422(api):
+    client, messages = api
+    address = messages[0]["wallet_address"]
+    body = client.get(f"/api/v1/wallets/{address.lower()}").json()
+    assert body["zscore"] == messages[0]["zscore"] and body["hybrid_score"] == messages[0]["hybrid_score"]
+    assert body["history"][0]["run_id"] == "batch-1"
+    missing = client.get(f"/api/v1/wallets/0x{'1' * 40}")
+    assert missing.status_code == 404 and "not been scored" in missing.json()["detail"]
+    assert client.get("/api/v1/wallets/not-an-address").status_code == 422
+
+
+def test_post_score_then_read_it_back(api):
+    client, _ = api
+    before = client.get("/api/v1/stats").json()["total_processed"]
+    response = client.post("/api/v1/score", content=orjson.dumps(example_message()))
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["zscore"] == "308.000000000000000000"  # scored now: > 30 days after the deposit
+    assert body["risk_level"] and "breakdown" in body and body["ml"]["available"] is False
+    assert client.get(f"/api/v1/wallets/{WALLET}").json()["zscore"] == body["zscore"]
+    assert client.get("/api/v1/stats").json()["total_processed"] == before + 1
+
+
+@pytest.mark.parametrize("payload, fragment", [
+    (b"{not json", "JSON"),
+    (orjson.dumps({"data": []}), "wallet_address"),
+    (orjson.dumps({**example_message(), "wallet_address": "0x123"}), "wallet_address"),
+])
+def test_invalid_score_request_is_422_with_the_specific_error(api, payload, fragment):
+    client, _ = api
+    response = client.post("/api/v1/score", content=payload)
+    assert response.status_code == 422
+    assert fragment in response.json()["detail"]["error"]
+
+
+def test_oversized_body_is_413(api):
+    client, _ = api
+    response = client.post("/api/v1/score", content=b"x" * 300_000)
+    assert response.status_code == 413 and "limit" in response.json()["detail"]
+
+
+def test_admin_requires_the_api_key(api):
+    client, _ = api
+    assert client.post("/api/v1/admin/reload-model").status_code == 401
+    assert client.post("/api/v1/admin/reload-model", headers={"X-API-Key": "wrong"}).status_code == 401
+    ok = client.post("/api/v1/admin/reload-model", headers={"X-API-Key": ADMIN_KEY})
+    assert ok.status_code == 200 and ok.json()["reloaded"] is False  # no champion in this store

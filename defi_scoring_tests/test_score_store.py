@@ -1,0 +1,153 @@
+"""The score store on SQLite and on PostgreSQL (one suite, parametrised), and Dagster on PostgreSQL."""
+
+import os
+import threading
+import uuid
+
+import orjson
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from defi_scoring.core.batch_scoring import score_raw_messages
+from defi_scoring.core.normalise import normalise_messages
+from defi_scoring.core.synthetic import generate_wallets, iter_messages
+from defi_scoring.score_store import ScoreStore
+from defi_scoring_tests.conftest import DEPOSIT_TIME, example_message
+
+POSTGRES_URL = os.environ.get("DEFI_SCORING_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+def _postgres_reachable() -> str | None:
+    try:
+        with sa.create_engine(POSTGRES_URL, connect_args={"connect_timeout": 3}).connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+        return None
+    except Exception as exc:  # noqa: BLE001
+        return f"PostgreSQL not reachable at {POSTGRES_URL} ({type(exc).__name__}); set DEFI_SCORING_TEST_POSTGRES_URL"
+
+
+POSTGRES_SKIP = _postgres_reachable()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request, tmp_path):
+    if request.param == "sqlite":
+        yield ScoreStore(f"sqlite:///{tmp_path / 'scores.db'}")
+        return
+    if POSTGRES_SKIP:
+        pytest.skip(POSTGRES_SKIP)
+    schema = f"test_{uuid.uuid4().hex[:10]}"  # an isolated schema per test
+    admin = sa.create_engine(POSTGRES_URL)
+    with admin.begin() as conn:
+        conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
+    separator = "&" if "?" in POSTGRES_URL else "?"
+    yield ScoreStore(f"{POSTGRES_URL}{separator}options=-csearch_path%3D{schema}")
+    with admin.begin() as conn:
+        conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
+    admin.dispose()
+
+
+def _scored(n=30, seed=1):
+    lines = [orjson.dumps(m) for m in iter_messages(generate_wallets(n, seed=seed))] + [b"{bad"]
+    return lines, score_raw_messages(lines, as_of=1_735_689_600)
+
+
+def test_records_latest_scores_events_and_stats(store):
+    lines, scored = _scored()
+    messages = scored.messages()
+    store.record_messages(messages, run_id="run-1", source="batch")
+    stats = store.stats()
+    assert stats["total_processed"] == len(lines) and stats["failed_processed"] == 1
+    assert stats["successful_processed"] == len(lines) - 1 and stats["last_processed_timestamp"] is not None
+    address = messages[0]["wallet_address"]
+    found = store.wallet(address.upper().replace("0X", "0x"))  # any case
+    assert found["latest"] == messages[0]
+    assert found["history"][0]["run_id"] == "run-1" and found["history"][0]["status"] == "success"
+    assert store.wallet("0x" + "0" * 40) is None
+
+
+def test_rescoring_updates_latest_and_appends_history(store):
+    _, scored = _scored(5)
+    first = scored.messages()
+    store.record_messages(first, run_id="run-1", source="batch")
+    changed = [dict(m, hybrid_score=1.0, zscore="1.000000000000000000") for m in first]
+    store.record_messages(changed, run_id="run-2", source="stream")
+    found = store.wallet(first[0]["wallet_address"])
+    assert found["latest"]["hybrid_score"] == 1.0
+    assert [h["run_id"] for h in found["history"]] == ["run-2", "run-1"]
+    assert store.latest_hybrid_scores([first[0]["wallet_address"].lower()]).iloc[0] == 1.0
+
+
+def test_transactions_insert_is_idempotent_and_history_round_trips(store):
+    batch = normalise_messages(iter_messages(generate_wallets(20, seed=3)))
+    store.add_transactions(batch.transactions)
+    store.add_transactions(batch.transactions)  # a re-run: nothing doubles
+    wallets = batch.transactions["wallet"].astype(object).unique().tolist()
+    history = store.wallet_history(wallets)
+    assert len(history) == len(batch.transactions)
+    key = ["wallet", "document_id"]
+    left = history.astype({"wallet": object}).sort_values(key).reset_index(drop=True)
+    right = batch.transactions[history.columns].astype({"wallet": object}).sort_values(key).reset_index(drop=True)
+    pd.testing.assert_series_equal(left["amount_usd"], right["amount_usd"])
+    assert (left["timestamp"].to_numpy() == right["timestamp"].to_numpy()).all()
+
+
+def test_range_outputs_round_trip(store):
+    outputs = [("topic-a", "0xabc", b'{"x": 1}'), ("topic-b", "", b"\xe2\x82\xac")]
+    assert store.range_outputs("t.0.0-9") is None
+    with store.transaction() as conn:
+        store.save_range("t.0.0-9", outputs, conn)
+    assert store.range_outputs("t.0.0-9") == outputs
+
+
+def test_readers_keep_working_while_a_writer_holds_a_transaction(store):
+    (message,) = score_raw_messages([orjson.dumps(example_message())], as_of=DEPOSIT_TIME + 86400).messages()
+    store.record_messages([message], run_id="r", source="api")
+    started, release = threading.Event(), threading.Event()
+
+    def writer():
+        with store.transaction() as conn:
+            store.add_transactions(normalise_messages([example_message()]).transactions, conn)
+            started.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    started.wait(10)
+    try:
+        assert store.wallet(message["wallet_address"])["latest"]["zscore"] == message["zscore"]
+        assert store.stats()["total_processed"] == 1
+    finally:
+        release.set()
+        thread.join()
+
+
+@pytest.mark.skipif(POSTGRES_SKIP is not None, reason=POSTGRES_SKIP or "")
+def test_dagster_instance_on_postgres_runs_the_batch_jobs(tmp_home):
+    """Production mode: Dagster run/event storage on PostgreSQL (dagster-postgres). Its NOTIFY needs the
+    psycopg2 driver, named explicitly: SQLAlchemy 2.1 maps a bare postgresql:// URL to psycopg 3."""
+    import dagster as dg
+
+    from defi_scoring.assets.partitions import transaction_batch_partitions
+    from defi_scoring.config import Settings
+    from defi_scoring.definitions import build_definitions
+
+    database = "defi_scoring_dagster_test"
+    admin = sa.create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        if not conn.execute(sa.text("SELECT 1 FROM pg_database WHERE datname = :d"), {"d": database}).first():
+            conn.execute(sa.text(f"CREATE DATABASE {database}"))
+    admin.dispose()
+    url = sa.engine.make_url(POSTGRES_URL).set(database=database, drivername="postgresql+psycopg2")
+    (tmp_home / "landing").mkdir(parents=True)
+    (tmp_home / "landing" / "pg.jsonl").write_bytes(orjson.dumps(example_message()) + b"\n")
+    defs = build_definitions(Settings(home=tmp_home))
+    overrides = {"storage": {"postgres": {"postgres_url": url.render_as_string(hide_password=False)}}}
+    with dg.instance_for_test(overrides=overrides) as instance:
+        assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+        instance.add_dynamic_partitions(transaction_batch_partitions.name, ["pg"])
+        result = defs.resolve_job_def("ingest_batch").execute_in_process(instance=instance, partition_key="pg")
+        assert result.success
+        assert instance.get_run_by_id(result.run_id).is_success
+        assert instance.get_latest_materialization_event(dg.AssetKey("transaction_batches")) is not None
