@@ -9,7 +9,7 @@ import pandas as pd
 from defi_scoring.assets.ingestion import transaction_batches
 from defi_scoring.core.features import reference_features
 from defi_scoring.core.reference_score import reference_scores as compute_reference_scores
-from defi_scoring.core.batch_scoring import success_message
+from defi_scoring.core.batch_scoring import row_dicts, success_message
 from defi_scoring.core.model_scoring import score_with_model
 from defi_scoring.core.patterns import PATTERNS
 from defi_scoring.core.scoring_config import load_scoring_config
@@ -118,7 +118,7 @@ def scored_wallets(context: dg.AssetExecutionContext, config: ScoredWalletsConfi
     path = data_home.write_table("scored_wallets", table)
     # The store serves the API: every wallet's success message becomes its latest score and an event.
     started = time.perf_counter()
-    rows = scores.table.to_dict("index")
+    rows = row_dicts(scores.table)
     score_store.store.record_messages(
         [success_message(wallet, row, scores, as_of, 0) for wallet, row in rows.items()], context.run_id, "batch")
     context.log.info("wrote %d scores to the score store in %.1fs", len(rows), time.perf_counter() - started)

@@ -132,7 +132,7 @@ def model_features(transactions: pd.DataFrame, as_of: float, reference: pd.DataF
     pool_top, pool_hhi = _share_of_top_and_hhi(wallet, pool, n)
     token_top, _ = _share_of_top_and_hhi(np.r_[s_wallet, s_wallet], np.r_[s_a, s_b], n)
 
-    out = pd.DataFrame(index=ref.index)
+    out: dict[str, np.ndarray] = {}
     for name in ("total_deposit_usd", "total_withdraw_usd", "total_swap_volume_usd", "avg_swap_size_usd"):
         out[f"log_{name}"] = np.log1p(ref[name].to_numpy())
     for name in ("num_deposits", "num_withdraws", "withdraw_ratio", "account_age_days", "avg_holding_time_days",
@@ -160,7 +160,7 @@ def model_features(transactions: pd.DataFrame, as_of: float, reference: pd.DataF
     out["min_deposit_to_withdraw_hours_log"] = np.log1p(min_hold)
     out["max_deposit_share"] = np.divide(max_dep, total_dep, out=np.zeros(n), where=total_dep > 0)
     out["peer_wallets_same_fingerprint"] = _peer_counts(wallet, ts, action, pool, n)
-    return out[MODEL_FEATURES]
+    return pd.DataFrame({name: out[name] for name in MODEL_FEATURES}, index=ref.index)
 
 
 def _peer_counts(wallet: np.ndarray, ts: np.ndarray, action: np.ndarray, pool: np.ndarray, n: int) -> np.ndarray:

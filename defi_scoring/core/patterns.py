@@ -68,9 +68,10 @@ def sybil_cluster(w: pd.DataFrame, cfg: PatternsConfig) -> np.ndarray:
     return np.where(eligible, _clip01(0.5 + 0.1 * peers), 0.0)
 
 
-def rug_pull(w: pd.DataFrame, cfg: PatternsConfig) -> np.ndarray:
+def rug_pull(w: pd.DataFrame, cfg: PatternsConfig, hours: np.ndarray) -> np.ndarray:
+    """hours: per wallet, the fastest deposit → next withdraw, in hours."""
     c = cfg.rug_pull
-    deposit, ratio, hours = _col(w, "total_deposit_usd"), _col(w, "withdraw_ratio"), _col(w, "exit_hours")
+    deposit, ratio = _col(w, "total_deposit_usd"), _col(w, "withdraw_ratio")
     eligible = (deposit >= c.min_deposit_usd) & (ratio >= c.min_withdraw_ratio) & (hours <= c.max_exit_hours)
     score = (0.45 + 0.2 * _clip01((ratio - c.min_withdraw_ratio) / (1 - c.min_withdraw_ratio + 1e-9))
              + 0.2 * _clip01(1 - hours / c.max_exit_hours)
@@ -141,16 +142,14 @@ def detect_patterns(wallet_table: pd.DataFrame, transactions: pd.DataFrame, cfg:
     patterns_detected (counted detections) and the evidence columns (exit_hours, pump_*)."""
     w = wallet_table
     exit_hours = np.expm1(_col(w, "min_deposit_to_withdraw_hours_log"))
-    out = pd.DataFrame({"exit_hours": exit_hours}, index=w.index)
+    out: dict[str, np.ndarray] = {"exit_hours": exit_hours}
     pump = pump_and_dump_evidence(transactions, w.index, cfg)
-    out = out.join(pump)
-    lookup = w.join(out[["exit_hours"]])
     confidences = {
         "wash_trading": wash_trading(w, cfg),
         "mev_bot": mev_bot(w, cfg),
         "sybil_cluster": sybil_cluster(w, cfg),
-        "rug_pull": rug_pull(lookup, cfg),
-        "pump_and_dump": out["pump_confidence"].to_numpy(),
+        "rug_pull": rug_pull(w, cfg, exit_hours),
+        "pump_and_dump": pump["pump_confidence"].to_numpy(),
     }
     weighted_risk = np.zeros(len(w))
     weight = np.zeros(len(w))
@@ -168,15 +167,15 @@ def detect_patterns(wallet_table: pd.DataFrame, transactions: pd.DataFrame, cfg:
         counted_total += counted
     out["pattern_risk"] = np.divide(weighted_risk, weight, out=np.zeros(len(w)), where=weight > 0)
     out["patterns_detected"] = counted_total
-    out["pattern_summary"] = _summaries(out)
-    return out.drop(columns=["pump_confidence"])
+    out["pattern_summary"] = _summaries(out, len(w))
+    return pd.concat([pd.DataFrame(out, index=w.index), pump.drop(columns=["pump_confidence"])], axis=1)
 
 
-def _summaries(out: pd.DataFrame) -> np.ndarray:
+def _summaries(out: dict[str, np.ndarray], n: int) -> np.ndarray:
     """A readable summary per wallet, via one lookup per combination of counted patterns."""
-    bits = np.zeros(len(out), dtype=np.int64)
+    bits = np.zeros(n, dtype=np.int64)
     for i, name in enumerate(PATTERNS):
-        bits |= out[f"{name}_counted"].to_numpy().astype(np.int64) << i
+        bits |= out[f"{name}_counted"].astype(np.int64) << i
     texts = []
     for combo in range(1 << len(PATTERNS)):
         found = [name.replace("_", " ") for i, name in enumerate(PATTERNS) if combo >> i & 1]

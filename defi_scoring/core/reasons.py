@@ -46,7 +46,7 @@ def factor_reason_columns(contributions: pd.DataFrame, wallet_table: pd.DataFram
     matrix = contributions.to_numpy(float)
     top = _top_k(matrix, k)
     points = np.take_along_axis(matrix, top, axis=1)
-    out = pd.DataFrame(index=contributions.index)
+    out: dict[str, np.ndarray] = {}
     for slot in range(top.shape[1]):
         text = np.empty(len(matrix), dtype=object)
         for j, name in enumerate(names):
@@ -66,14 +66,14 @@ def factor_reason_columns(contributions: pd.DataFrame, wallet_table: pd.DataFram
         out[f"reason_{slot + 1}_factor"] = names[top[:, slot]]
         out[f"reason_{slot + 1}_points"] = points[:, slot]
         out[f"reason_{slot + 1}_text"] = text
-    return out
+    return pd.DataFrame(out, index=contributions.index)
 
 
 def model_reason_columns(contributions: pd.DataFrame | None, index: pd.Index, k: int) -> pd.DataFrame:
     """Columns model_reason_{i}_feature / _log_odds for the champion's k strongest feature pushes."""
-    out = pd.DataFrame(index=index)
     if contributions is None or k == 0:
-        return out
+        return pd.DataFrame(index=index)
+    out: dict[str, np.ndarray] = {}
     contributions = contributions.reindex(index)
     names = np.asarray(contributions.columns, dtype=object)
     matrix = contributions.to_numpy(float)
@@ -81,7 +81,7 @@ def model_reason_columns(contributions: pd.DataFrame | None, index: pd.Index, k:
     for slot in range(top.shape[1]):
         out[f"model_reason_{slot + 1}_feature"] = names[top[:, slot]]
         out[f"model_reason_{slot + 1}_log_odds"] = np.take_along_axis(matrix, top[:, slot:slot + 1], axis=1)[:, 0]
-    return out
+    return pd.DataFrame(out, index=index)
 
 
 def reasons_of(row: dict, min_points: float = 0.05) -> list[dict]:
