@@ -185,6 +185,12 @@ class ScoreStore:
 
     def wallet(self, address: str, history_limit: int = 100) -> dict[str, Any] | None:
         """Latest success message of a wallet plus its scoring history (newest first); None if unknown."""
+        found = self.wallet_json(address, history_limit)
+        return None if found is None else {"latest": orjson.loads(found[0]), "history": orjson.loads(found[1])}
+
+    def wallet_json(self, address: str, history_limit: int = 100) -> tuple[str, bytes] | None:
+        """(latest success message as stored JSON, history as JSON) — the API serves these without
+        parsing the stored message again."""
         wallet = address.lower()
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(wallet_scores.c.message).where(wallet_scores.c.wallet == wallet)).first()
@@ -197,7 +203,7 @@ class ScoreStore:
                 .where(score_events.c.wallet == wallet)
                 .order_by(score_events.c.id.desc()).limit(history_limit)
             ).mappings().all()
-        return {"latest": orjson.loads(row[0]), "history": [dict(h) for h in history]}
+        return row[0], orjson.dumps([{str(k): v for k, v in h.items()} for h in history])
 
     def stats(self) -> dict[str, Any]:
         e = score_events.c
