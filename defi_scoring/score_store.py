@@ -88,7 +88,11 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
 class ScoreStore:
     def __init__(self, url: str, create: bool = True) -> None:
         self.url = url
-        self.engine = sa.create_engine(url, pool_pre_ping=True, future=True)
+        is_sqlite = url.startswith("sqlite")
+        # Pre-ping guards against server-side disconnects (PostgreSQL); a SQLite file has none, and the
+        # extra round trip would double the cost of every API read.
+        self.engine = sa.create_engine(url, pool_pre_ping=not is_sqlite,
+                                       **({} if is_sqlite else {"pool_size": 10, "max_overflow": 20}))
         if self.engine.dialect.name == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         if create:
