@@ -38,10 +38,26 @@ class Settings:
         return Path(os.environ.get("DAGSTER_HOME") or self.home / "dagster").expanduser().resolve()
 
 
+# Runs of one Kafka partition must score their offset ranges in order (a wallet's later range needs the
+# history the earlier one stored); runs of different partitions may go in parallel.
+DEFAULT_DAGSTER_YAML = """\
+run_coordinator:
+  module: dagster._core.run_coordinator
+  class: QueuedRunCoordinator
+  config:
+    tag_concurrency_limits:
+      - key: kafka/partition
+        value: {applyLimitPerUniqueValue: true}
+        limit: 1
+"""
+
+
 def ensure_dagster_home(settings: Settings) -> Path:
     """Point DAGSTER_HOME at the data home (unless set) so the UI sees the CLI's runs."""
     path = settings.dagster_home
     path.mkdir(parents=True, exist_ok=True)
-    (path / "dagster.yaml").touch()  # embedded default: SQLite storage inside DAGSTER_HOME
+    config = path / "dagster.yaml"
+    if not config.exists() or not config.read_text().strip():
+        config.write_text(DEFAULT_DAGSTER_YAML)  # SQLite storage inside DAGSTER_HOME (the default)
     os.environ["DAGSTER_HOME"] = str(path)
     return path

@@ -52,8 +52,12 @@ def kafka_scoring_sensor(context: dg.SensorEvaluationContext, kafka: KafkaResour
     if not ranges:
         return dg.SkipReason(f"no new messages on {settings.input_topic}")
     keys = [r.key for r in ranges]
+    # kafka/partition: the default dagster.yaml limits runs per tag value to 1, so one partition's
+    # ranges are scored in offset order while different partitions run in parallel.
     return dg.SensorResult(
-        run_requests=[dg.RunRequest(run_key=k, partition_key=k, tags={"kafka/range": k}) for k in keys],
+        run_requests=[dg.RunRequest(run_key=r.key, partition_key=r.key,
+                                    tags={"kafka/range": r.key, "kafka/partition": f"{r.topic}.{r.partition}"})
+                      for r in ranges],
         dynamic_partitions_requests=[kafka_offset_ranges.build_add_request(keys)],
         cursor=json.dumps(new_cursor),
     )

@@ -105,3 +105,12 @@ def test_workspace_yaml_and_dg_both_load_the_code_location(tmp_home):
     assert listed.returncode == 0, listed.stderr
     for name in ("transaction_batches", "wallet_features", "reference_scores", "landing_folder_sensor"):
         assert name in listed.stdout
+
+
+def test_default_instance_serialises_runs_of_one_kafka_partition(tmp_home):
+    from defi_scoring.config import ensure_dagster_home
+
+    path = ensure_dagster_home(Settings(home=tmp_home))
+    instance = dg.DagsterInstance.from_config(str(path))
+    limits = instance.run_coordinator.get_run_queue_config().tag_concurrency_limits
+    assert {"key": "kafka/partition", "value": {"applyLimitPerUniqueValue": True}, "limit": 1} in limits

@@ -109,6 +109,7 @@ def test_sensor_plans_ranges_and_runs_account_for_every_message(kafka_env, tmp_h
         total = len(good) + len(bad)
         assert total > 40
         assert keys == [f"{settings.input_topic}.0.0-39", f"{settings.input_topic}.0.40-{total - 1}"]
+        assert {r.tags["kafka/partition"] for r in result.run_requests} == {f"{settings.input_topic}.0"}
         assert [r.partition_key for r in result.run_requests] == keys
         assert json.loads(result.cursor) == {settings.input_topic: {"0": total}}
         assert all(run.success for run in runs)

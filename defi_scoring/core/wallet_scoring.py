@@ -7,6 +7,7 @@ MLflow and can run without any model at all.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -70,7 +71,9 @@ def score_wallet_table(transactions: pd.DataFrame, as_of: float, config: Scoring
 
 
 def _round(value: Any, digits: int = 4) -> Any:
-    return round(float(value), digits) if value is not None and np.isfinite(value) else None
+    """JSON-friendly number: rounded, None for missing/NaN/inf (math.isfinite: ~10× cheaper than numpy's
+    on Python floats, and this runs ~40 times per message)."""
+    return round(float(value), digits) if value is not None and math.isfinite(value) else None
 
 
 def hybrid_fields(row: dict[str, Any], scores: WalletScores) -> dict[str, Any]:
