@@ -96,7 +96,19 @@ class ScoreStore:
         if self.engine.dialect.name == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         if create:
-            metadata.create_all(self.engine)
+            self._create_tables()
+
+    def _create_tables(self, attempts: int = 3) -> None:
+        """create_all checks then creates; two processes starting on a fresh database can both see no
+        table and one fails with "already exists". Checking again is then enough."""
+        for attempt in range(attempts):
+            try:
+                metadata.create_all(self.engine)
+                return
+            except (sa.exc.OperationalError, sa.exc.ProgrammingError, sa.exc.IntegrityError):
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
 
     @property
     def dialect(self) -> str:

@@ -53,7 +53,27 @@ class MlflowStore:
 def embedded_store(home: Path) -> MlflowStore:
     root = home / "mlflow"
     root.mkdir(parents=True, exist_ok=True)
-    return MlflowStore(tracking_uri=f"sqlite:///{root / 'mlflow.db'}", artifact_root=(root / "artifacts").as_uri())
+    store = MlflowStore(tracking_uri=f"sqlite:///{root / 'mlflow.db'}", artifact_root=(root / "artifacts").as_uri())
+    _initialise_once(store, root)
+    return store
+
+
+def _initialise_once(store: MlflowStore, root: Path) -> None:
+    """Create/migrate the SQLite schema under a file lock: MLflow migrates on first connection, and two
+    processes doing that at once (parallel runs on a fresh home) collide in alembic."""
+    marker = root / ".schema-ready"
+    if marker.exists():
+        return
+    import fcntl
+
+    with open(root / ".schema.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if not marker.exists():
+                store.client().search_registered_models(max_results=1)
+                marker.touch()
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 @dataclass(frozen=True)
