@@ -5,17 +5,17 @@ import os
 import dagster as dg
 
 from defi_scoring.assets import reference_scores, scored_wallets, transaction_batches, wallet_features
+from defi_scoring.assets.streaming import kafka_scored_ranges
 from defi_scoring.assets.training import challenger_beats_champion, champion_model, ensemble_model, training_set
 from defi_scoring.config import Settings
-from defi_scoring.assets.streaming import kafka_scored_ranges
 from defi_scoring.jobs import ingest_batch_job, kafka_scoring_job, score_wallets_job, train_model_job
-from defi_scoring.resources.mlflow_store import MlflowResource
-from defi_scoring.schedules import retraining_schedule
 from defi_scoring.resources.data_home import DataHomeResource
 from defi_scoring.resources.kafka import KafkaResource
+from defi_scoring.resources.mlflow_store import MlflowResource
 from defi_scoring.resources.score_store import ScoreStoreResource
-from defi_scoring.streaming.settings import KafkaSettings
+from defi_scoring.schedules import retraining_schedule
 from defi_scoring.sensors import kafka_scoring_sensor, landing_folder_sensor
+from defi_scoring.streaming.settings import KafkaSettings
 
 
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
