@@ -26,19 +26,21 @@ TX_COLUMNS = ["wallet", "document_id", "protocol_type", "action", "timestamp", "
 _CATEGORICAL = ["wallet", "protocol_type", "action", "protocol", "pool_id", "token_a_symbol", "token_b_symbol"]
 
 metadata = sa.MetaData()
+# Values that come from the input (document ids, pools, symbols) are unbounded strings: a VARCHAR(n)
+# would make PostgreSQL refuse a whole offset range because of one long id, every time it is retried.
 wallet_transactions = sa.Table(
     "wallet_transactions", metadata,
     sa.Column("wallet", sa.String(64), primary_key=True),
-    sa.Column("document_id", sa.String(128), primary_key=True),
-    sa.Column("protocol_type", sa.String(32)),
-    sa.Column("action", sa.String(32)),
+    sa.Column("document_id", sa.String(), primary_key=True),
+    sa.Column("protocol_type", sa.String()),
+    sa.Column("action", sa.String()),
     sa.Column("timestamp", sa.BigInteger, nullable=False),
-    sa.Column("protocol", sa.String(128)),
-    sa.Column("pool_id", sa.String(128)),
+    sa.Column("protocol", sa.String()),
+    sa.Column("pool_id", sa.String()),
     sa.Column("amount_usd", sa.Float),
-    sa.Column("token_a_symbol", sa.String(64)),
+    sa.Column("token_a_symbol", sa.String()),
     sa.Column("token_a_usd", sa.Float),
-    sa.Column("token_b_symbol", sa.String(64)),
+    sa.Column("token_b_symbol", sa.String()),
     sa.Column("token_b_usd", sa.Float),
 )
 wallet_scores = sa.Table(
@@ -71,7 +73,7 @@ score_events = sa.Table(
 )
 processed_ranges = sa.Table(
     "processed_ranges", metadata,
-    sa.Column("range_key", sa.String(256), primary_key=True),
+    sa.Column("range_key", sa.String(), primary_key=True),
     sa.Column("outputs", sa.LargeBinary, nullable=False),
     sa.Column("recorded_at", sa.Float),
 )

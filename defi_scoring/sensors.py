@@ -12,6 +12,7 @@ from defi_scoring.jobs import ingest_batch_job, kafka_scoring_job
 from defi_scoring.resources.data_home import DataHomeResource, batch_key_for
 from defi_scoring.resources.kafka import KafkaResource
 from defi_scoring.streaming.client import plan_ranges
+from defi_scoring.streaming.settings import KafkaSettings
 
 
 @dg.sensor(job=ingest_batch_job, minimum_interval_seconds=15, default_status=dg.DefaultSensorStatus.RUNNING)
@@ -34,7 +35,7 @@ def landing_folder_sensor(context: dg.SensorEvaluationContext, data_home: DataHo
 
 @dg.sensor(
     job=kafka_scoring_job,
-    minimum_interval_seconds=int(os.environ.get("KAFKA_SENSOR_INTERVAL_SECONDS", "2")),
+    minimum_interval_seconds=KafkaSettings.from_env().sensor_interval_seconds,
     # On by default only where a broker is configured, so a plain `dagster dev` does not log errors every tick.
     default_status=dg.DefaultSensorStatus.RUNNING if os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     else dg.DefaultSensorStatus.STOPPED,

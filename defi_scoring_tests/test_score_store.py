@@ -13,7 +13,7 @@ from defi_scoring.core.batch_scoring import score_raw_messages
 from defi_scoring.core.normalise import normalise_messages
 from defi_scoring.core.synthetic import generate_wallets, iter_messages
 from defi_scoring.score_store import ScoreStore
-from defi_scoring_tests.conftest import DEPOSIT_TIME, example_message
+from defi_scoring_tests.conftest import DEPOSIT_TIME, WALLET, example_message
 
 POSTGRES_URL = os.environ.get("DEFI_SCORING_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
@@ -151,3 +151,15 @@ def test_dagster_instance_on_postgres_runs_the_batch_jobs(tmp_home):
         assert result.success
         assert instance.get_run_by_id(result.run_id).is_success
         assert instance.get_latest_materialization_event(dg.AssetKey("transaction_batches")) is not None
+
+
+def test_long_identifiers_from_the_input_are_stored(store):
+    """Ids and pool names come from the input: a long one must not make the database refuse the batch."""
+    message = example_message()
+    message["data"][0]["transactions"][0]["document_id"] = "d" * 300
+    message["data"][0]["transactions"][0]["poolId"] = "p" * 300
+    batch = normalise_messages([message])
+    assert "d" * 300 in set(batch.transactions["document_id"])
+    store.add_transactions(batch.transactions)
+    history = store.wallet_history([WALLET.lower()])
+    assert set(history["document_id"]) == set(batch.transactions["document_id"])

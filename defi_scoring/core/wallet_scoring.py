@@ -27,12 +27,6 @@ from defi_scoring.core.scoring_config import ScoringConfig, default_scoring_conf
 
 ModelFn = Callable[[pd.DataFrame], ModelScores]
 
-# Columns of the scored table that downstream stores and messages rely on.
-SUMMARY_COLUMNS = ["zscore", "lp_score", "swap_score", "hybrid_score", "base_score", "confidence", "risk_level",
-                   "thin_history", "ml_adjustment", "anomaly_penalty", "pattern_risk", "patterns_detected",
-                   "alert_count", "transaction_count", "model_version"]
-
-
 @dataclass
 class WalletScores:
     table: pd.DataFrame  # index: lower-cased wallet address
@@ -40,9 +34,6 @@ class WalletScores:
     model_note: str
     config: ScoringConfig
     factor_errors: dict[str, str] = field(default_factory=dict)
-
-    def risk_level_counts(self) -> pd.Series:
-        return self.table["risk_level"].value_counts()
 
 
 def score_wallet_table(transactions: pd.DataFrame, as_of: float, config: ScoringConfig | None = None,

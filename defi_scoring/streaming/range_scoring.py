@@ -43,9 +43,6 @@ class RangeResult:
     seconds: float
     model_version: str | None
 
-    def as_metadata(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k != "offsets"} | {"range": self.offsets.key}
-
 
 def merge_history(history: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
     """Stored + new transactions of the touched wallets, one row per (wallet, document_id); the stored
