@@ -3,8 +3,9 @@ runs need for incremental scoring. SQLAlchemy Core, so one code path serves SQLi
 WAL so readers keep working while a run writes) and PostgreSQL (production, by URL).
 
 Tables
-- wallet_transactions: normalised DEX transactions, primary key (wallet, document_id) — inserting is
-  idempotent, which is what makes re-running an offset range double count nothing.
+- wallet_histories: each wallet's normalised DEX transactions, one blob per wallet, deduplicated by
+  document_id when merged — adding the same transactions again changes nothing, which is what makes
+  re-running an offset range double count nothing.
 - wallet_scores: the latest success message per wallet (what GET /api/v1/wallets/{address} returns).
 - score_events: one row per output message (success or failure), with run id, source, model version.
 - processed_ranges: the outputs of each Kafka offset range, so a re-executed range republishes the
@@ -14,34 +15,33 @@ Tables
 from __future__ import annotations
 
 import time
+import uuid
 from typing import Any, Iterable
 
+import lz4.frame
 import orjson
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-TX_COLUMNS = ["wallet", "document_id", "protocol_type", "action", "timestamp", "protocol", "pool_id", "amount_usd",
-              "token_a_symbol", "token_a_usd", "token_b_symbol", "token_b_usd"]
-_CATEGORICAL = ["wallet", "protocol_type", "action", "protocol", "pool_id", "token_a_symbol", "token_b_symbol"]
+from defi_scoring.core.wallet_history import TX_COLUMNS, decode_histories, encode_histories, merge_history
+
+__all__ = ["ScoreStore", "HistoryConflict", "TX_COLUMNS"]
+
+
+class HistoryConflict(RuntimeError):
+    """Another writer changed a wallet's history between our read and our write; score again."""
 
 metadata = sa.MetaData()
-# Values that come from the input (document ids, pools, symbols) are unbounded strings: a VARCHAR(n)
-# would make PostgreSQL refuse a whole offset range because of one long id, every time it is retried.
-wallet_transactions = sa.Table(
-    "wallet_transactions", metadata,
+# One row per wallet: its whole normalised history as one blob (core.wallet_history says why).
+# `transactions` and `writer` let a writer detect that someone else changed the history meanwhile.
+wallet_histories = sa.Table(
+    "wallet_histories", metadata,
     sa.Column("wallet", sa.String(64), primary_key=True),
-    sa.Column("document_id", sa.String(), primary_key=True),
-    sa.Column("protocol_type", sa.String()),
-    sa.Column("action", sa.String()),
-    sa.Column("timestamp", sa.BigInteger, nullable=False),
-    sa.Column("protocol", sa.String()),
-    sa.Column("pool_id", sa.String()),
-    sa.Column("amount_usd", sa.Float),
-    sa.Column("token_a_symbol", sa.String()),
-    sa.Column("token_a_usd", sa.Float),
-    sa.Column("token_b_symbol", sa.String()),
-    sa.Column("token_b_usd", sa.Float),
+    sa.Column("transactions", sa.Integer, nullable=False),
+    sa.Column("columns", sa.LargeBinary, nullable=False),
+    sa.Column("writer", sa.String(64), nullable=False),
+    sa.Column("updated_at", sa.Float),
 )
 wallet_scores = sa.Table(
     "wallet_scores", metadata,
@@ -126,32 +126,66 @@ class ScoreStore:
 
     # --- wallet history (incremental scoring) -----------------------------------------------------
 
-    def wallet_history(self, wallets: Iterable[str], chunk: int = 5_000) -> pd.DataFrame:
+    def wallet_history(self, wallets: Iterable[str], conn: sa.Connection | None = None,
+                       chunk: int = 5_000) -> pd.DataFrame:
         """Stored transactions of these (lower-cased) wallets, in the normalised column layout."""
         wallets = list(dict.fromkeys(wallets))
-        frames = []
-        with self.engine.connect() as conn:
+        found_wallets, blobs = [], []
+        with (self.engine.connect() if conn is None else _borrowed(conn)) as c:
             for i in range(0, len(wallets), chunk):
-                query = sa.select(wallet_transactions).where(wallet_transactions.c.wallet.in_(wallets[i:i + chunk]))
-                frames.append(pd.DataFrame(conn.execute(query).fetchall(), columns=TX_COLUMNS))
-        frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=TX_COLUMNS)
-        return as_normalised(frame)
+                query = sa.select(wallet_histories.c.wallet, wallet_histories.c.columns).where(
+                    wallet_histories.c.wallet.in_(wallets[i:i + chunk]))
+                for wallet, blob in c.execute(query):
+                    found_wallets.append(wallet)
+                    blobs.append(blob)
+        return decode_histories(found_wallets, blobs)
 
     def add_transactions(self, transactions: pd.DataFrame, conn: sa.Connection | None = None) -> None:
-        """Insert normalised transactions; (wallet, document_id) already stored are left as they are."""
+        """Merge normalised transactions into the stored histories; (wallet, document_id) already
+        stored are left as they are, so adding the same transactions twice changes nothing."""
         if transactions.empty:
             return
-        frame = transactions[TX_COLUMNS].astype(object)
-        frame = frame.where(frame.notna(), None)
-        rows = list(frame.itertuples(index=False, name=None))
-        # Driver-level executemany with plain tuples: ~5× faster than ORM-style dict rows for 100k+ rows.
-        columns = ", ".join(TX_COLUMNS)
+
+        def work(c: sa.Connection) -> None:
+            history = self.wallet_history(transactions["wallet"].astype(object).unique().tolist(), c)
+            self.save_histories(merge_history(history, transactions), history_counts(history), c)
+
+        self._run(work, conn)
+
+    def save_histories(self, merged: pd.DataFrame, base_counts: dict[str, int], conn: sa.Connection) -> int:
+        """Write the histories of wallets that gained transactions since they were read with
+        `base_counts` transactions. Raises HistoryConflict if another writer got there first (the
+        caller's transaction then rolls back and it scores again). Returns the wallets written."""
+        counts = history_counts(merged)
+        changed = [w for w, n in counts.items() if n != base_counts.get(w, 0)]
+        if not changed:
+            return 0
+        subset = merged[merged["wallet"].astype(object).isin(changed)]
+        encoded = encode_histories(subset)
+        token, now = uuid.uuid4().hex, time.time()
+        updates = [(blob, n, token, now, w, base_counts[w]) for w, (n, blob) in encoded.items() if base_counts.get(w)]
+        inserts = [(w, n, blob, token, now) for w, (n, blob) in encoded.items() if not base_counts.get(w)]
+        if updates:
+            self._executemany(conn, "UPDATE wallet_histories SET columns = ?, transactions = ?, writer = ?, "
+                                    "updated_at = ? WHERE wallet = ? AND transactions = ?", updates)
+        if inserts:
+            self._executemany(conn, "INSERT INTO wallet_histories (wallet, transactions, columns, writer, updated_at) "
+                                    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (wallet) DO NOTHING", inserts)
+        lost = []
+        for i in range(0, len(changed), 5_000):
+            lost += conn.execute(sa.select(wallet_histories.c.wallet).where(
+                wallet_histories.c.wallet.in_(changed[i:i + 5_000]), wallet_histories.c.writer != token)).scalars().all()
+        if lost:
+            raise HistoryConflict(f"{len(lost)} wallet histories changed while this run scored them "
+                                  f"(e.g. {lost[0]}); the range is scored again")
+        return len(changed)
+
+    def _executemany(self, conn: sa.Connection, sql: str, rows: list[tuple]) -> None:
+        """Driver-level executemany with plain tuples (~5× faster than SQLAlchemy dict rows);
+        `?` placeholders, rewritten for PostgreSQL drivers."""
         if self.dialect == "postgresql":
-            sql = (f"INSERT INTO wallet_transactions ({columns}) VALUES ({', '.join(['%s'] * len(TX_COLUMNS))}) "
-                   "ON CONFLICT (wallet, document_id) DO NOTHING")
-        else:
-            sql = f"INSERT OR IGNORE INTO wallet_transactions ({columns}) VALUES ({', '.join(['?'] * len(TX_COLUMNS))})"
-        self._run(lambda c: c.exec_driver_sql(sql, rows), conn)
+            sql = sql.replace("?", "%s")
+        conn.exec_driver_sql(sql, rows)
 
     # --- scores ---------------------------------------------------------------------------------
 
@@ -166,38 +200,35 @@ class ScoreStore:
         return pd.Series(out, dtype=float)
 
     def record_messages(self, messages: list[dict[str, Any]], run_id: str, source: str,
-                        conn: sa.Connection | None = None) -> None:
-        """Store output messages: every one as an event; successes also as the wallet's latest score."""
+                        conn: sa.Connection | None = None, encoded: list[bytes] | None = None) -> None:
+        """Store output messages: every one as an event; successes also as the wallet's latest score.
+        `encoded`: the messages as already serialised for Kafka (saves encoding them twice)."""
         now = time.time()
+        encoded = encoded if encoded is not None else [orjson.dumps(m) for m in messages]
         events, latest = [], {}
-        for m in messages:
+        for m, raw in zip(messages, encoded):
             ok = "zscore" in m
             wallet = (m.get("wallet_address") or "").lower()
-            events.append({
-                "wallet": wallet, "run_id": run_id, "source": source, "status": "success" if ok else "failure",
-                "model_version": m.get("model_version"), "zscore": float(m["zscore"]) if ok else None,
-                "hybrid_score": m.get("hybrid_score"), "risk_level": m.get("risk_level"),
-                "error": None if ok else m.get("error"), "processing_time_ms": m.get("processing_time_ms"),
-                "scored_at": m.get("timestamp"), "recorded_at": now,
-            })
+            zscore = float(m["zscore"]) if ok else None
+            events.append((wallet, run_id, source, "success" if ok else "failure", m.get("model_version"), zscore,
+                           m.get("hybrid_score"), m.get("risk_level"), None if ok else m.get("error"),
+                           m.get("processing_time_ms"), m.get("timestamp"), now))
             if ok:
-                latest[wallet] = {
-                    "wallet": wallet, "zscore": float(m["zscore"]), "hybrid_score": m.get("hybrid_score"),
-                    "confidence": m.get("confidence"), "risk_level": m.get("risk_level"),
-                    "model_version": m.get("model_version"), "run_id": run_id, "scored_at": m.get("timestamp"),
-                    "message": orjson.dumps(m).decode(),
-                }
+                latest[wallet] = (wallet, zscore, m.get("hybrid_score"), m.get("confidence"), m.get("risk_level"),
+                                  m.get("model_version"), run_id, m.get("timestamp"), raw.decode())
 
         def write(c: sa.Connection) -> None:
             if events:
-                c.execute(score_events.insert(), events)
+                self._executemany(c, "INSERT INTO score_events (wallet, run_id, source, status, model_version, zscore, "
+                                     "hybrid_score, risk_level, error, processing_time_ms, scored_at, recorded_at) "
+                                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", events)
             if latest:
-                statement = self._insert(wallet_scores)
-                statement = statement.on_conflict_do_update(
-                    index_elements=["wallet"],
-                    set_={k: statement.excluded[k] for k in ("zscore", "hybrid_score", "confidence", "risk_level",
-                                                             "model_version", "run_id", "scored_at", "message")})
-                c.execute(statement, list(latest.values()))
+                updated = ("zscore", "hybrid_score", "confidence", "risk_level", "model_version", "run_id",
+                           "scored_at", "message")
+                self._executemany(c, "INSERT INTO wallet_scores (wallet, zscore, hybrid_score, confidence, risk_level, "
+                                     "model_version, run_id, scored_at, message) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                                     "ON CONFLICT (wallet) DO UPDATE SET "
+                                     + ", ".join(f"{k} = excluded.{k}" for k in updated), list(latest.values()))
 
         self._run(write, conn)
 
@@ -246,12 +277,10 @@ class ScoreStore:
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(processed_ranges.c.outputs)
                                .where(processed_ranges.c.range_key == range_key)).first()
-        if row is None:
-            return None
-        return [(t, k, v.encode()) for t, k, v in orjson.loads(row[0])]
+        return None if row is None else _unpack_outputs(row[0])
 
     def save_range(self, range_key: str, outputs: list[tuple[str, str, bytes]], conn: sa.Connection) -> None:
-        blob = orjson.dumps([(t, k, v.decode()) for t, k, v in outputs])
+        blob = _pack_outputs(outputs)
         statement = self._insert(processed_ranges).on_conflict_do_update(
             index_elements=["range_key"], set_={"outputs": blob, "recorded_at": time.time()})
         conn.execute(statement, {"range_key": range_key, "outputs": blob, "recorded_at": time.time()})
@@ -268,13 +297,40 @@ class ScoreStore:
             work(own)
 
 
-def as_normalised(frame: pd.DataFrame) -> pd.DataFrame:
-    """Stored rows → the dtypes of core.normalise (categoricals, int64 timestamps, float amounts)."""
-    frame = frame.copy()
-    for column in _CATEGORICAL:
-        frame[column] = frame[column].astype("category")
-    frame["timestamp"] = frame["timestamp"].astype("int64")
-    for column in ("amount_usd", "token_a_usd", "token_b_usd"):
-        frame[column] = frame[column].astype(float)
-    frame["document_id"] = frame["document_id"].astype(object)
-    return frame
+def history_counts(history: pd.DataFrame) -> dict[str, int]:
+    """{wallet: transactions} of a normalised transactions frame."""
+    if history.empty:
+        return {}
+    counts = history["wallet"].astype(object).value_counts()
+    return dict(zip(counts.index.tolist(), counts.tolist()))
+
+
+def _pack_outputs(outputs: list[tuple[str, str, bytes]]) -> bytes:
+    """(topic, key, value) records → one lz4 frame: a JSON header of topics/keys/lengths, then the
+    values back to back (nesting JSON in JSON would escape every quote and double the size)."""
+    header = orjson.dumps([[t for t, _, _ in outputs], [k for _, k, _ in outputs], [len(v) for _, _, v in outputs]])
+    return lz4.frame.compress(header + b"\n" + b"".join(v for _, _, v in outputs))
+
+
+def _unpack_outputs(blob: bytes) -> list[tuple[str, str, bytes]]:
+    raw = lz4.frame.decompress(blob)
+    newline = raw.index(b"\n")
+    topics, keys, lengths = orjson.loads(raw[:newline])
+    out, position = [], newline + 1
+    for topic, key, length in zip(topics, keys, lengths):
+        out.append((topic, key, raw[position:position + length]))
+        position += length
+    return out
+
+
+class _borrowed:
+    """A caller's connection used as a context manager without closing it."""
+
+    def __init__(self, conn: sa.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> sa.Connection:
+        return self.conn
+
+    def __exit__(self, *exc) -> None:
+        return None

@@ -9,7 +9,7 @@ import pandas as pd
 from defi_scoring.assets.ingestion import transaction_batches
 from defi_scoring.core.features import reference_features
 from defi_scoring.core.reference_score import reference_scores as compute_reference_scores
-from defi_scoring.core.batch_scoring import row_dicts, success_message
+from defi_scoring.core.success_messages import success_messages
 from defi_scoring.core.model_scoring import score_with_model
 from defi_scoring.core.patterns import PATTERNS
 from defi_scoring.core.scoring_config import load_scoring_config
@@ -118,10 +118,9 @@ def scored_wallets(context: dg.AssetExecutionContext, config: ScoredWalletsConfi
     path = data_home.write_table("scored_wallets", table)
     # The store serves the API: every wallet's success message becomes its latest score and an event.
     started = time.perf_counter()
-    rows = row_dicts(scores.table)
-    score_store.store.record_messages(
-        [success_message(wallet, row, scores, as_of, 0) for wallet, row in rows.items()], context.run_id, "batch")
-    context.log.info("wrote %d scores to the score store in %.1fs", len(rows), time.perf_counter() - started)
+    messages = success_messages(scores.table, scores.table.index.tolist(), scores, as_of, 0)
+    score_store.store.record_messages(messages, context.run_id, "batch")
+    context.log.info("wrote %d scores to the score store in %.1fs", len(messages), time.perf_counter() - started)
     context.log.info("scored %d wallets; %s", len(table), scores.model_note)
     for name, error in scores.factor_errors.items():
         context.log.warning("neutral fallback used: %s", error)

@@ -15,13 +15,12 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
-from defi_scoring.core.features import LP_FEATURES, SWAP_FEATURES, reference_features
+from defi_scoring.core.features import reference_features
 from defi_scoring.core.normalise import NormalisedBatch, normalise_messages
 from defi_scoring.core.reference_score import reference_scores
 from defi_scoring.core.scoring_config import ScoringConfig
-from defi_scoring.core.wallet_scoring import ModelFn, WalletScores, hybrid_fields, score_wallet_table
-
-_INT_FEATURES = {"num_deposits", "num_withdraws", "unique_pools", "num_swaps", "unique_pools_swapped"}
+from defi_scoring.core.success_messages import success_messages
+from defi_scoring.core.wallet_scoring import ModelFn, WalletScores, score_wallet_table
 
 
 @dataclass
@@ -51,10 +50,6 @@ def score_raw_messages(raw_messages: Iterable[Any], as_of: int | None = None, co
     return ScoredBatch(batch, wallets, as_of, time.perf_counter() - started)
 
 
-def _feature_dict(row: dict[str, Any], names: list[str]) -> dict[str, float | int]:
-    return {name: int(row[name]) if name in _INT_FEATURES else float(row[name]) for name in names}
-
-
 def build_output_messages(scored: ScoredBatch) -> list[dict[str, Any]]:
     """One output message per input message, in input order."""
     batch = scored.batch
@@ -71,47 +66,11 @@ def build_output_messages(scored: ScoredBatch) -> list[dict[str, Any]]:
         }
 
     table = scored.wallets.table
-    pending = np.flatnonzero([m is None for m in out]).tolist()
-    wanted = pd.Index({batch.wallet_addresses[i].lower() for i in pending})
-    records = row_dicts(table.loc[table.index.intersection(wanted)])
-    for index in pending:
-        address = batch.wallet_addresses[index]
-        message = success_message(address, records[address.lower()], scored.wallets, scored.as_of, processing_ms)
+    pending = [i for i, m in enumerate(out) if m is None]
+    addresses = [batch.wallet_addresses[i] for i in pending]
+    rows = table.loc[[a.lower() for a in addresses]]
+    for index, message in zip(pending, success_messages(rows, addresses, scored.wallets, scored.as_of, processing_ms)):
         if index in batch.warnings:
             message["warnings"] = batch.warnings[index]
         out[index] = message
     return out  # type: ignore[return-value]
-
-
-def row_dicts(frame: pd.DataFrame) -> dict[str, dict[str, Any]]:
-    """{index: {column: value}} with plain Python values; much faster than DataFrame.to_dict for wide
-    frames (one object conversion instead of a per-row Series)."""
-    columns = list(frame.columns)
-    return {key: dict(zip(columns, row)) for key, row in zip(frame.index, frame.to_numpy(dtype=object).tolist())}
-
-
-def success_message(address: str, row: dict[str, Any], wallets: WalletScores, as_of: int,
-                    processing_ms: int) -> dict[str, Any]:
-    """The success message (CONTRACTS.md §2 plus the additive hybrid fields) of one scored wallet."""
-    return {
-        "wallet_address": address,
-        "zscore": f"{row['zscore']:.18f}",
-        "timestamp": as_of,
-        "processing_time_ms": processing_ms,
-        "categories": [
-            {
-                "category": "liquidity_provision",
-                "score": float(row["lp_score"]),
-                "transaction_count": int(row["lp_transaction_count"]),
-                "features": _feature_dict(row, LP_FEATURES),
-            },
-            {
-                "category": "trading",
-                "score": float(row["swap_score"]),
-                "transaction_count": int(row["num_swaps"]),
-                "features": _feature_dict(row, SWAP_FEATURES),
-            },
-        ],
-        "tags": list(row["tags"]),
-        **hybrid_fields(row, wallets),
-    }

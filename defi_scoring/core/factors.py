@@ -127,11 +127,3 @@ FACTORS: dict[str, Factor] = {
     "size_naturalness": Factor(size_naturalness, "{repeated_size_share:.0%} of its swaps repeat the previous size",
                                "Penalises repeated identical trade sizes."),
 }
-
-
-def explain(name: str, values: dict) -> str:
-    """The factor's explanation for one wallet (values: that wallet's row of the wallet table)."""
-    try:
-        return FACTORS[name].explanation.format(**values)
-    except (KeyError, ValueError, TypeError):
-        return FACTORS[name].description

@@ -181,26 +181,3 @@ def _summaries(out: dict[str, np.ndarray], n: int) -> np.ndarray:
         found = [name.replace("_", " ") for i, name in enumerate(PATTERNS) if combo >> i & 1]
         texts.append("Detected " + ", ".join(found) if found else "No manipulation pattern detected")
     return np.asarray(texts, dtype=object)[bits]
-
-
-def pattern_records(row: dict) -> list[dict]:
-    """The detected patterns of one wallet (a row of the scored table) as output records."""
-    records = []
-    for name in PATTERNS:
-        if not row.get(f"{name}_detected"):
-            continue
-        evidence = {k: (row[k] if isinstance(row[k], str) else round(float(row[k]), 4)) for k in EVIDENCE[name]}
-        try:
-            explanation = EXPLANATIONS[name].format(**row)
-        except (KeyError, ValueError, TypeError):
-            explanation = name.replace("_", " ")
-        records.append({
-            "pattern": name,
-            "detected": True,
-            "counted": bool(row[f"{name}_counted"]),
-            "confidence": round(float(row[f"{name}_confidence"]), 4),
-            "risk_score": round(float(row[f"{name}_risk"]), 2),
-            "explanation": explanation,
-            "evidence": evidence,
-        })
-    return records

@@ -7,18 +7,11 @@ contribution matrix; text is formatted only for the factors that made some walle
 
 from __future__ import annotations
 
-import string
-
 import numpy as np
 import pandas as pd
 
 from defi_scoring.core.factors import FACTORS
-
-_FORMATTER = string.Formatter()
-
-
-def _template_fields(template: str) -> list[str]:
-    return [name for _, name, _, _ in _FORMATTER.parse(template) if name]
+from defi_scoring.core.templates import template_fields
 
 
 def _top_k(matrix: np.ndarray, k: int) -> np.ndarray:
@@ -32,7 +25,7 @@ def _top_k(matrix: np.ndarray, k: int) -> np.ndarray:
     return np.take_along_axis(idx, order, axis=1)
 
 
-def _sign(points: float) -> str:
+def sign_points(points: float) -> str:
     return f"+{points:.1f}" if points >= 0 else f"−{abs(points):.1f}"
 
 
@@ -54,7 +47,7 @@ def factor_reason_columns(contributions: pd.DataFrame, wallet_table: pd.DataFram
             if not len(rows):
                 continue
             template = FACTORS[name].explanation
-            fields = _template_fields(template)
+            fields = template_fields(template)
             sentence = template + " ({_points:+.1f} points)"
             values = [points[rows, slot].tolist()]
             try:
@@ -82,33 +75,3 @@ def model_reason_columns(contributions: pd.DataFrame | None, index: pd.Index, k:
         out[f"model_reason_{slot + 1}_feature"] = names[top[:, slot]]
         out[f"model_reason_{slot + 1}_log_odds"] = np.take_along_axis(matrix, top[:, slot:slot + 1], axis=1)[:, 0]
     return pd.DataFrame(out, index=index)
-
-
-def reasons_of(row: dict, min_points: float = 0.05) -> list[dict]:
-    """One wallet's reasons (a row of the scored table) as records, factor reasons first."""
-    reasons = []
-    slot = 1
-    while f"reason_{slot}_text" in row:
-        points = row[f"reason_{slot}_points"]
-        if abs(points) >= min_points:
-            reasons.append({"text": row[f"reason_{slot}_text"], "points": round(float(points), 2),
-                            "source": "factor", "factor": row[f"reason_{slot}_factor"]})
-        slot += 1
-    adjustment, penalty = row.get("ml_adjustment", 0.0), row.get("anomaly_penalty", 0.0)
-    if adjustment:
-        probability = 1 - row["ml_prediction_score"] / 100
-        reasons.append({"text": f"Ensemble risk probability {probability:.2f} ({_sign(adjustment)} points)",
-                        "points": round(float(adjustment), 2), "source": "model", "factor": "ml_adjustment"})
-    if penalty:
-        reasons.append({"text": f"Behaviour more unusual than {row['anomaly_score']:.0%} of training wallets "
-                                f"({_sign(-penalty)} points)",
-                        "points": round(float(-penalty), 2), "source": "model", "factor": "anomaly_penalty"})
-    slot = 1
-    while f"model_reason_{slot}_feature" in row:
-        feature, log_odds = row[f"model_reason_{slot}_feature"], row[f"model_reason_{slot}_log_odds"]
-        if log_odds == log_odds and feature in row:  # not NaN
-            direction = "raises" if log_odds > 0 else "lowers"
-            reasons.append({"text": f"Model: {feature} = {row[feature]:.3g} {direction} the risk estimate",
-                            "log_odds": round(float(log_odds), 4), "source": "model_feature", "factor": feature})
-        slot += 1
-    return reasons

@@ -378,6 +378,15 @@ def _message(address: str, transactions: list[dict]) -> dict:
     return {"wallet_address": address, "data": [{"protocolType": "dexes", "transactions": transactions}]}
 
 
+def split_newest(message: dict, rng: np.random.Generator, max_new: int = 3) -> tuple[dict | None, dict]:
+    """(older history, newest 1..max_new transactions) of a full-history message: what a stream of new
+    transactions looks like once the older ones have been seen (None when everything is new)."""
+    txs = message["data"][0]["transactions"]
+    new = min(len(txs), int(rng.integers(1, max_new + 1)))
+    older = _message(message["wallet_address"], txs[:-new]) if len(txs) > new else None
+    return older, _message(message["wallet_address"], txs[-new:])
+
+
 CORRUPTIONS = ["truncated_json", "missing_wallet", "invalid_wallet", "timestamp_ms", "negative_usd",
                "unknown_action", "empty_data", "lending_only"]
 

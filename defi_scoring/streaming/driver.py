@@ -8,7 +8,8 @@ run with `execute_in_process` (the in-process executor the job declares).
 from __future__ import annotations
 
 import multiprocessing
-from concurrent.futures import ProcessPoolExecutor
+import time
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import dagster as dg
 
 from defi_scoring.assets.partitions import kafka_offset_ranges
 from defi_scoring.config import Settings
+from defi_scoring.streaming.client import OffsetRange
 
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}  # the run's events stay in the instance
@@ -25,29 +27,54 @@ QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}  # the ru
 _worker_defs: dict[str, dg.Definitions] = {}
 
 
-def _run_chain(instance_ref: dg.InstanceRef, home: str, keys: list[str]) -> list[dict[str, Any]]:
-    """In a worker process: execute the ranges of one Kafka partition, in offset order."""
+def _definitions(home: str) -> dg.Definitions:
     from defi_scoring.definitions import build_definitions
 
     if home not in _worker_defs:
         _worker_defs[home] = build_definitions(Settings(home=Path(home)))
-    job = _worker_defs[home].resolve_job_def("kafka_scoring")
+    return _worker_defs[home]
+
+
+def _warm(home: str, hold_s: float) -> int:
+    """In a worker process: import the code, open the stores and load the champion now, not in the
+    first run."""
+    import os
+
+    from defi_scoring.core.ensemble_config import load_ensemble_config
+    from defi_scoring.core.model_scoring import load_champion
+
+    defs = _definitions(home)
+    defs.resolve_job_def("kafka_scoring")
+    defs.resources["score_store"].store.ping()
+    load_champion(defs.resources["mlflow_store"].store, load_ensemble_config().registered_model_name)
+    time.sleep(hold_s)  # keep this worker busy so the next warm-up task lands on another one
+    return os.getpid()
+
+
+def _run_chain(instance_ref: dg.InstanceRef, home: str, keys: list[str]) -> list[dict[str, Any]]:
+    """In a worker process: execute the ranges of one Kafka partition, in offset order."""
+    job = _definitions(home).resolve_job_def("kafka_scoring")
     out = []
     with dg.DagsterInstance.from_ref(instance_ref) as instance:
         for key in keys:
+            started = time.perf_counter()
             result = job.execute_in_process(instance=instance, partition_key=key, run_config=QUIET,
                                             tags={"dagster/sensor_name": "kafka_scoring_sensor"})
             meta = result.asset_materializations_for_node("kafka_scored_ranges")[0].metadata
             out.append({"key": key, "success": result.success, "messages": meta["messages"].value,
-                        "seconds": meta["seconds"].value})
+                        "seconds": meta["seconds"].value, "run_seconds": time.perf_counter() - started})
     return out
 
 
 @dataclass
 class SensorDriver:
-    """workers=1: runs execute here, one after another. workers>1: like the daemon with the default
-    dagster.yaml — each Kafka partition's ranges go, in order, to one of `workers` processes, and
-    different partitions run in parallel."""
+    """workers=1: each tick executes its runs here, one after another, before returning.
+
+    workers>1: like the daemon with the default dagster.yaml — the tick only queues its runs and
+    returns the runs that finished meanwhile; each Kafka partition's ranges run in order in one
+    worker process (partition p → worker p mod workers), different partitions in parallel, and
+    the sensor keeps ticking while runs execute.
+    """
 
     defs: dg.Definitions
     instance: dg.DagsterInstance
@@ -55,44 +82,70 @@ class SensorDriver:
     runs: list = field(default_factory=list)
     workers: int = 1
     home: Path | None = None
-    _pool: ProcessPoolExecutor | None = None
+    _pools: dict[int, ProcessPoolExecutor] = field(default_factory=dict)
+    _pending: list[Future] = field(default_factory=list)
+
+    def _pool(self, slot: int) -> ProcessPoolExecutor:
+        if slot not in self._pools:  # one process per slot: its queue keeps a partition's ranges in order
+            self._pools[slot] = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+        return self._pools[slot]
+
+    @property
+    def _home(self) -> str:
+        return str(self.home or Settings.from_env().home)
+
+    def warm_up(self) -> None:
+        """Start the worker processes and load the code in each, as a running daemon already has."""
+        if self.workers > 1:
+            for future in [self._pool(slot).submit(_warm, self._home, 0.0) for slot in range(self.workers)]:
+                future.result()
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown()
+        for pool in self._pools.values():
+            pool.shutdown()
 
     def tick(self) -> list:
-        """One sensor evaluation and the runs it requested; [] when there was nothing new.
-        Returns execution results (workers=1) or {key, success, messages, seconds} dicts."""
+        """One sensor evaluation. workers=1: the runs it requested, executed ([] when there was
+        nothing new). workers>1: {key, success, messages, seconds, run_seconds} of the runs that
+        finished since the last call."""
         sensor = self.defs.resolve_sensor_def("kafka_scoring_sensor")
         context = dg.build_sensor_context(instance=self.instance, cursor=self.cursor,
                                           resources={"kafka": self.defs.resources["kafka"]})
         result = sensor(context)
-        if not isinstance(result, dg.SensorResult):
-            return []
-        for request in result.dynamic_partitions_requests:
-            self.instance.add_dynamic_partitions(kafka_offset_ranges.name, list(request.partition_keys))
-        self.cursor = result.cursor
+        requests: list[dg.RunRequest] = []
+        if isinstance(result, dg.SensorResult):
+            for request in result.dynamic_partitions_requests:
+                self.instance.add_dynamic_partitions(kafka_offset_ranges.name, list(request.partition_keys))
+            self.cursor = result.cursor
+            requests = list(result.run_requests or [])
         if self.workers > 1:
-            return self._tick_parallel(result.run_requests)
+            self._queue(requests)
+            return self._finished()
         job = self.defs.resolve_job_def("kafka_scoring")
         done = [job.execute_in_process(instance=self.instance, partition_key=r.partition_key, run_config=QUIET,
                                        tags={"dagster/sensor_name": "kafka_scoring_sensor", **r.tags})
-                for r in result.run_requests]
+                for r in requests]
         self.runs.extend(done)
         return done
 
-    def _tick_parallel(self, requests: list[dg.RunRequest]) -> list[dict[str, Any]]:
-        if self._pool is None:
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
-        chains: dict[str, list[str]] = {}
+    def _queue(self, requests: list[dg.RunRequest]) -> None:
+        chains: dict[int, list[str]] = {}
         for request in requests:
-            chains.setdefault(request.tags.get("kafka/partition", ""), []).append(request.partition_key)
-        home = str(self.home or Settings.from_env().home)
-        futures = [self._pool.submit(_run_chain, self.instance.get_ref(), home, keys) for keys in chains.values()]
-        done = [run for future in futures for run in future.result()]
+            partition = OffsetRange.parse(request.partition_key).partition
+            chains.setdefault(partition % self.workers, []).append(request.partition_key)
+        ref = self.instance.get_ref()
+        self._pending += [self._pool(slot).submit(_run_chain, ref, self._home, keys) for slot, keys in chains.items()]
+
+    def _finished(self, wait: bool = False) -> list[dict[str, Any]]:
+        ready = [f for f in self._pending if wait or f.done()]
+        self._pending = [f for f in self._pending if f not in ready]
+        done = [run for future in ready for run in future.result()]
         self.runs.extend(done)
         return done
+
+    def drain(self) -> list[dict[str, Any]]:
+        """Wait for every queued run (workers>1)."""
+        return self._finished(wait=True)
 
 
 def latencies_s(inputs: list, outputs: list) -> list[float]:

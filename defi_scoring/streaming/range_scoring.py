@@ -3,11 +3,14 @@
 Steps: read exactly the range → normalise (bad records become failure messages) → merge the touched
 wallets' stored history with the new transactions (deduplicated by document_id; identical to a full
 recompute over everything those wallets ever sent) → score with the champion → publish success,
-failure and alert messages keyed by wallet → persist transactions, scores and the range's outputs
-in one database transaction.
+persist histories, scores and the range's outputs in one database transaction → publish success,
+failure and alert messages keyed by wallet.
 
 Idempotency: a range already processed is not scored again; its stored outputs are republished as
-they were (same bytes), so a retry or a re-execution from the UI double counts nothing. `force=True`
+they were (same bytes), so a retry or a re-execution from the UI double counts nothing; a run that
+crashed after committing but before publishing is completed by its retry the same way.
+A wallet's history is written only if nobody changed it since it was read (HistoryConflict → score
+the range again), so two runs touching one wallet never lose each other's transactions. `force=True`
 rescores it (the stored transactions are keyed by (wallet, document_id), so still nothing doubles).
 `as_of` is the newest record timestamp of the range, so rescoring is deterministic too.
 """
@@ -24,7 +27,8 @@ from defi_scoring.core.batch_scoring import ScoredBatch
 from defi_scoring.core.normalise import normalise_messages
 from defi_scoring.core.scoring_config import ScoringConfig
 from defi_scoring.core.wallet_scoring import ModelFn, score_wallet_table
-from defi_scoring.score_store import TX_COLUMNS, ScoreStore, as_normalised
+from defi_scoring.core.wallet_history import merge_history
+from defi_scoring.score_store import HistoryConflict, ScoreStore, history_counts
 from defi_scoring.streaming.client import OffsetRange, publish, read_range
 from defi_scoring.streaming.settings import KafkaSettings
 
@@ -44,21 +48,14 @@ class RangeResult:
     model_version: str | None
 
 
-def merge_history(history: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
-    """Stored + new transactions of the touched wallets, one row per (wallet, document_id); the stored
-    row wins, as it does in the store (insert-or-ignore)."""
-    merged = pd.concat([history[TX_COLUMNS].astype(object), new[TX_COLUMNS].astype(object)], ignore_index=True)
-    merged = merged.drop_duplicates(["wallet", "document_id"], keep="first")
-    return as_normalised(merged.reset_index(drop=True))
-
-
-def _outputs(settings: KafkaSettings, messages: list[dict]) -> tuple[list[tuple[str, str, bytes]], int]:
+def _outputs(settings: KafkaSettings, messages: list[dict],
+             encoded: list[bytes]) -> tuple[list[tuple[str, str, bytes]], int]:
     outputs, alerts = [], 0
-    for m in messages:
+    for m, raw in zip(messages, encoded):
         key = m.get("wallet_address") or ""
         topic = settings.success_topic if "zscore" in m else settings.failure_topic
-        outputs.append((topic, key, orjson.dumps(m)))
-        published = [a for a in m.get("alerts", []) if a["type"] in ALERT_TYPES_PUBLISHED]
+        outputs.append((topic, key, raw))
+        published = [a for a in m.get("alerts", ()) if a["type"] in ALERT_TYPES_PUBLISHED]
         if published:
             alerts += 1
             outputs.append((settings.alerts_topic, key, orjson.dumps({
@@ -67,23 +64,32 @@ def _outputs(settings: KafkaSettings, messages: list[dict]) -> tuple[list[tuple[
     return outputs, alerts
 
 
+@dataclass
+class RangeScores:
+    scored: ScoredBatch
+    merged: pd.DataFrame  # the touched wallets' whole history, new transactions included
+    base_counts: dict[str, int]  # stored transactions per wallet when the history was read
+
+
 def score_records(values: list[bytes | None], timestamps_ms: list[int], store: ScoreStore,
-                  config: ScoringConfig | None = None, model: ModelFn | None = None) -> ScoredBatch:
+                  config: ScoringConfig | None = None, model: ModelFn | None = None) -> RangeScores:
     """Normalise and score raw record values with the touched wallets' stored history."""
     started = time.perf_counter()
     as_of = max(timestamps_ms) // 1000 if timestamps_ms else int(time.time())
     batch = normalise_messages([v if v is not None else b"" for v in values])
     touched = batch.transactions["wallet"].astype(object).unique().tolist()
     history = store.wallet_history(touched)
-    merged = merge_history(history, batch.transactions) if len(history) else batch.transactions
+    merged = merge_history(history, batch.transactions)
     previous = store.latest_hybrid_scores(touched)
     wallets = score_wallet_table(merged, as_of, config, model, previous)
-    return ScoredBatch(batch, wallets, as_of, time.perf_counter() - started)
+    return RangeScores(ScoredBatch(batch, wallets, as_of, time.perf_counter() - started), merged,
+                       history_counts(history))
 
 
 def process_range(settings: KafkaSettings, offsets: OffsetRange, store: ScoreStore, run_id: str,
                   config: ScoringConfig | None = None, model: ModelFn | None = None,
-                  force: bool = False) -> RangeResult:
+                  force: bool = False, attempts: int = 3) -> RangeResult:
+    """Score one offset range, persist, then publish (see module docstring)."""
     started = time.perf_counter()
     if not force:
         stored = store.range_outputs(offsets.key)
@@ -94,14 +100,23 @@ def process_range(settings: KafkaSettings, offsets: OffsetRange, store: ScoreSto
                                int(counts.get(settings.success_topic, 0)), int(counts.get(settings.failure_topic, 0)),
                                int(counts.get(settings.alerts_topic, 0)), 0, True, time.perf_counter() - started, None)
     records = read_range(settings, offsets)
-    scored = score_records([r.value for r in records], [r.timestamp for r in records], store, config, model)
-    messages = scored.messages()
-    outputs, alerts = _outputs(settings, messages)
+    for attempt in range(attempts):
+        result = score_records([r.value for r in records], [r.timestamp for r in records], store, config, model)
+        messages = result.scored.messages()
+        encoded = [orjson.dumps(m) for m in messages]
+        outputs, alerts = _outputs(settings, messages, encoded)
+        try:
+            # State first, then Kafka: once committed, a retry republishes exactly these bytes.
+            with store.transaction() as conn:
+                store.save_histories(result.merged, result.base_counts, conn)
+                store.record_messages(messages, run_id, "stream", conn, encoded=encoded)
+                store.save_range(offsets.key, outputs, conn)
+            break
+        except HistoryConflict:
+            if attempt == attempts - 1:
+                raise
     publish(settings, outputs)
-    with store.transaction() as conn:
-        store.add_transactions(scored.batch.transactions, conn)
-        store.record_messages(messages, run_id, "stream", conn)
-        store.save_range(offsets.key, outputs, conn)
-    failures = len(scored.batch.rejections)
+    failures = len(result.scored.batch.rejections)
     return RangeResult(offsets, len(messages), len(messages) - failures, failures, alerts,
-                       len(scored.wallets.table), False, time.perf_counter() - started, scored.wallets.model_version)
+                       len(result.scored.wallets.table), False, time.perf_counter() - started,
+                       result.scored.wallets.model_version)

@@ -1,0 +1,119 @@
+"""A wallet's transaction history as one compact blob, and new transactions merged into it.
+
+Why a blob per wallet and not a row per transaction: a streaming run needs the whole history of every
+wallet it touches. Reading 5,000 wallets' history as ~125,000 database rows costs ~1.5 s of Python
+object creation; reading 5,000 blobs (column lists, orjson) and concatenating them costs ~0.1 s.
+
+The blob holds the normalised columns (core.normalise) minus the wallet, which is its key.
+"""
+
+from __future__ import annotations
+
+from itertools import chain
+
+import numpy as np
+import orjson
+import pandas as pd
+
+HISTORY_COLUMNS = ["document_id", "protocol_type", "action", "timestamp", "protocol", "pool_id", "amount_usd",
+                   "token_a_symbol", "token_a_usd", "token_b_symbol", "token_b_usd"]
+TX_COLUMNS = ["wallet", *HISTORY_COLUMNS]
+CATEGORICAL = ["wallet", "protocol_type", "action", "protocol", "pool_id", "token_a_symbol", "token_b_symbol"]
+_FLOATS = ["amount_usd", "token_a_usd", "token_b_usd"]
+
+
+_NUMBERS = ["timestamp", "amount_usd", "token_a_usd", "token_b_usd"]  # 8 bytes each, raw
+_STRINGS = ["document_id", "protocol_type", "action", "protocol", "pool_id", "token_a_symbol", "token_b_symbol"]
+_VERSION = b"\x01"
+
+
+def encode_histories(transactions: pd.DataFrame) -> dict[str, tuple[int, bytes]]:
+    """{wallet: (transaction count, blob)} for every wallet in a normalised transactions frame.
+
+    Blob: version byte, count (uint32), the numeric columns as raw little-endian 8-byte values
+    (timestamp int64, amounts float64; decoded for all wallets with one numpy call), then the string
+    columns as one orjson list of lists."""
+    if transactions.empty:
+        return {}
+    wallet = transactions["wallet"].astype(object).to_numpy()
+    order = np.argsort(wallet, kind="stable")
+    wallet = wallet[order]
+    numbers = np.empty((len(_NUMBERS), len(wallet)), dtype="<f8")
+    numbers[0] = transactions["timestamp"].to_numpy(np.int64)[order].astype("<i8").view("<f8")
+    for row, column in enumerate(_NUMBERS[1:], start=1):
+        numbers[row] = transactions[column].to_numpy(float)[order]
+    strings = [_plain(transactions[c], order) for c in _STRINGS]
+    starts = np.flatnonzero(np.r_[True, wallet[1:] != wallet[:-1]])
+    ends = np.r_[starts[1:], len(wallet)]
+    out = {}
+    for start, end in zip(starts.tolist(), ends.tolist()):
+        out[wallet[start]] = (end - start, b"".join((
+            _VERSION, (end - start).to_bytes(4, "little"), numbers[:, start:end].tobytes(),
+            orjson.dumps([values[start:end] for values in strings]))))
+    return out
+
+
+def _plain(column: pd.Series, order: np.ndarray) -> list:
+    """String column (categorical or object) in this order → list of str or None."""
+    if isinstance(column.dtype, pd.CategoricalDtype):  # via codes: no per-value missing check
+        lookup = np.asarray([*column.cat.categories.astype(object).tolist(), None], dtype=object)
+        return lookup[column.cat.codes.to_numpy()[order]].tolist()
+    values = column.to_numpy(dtype=object)[order]
+    values[pd.isna(values)] = None
+    return values.tolist()
+
+
+def decode_histories(wallets: list[str], blobs: list[bytes]) -> pd.DataFrame:
+    """The stored histories of these wallets as one normalised transactions frame."""
+    counts, numbers, strings = [], [], []
+    for blob in blobs:
+        if blob[:1] != _VERSION:
+            raise ValueError(f"unknown wallet history format {blob[:1]!r}; was the store written by a newer version?")
+        n = int.from_bytes(blob[1:5], "little")
+        counts.append(n)
+        numbers.append(np.frombuffer(blob, dtype="<f8", count=len(_NUMBERS) * n, offset=5).reshape(len(_NUMBERS), n))
+        strings.append(orjson.loads(blob[5 + 8 * len(_NUMBERS) * n:]))
+    matrix = np.concatenate(numbers, axis=1) if numbers else np.zeros((len(_NUMBERS), 0))
+    columns: dict[str, object] = {
+        "wallet": pd.Categorical.from_codes(np.repeat(np.arange(len(wallets), dtype=np.int32), counts),
+                                            categories=pd.Index(list(dict.fromkeys(wallets)), dtype=object))
+        if len(set(wallets)) == len(wallets) else pd.Categorical(np.repeat(np.asarray(wallets, object), counts)),
+        "timestamp": matrix[0].view("<i8").astype(np.int64),
+    }
+    for row, column in enumerate(_NUMBERS[1:], start=1):
+        columns[column] = matrix[row].astype(float)
+    for i, column in enumerate(_STRINGS):
+        values = np.asarray(list(chain.from_iterable(s[i] for s in strings)), dtype=object)
+        columns[column] = values if column == "document_id" else pd.Categorical(values)
+    return pd.DataFrame(columns)[TX_COLUMNS]
+
+
+def as_normalised(frame: pd.DataFrame) -> pd.DataFrame:
+    """Any frame with TX_COLUMNS → the dtypes of core.normalise (categoricals, int64 timestamps, floats)."""
+    frame = frame.copy()
+    for column in CATEGORICAL:
+        if not isinstance(frame[column].dtype, pd.CategoricalDtype):
+            frame[column] = frame[column].astype("category")
+    frame["timestamp"] = frame["timestamp"].astype("int64")
+    for column in _FLOATS:
+        frame[column] = frame[column].astype(float)
+    frame["document_id"] = frame["document_id"].astype(object)
+    return frame[TX_COLUMNS]
+
+
+def merge_history(history: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
+    """Stored + new transactions, one row per (wallet, document_id). A stored row wins over a new one
+    with the same key, so a resent transaction never changes what was scored before."""
+    if history.empty:
+        return as_normalised(new[TX_COLUMNS])
+    seen = set(zip(history["wallet"].astype(object).tolist(), history["document_id"].tolist()))
+    keys = list(zip(new["wallet"].astype(object).tolist(), new["document_id"].tolist()))
+    fresh = np.fromiter((k not in seen for k in keys), bool, len(keys))
+    merged = pd.concat([_objects(history), _objects(new.loc[fresh])], ignore_index=True)
+    return as_normalised(merged)
+
+
+def _objects(frame: pd.DataFrame) -> pd.DataFrame:
+    """Categoricals as plain objects, so frames with different categories concatenate cheaply."""
+    frame = frame[TX_COLUMNS]
+    return frame.astype({c: object for c in CATEGORICAL})
