@@ -12,7 +12,8 @@ import sqlalchemy as sa
 from defi_scoring.core.batch_scoring import score_raw_messages
 from defi_scoring.core.normalise import normalise_messages
 from defi_scoring.core.synthetic import generate_wallets, iter_messages
-from defi_scoring.score_store import ScoreStore
+from defi_scoring.core.wallet_history import merge_history
+from defi_scoring.score_store import HistoryConflict, ScoreStore, history_counts
 from defi_scoring_tests.conftest import DEPOSIT_TIME, WALLET, example_message
 
 POSTGRES_URL = os.environ.get("DEFI_SCORING_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -163,3 +164,36 @@ def test_long_identifiers_from_the_input_are_stored(store):
     store.add_transactions(batch.transactions)
     history = store.wallet_history([WALLET.lower()])
     assert set(history["document_id"]) == set(batch.transactions["document_id"])
+
+
+def _one_wallet_parts():
+    batch = normalise_messages(iter_messages(generate_wallets(20, seed=11)))
+    wallets = batch.transactions["wallet"].astype(object)
+    tx = batch.transactions[wallets == wallets.value_counts().index[0]]  # the wallet with most transactions
+    assert len(tx) >= 6
+    return tx.iloc[:3], tx.iloc[3:5], tx.iloc[5:]
+
+
+@pytest.mark.parametrize("stored_before", [True, False], ids=["update", "insert"])
+def test_a_history_changed_meanwhile_is_not_overwritten(store, stored_before):
+    """Two runs read the same wallet's history and both add transactions: the second write must fail
+    (HistoryConflict, so its range is scored again) instead of dropping the first run's transactions."""
+    old, part_a, part_b = _one_wallet_parts()
+    wallet = old["wallet"].astype(object).iloc[0]
+    if stored_before:
+        store.add_transactions(old)
+    history = store.wallet_history([wallet])
+    base = history_counts(history)
+    with store.transaction() as conn:
+        assert store.save_histories(merge_history(history, part_a), base, conn) == 1
+    with pytest.raises(HistoryConflict, match="changed while this run scored them"):
+        with store.transaction() as conn:
+            store.save_histories(merge_history(history, part_b), base, conn)
+    stored = set(store.wallet_history([wallet])["document_id"])
+    expected = set(part_a["document_id"]) | (set(old["document_id"]) if stored_before else set())
+    assert stored == expected
+    # scored again from the fresh history, the second run's transactions get in
+    history = store.wallet_history([wallet])
+    with store.transaction() as conn:
+        store.save_histories(merge_history(history, part_b), history_counts(history), conn)
+    assert set(store.wallet_history([wallet])["document_id"]) == expected | set(part_b["document_id"])

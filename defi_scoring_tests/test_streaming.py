@@ -1,6 +1,7 @@
 """Kafka sensor + scoring job against a real (embedded Tansu) broker, real Dagster, a real SQLite store."""
 
 import json
+import time
 import uuid
 
 import dagster as dg
@@ -194,3 +195,50 @@ def test_offset_range_keys_round_trip():
     assert r.key == "wallet.transactions.3.10-19" and OffsetRange.parse(r.key) == r and r.size == 10
     with pytest.raises(ValueError, match="offset-range key"):
         OffsetRange.parse("batch-a")
+
+
+def test_parallel_driver_scores_each_partition_in_order_in_its_own_process(kafka_env, tmp_home, monkeypatch):
+    """workers=2, as the daemon with the default dagster.yaml: runs are queued without blocking the
+    sensor, each Kafka partition's ranges run in offset order in one worker process, and every input
+    message is answered exactly once."""
+    from kafka.partitioner.default import murmur2
+
+    from defi_scoring.streaming.driver import SensorDriver
+
+    topic = f"{kafka_env.input_topic}-p2"
+    monkeypatch.setenv("KAFKA_INPUT_TOPIC", topic)
+    monkeypatch.setenv("KAFKA_MAX_RANGE_MESSAGES", "15")
+    settings = KafkaSettings.from_env()
+    client.ensure_topics(settings, [topic], partitions=2)
+    messages = list(iter_messages(generate_wallets(60, seed=21)))
+    keys = [m["wallet_address"].encode() for m in messages]
+    sender = client.producer(settings)
+    for key, message in zip(keys, messages):
+        sender.send(topic, key=key, value=orjson.dumps(message), partition=(murmur2(key) & 0x7FFFFFFF) % 2)
+    sender.send(topic, key=b"bad", value=b"{not json", partition=1)
+    sender.flush()
+    sender.close()
+
+    defs = build_definitions(Settings(home=tmp_home))
+    with dg.instance_for_test() as instance:
+        driver = SensorDriver(defs, instance, workers=2, home=tmp_home)
+        try:
+            driver.warm_up()
+            answered, deadline = 0, time.monotonic() + 120
+            while answered < len(messages) + 1 and time.monotonic() < deadline:
+                answered += sum(run["messages"] for run in driver.tick())
+                time.sleep(0.5)
+            answered += sum(run["messages"] for run in driver.drain())
+        finally:
+            driver.close()
+    assert answered == len(messages) + 1
+    ranges = [OffsetRange.parse(run["key"]) for run in driver.runs]
+    assert {r.partition for r in ranges} == {0, 1}
+    for partition in (0, 1):
+        starts = [r.start for r in ranges if r.partition == partition]
+        assert starts == sorted(starts) and starts[0] == 0  # in offset order, from the beginning
+    successes = _drain(settings, settings.success_topic)
+    failures = _drain(settings, settings.failure_topic)
+    assert sorted(k for k, _ in successes) == sorted(m["wallet_address"] for m in messages)
+    assert len(failures) == 1
+    assert orjson.loads(failures[0][1])["error"].startswith("Processing failed: invalid JSON")

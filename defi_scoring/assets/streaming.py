@@ -43,4 +43,5 @@ def kafka_scored_ranges(context: dg.AssetExecutionContext, config: RangeScoringC
         "alerts": result.alerts, "wallets": result.wallets, "replayed": result.replayed,
         "seconds": dg.MetadataValue.float(round(result.seconds, 3)),
         "model_version": result.model_version or "none",
+        "stage_seconds": dg.MetadataValue.json(result.stage_seconds),
     })

@@ -14,6 +14,7 @@ from itertools import chain
 import numpy as np
 import orjson
 import pandas as pd
+from pandas.api.types import union_categoricals
 
 HISTORY_COLUMNS = ["document_id", "protocol_type", "action", "timestamp", "protocol", "pool_id", "amount_usd",
                    "token_a_symbol", "token_a_usd", "token_b_symbol", "token_b_usd"]
@@ -108,12 +109,12 @@ def merge_history(history: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
         return as_normalised(new[TX_COLUMNS])
     seen = set(zip(history["wallet"].astype(object).tolist(), history["document_id"].tolist()))
     keys = list(zip(new["wallet"].astype(object).tolist(), new["document_id"].tolist()))
-    fresh = np.fromiter((k not in seen for k in keys), bool, len(keys))
-    merged = pd.concat([_objects(history), _objects(new.loc[fresh])], ignore_index=True)
-    return as_normalised(merged)
-
-
-def _objects(frame: pd.DataFrame) -> pd.DataFrame:
-    """Categoricals as plain objects, so frames with different categories concatenate cheaply."""
-    frame = frame[TX_COLUMNS]
-    return frame.astype({c: object for c in CATEGORICAL})
+    fresh = as_normalised(new.loc[np.fromiter((k not in seen for k in keys), bool, len(keys)), TX_COLUMNS])
+    history = as_normalised(history)
+    columns = {}
+    for c in TX_COLUMNS:
+        if c in CATEGORICAL:  # merge the categories, not the values: no object round trip
+            columns[c] = union_categoricals([history[c].array, fresh[c].array], ignore_order=True)
+        else:
+            columns[c] = np.concatenate([history[c].to_numpy(), fresh[c].to_numpy()])
+    return pd.DataFrame(columns)

@@ -62,7 +62,8 @@ def _run_chain(instance_ref: dg.InstanceRef, home: str, keys: list[str]) -> list
                                             tags={"dagster/sensor_name": "kafka_scoring_sensor"})
             meta = result.asset_materializations_for_node("kafka_scored_ranges")[0].metadata
             out.append({"key": key, "success": result.success, "messages": meta["messages"].value,
-                        "seconds": meta["seconds"].value, "run_seconds": time.perf_counter() - started})
+                        "seconds": meta["seconds"].value, "run_seconds": time.perf_counter() - started,
+                        "stages": meta["stage_seconds"].value if "stage_seconds" in meta else {}})
     return out
 
 

@@ -18,7 +18,7 @@ rescores it (the stored transactions are keyed by (wallet, document_id), so stil
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import orjson
 import pandas as pd
@@ -46,6 +46,7 @@ class RangeResult:
     replayed: bool
     seconds: float
     model_version: str | None
+    stage_seconds: dict[str, float] = field(default_factory=dict)  # read, score, build, persist, publish
 
 
 def _outputs(settings: KafkaSettings, messages: list[dict],
@@ -99,24 +100,39 @@ def process_range(settings: KafkaSettings, offsets: OffsetRange, store: ScoreSto
             return RangeResult(offsets, int(counts.get(settings.success_topic, 0) + counts.get(settings.failure_topic, 0)),
                                int(counts.get(settings.success_topic, 0)), int(counts.get(settings.failure_topic, 0)),
                                int(counts.get(settings.alerts_topic, 0)), 0, True, time.perf_counter() - started, None)
+    stages: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(stage: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        stages[stage] = round(stages.get(stage, 0.0) + now - clock, 3)
+        clock = now
+
     records = read_range(settings, offsets)
+    lap("read")
     for attempt in range(attempts):
         result = score_records([r.value for r in records], [r.timestamp for r in records], store, config, model)
+        lap("score")
         messages = result.scored.messages()
         encoded = [orjson.dumps(m) for m in messages]
         outputs, alerts = _outputs(settings, messages, encoded)
+        lap("build")
         try:
             # State first, then Kafka: once committed, a retry republishes exactly these bytes.
             with store.transaction() as conn:
                 store.save_histories(result.merged, result.base_counts, conn)
                 store.record_messages(messages, run_id, "stream", conn, encoded=encoded)
                 store.save_range(offsets.key, outputs, conn)
+            lap("persist")
             break
         except HistoryConflict:
+            lap("persist")
             if attempt == attempts - 1:
                 raise
     publish(settings, outputs)
+    lap("publish")
     failures = len(result.scored.batch.rejections)
     return RangeResult(offsets, len(messages), len(messages) - failures, failures, alerts,
                        len(result.scored.wallets.table), False, time.perf_counter() - started,
-                       result.scored.wallets.model_version)
+                       result.scored.wallets.model_version, stages)

@@ -1,0 +1,46 @@
+"""The per-wallet history blob and the merge of new transactions into it (core.wallet_history)."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from defi_scoring.core.normalise import normalise_messages
+from defi_scoring.core.synthetic import generate_wallets, iter_messages
+from defi_scoring.core.wallet_history import TX_COLUMNS, decode_histories, encode_histories, merge_history
+
+
+def _sorted(frame: pd.DataFrame) -> pd.DataFrame:
+    frame = frame[TX_COLUMNS].astype({c: object for c in TX_COLUMNS if c not in ("timestamp",)})
+    frame = frame.where(frame.notna(), "<missing>")  # None and NaN both mean missing
+    return frame.sort_values(["wallet", "document_id"]).reset_index(drop=True)
+
+
+def test_blobs_round_trip_every_column_including_missing_values_and_unicode():
+    tx = normalise_messages(iter_messages(generate_wallets(40, seed=4))).transactions
+    tx = tx.astype({"token_b_symbol": object, "pool_id": object})
+    tx.loc[0, "token_b_symbol"] = None
+    tx.loc[1, "pool_id"] = "pool-ü-€"
+    tx.loc[2, "token_a_usd"] = np.nan
+    encoded = encode_histories(tx)
+    assert sum(n for n, _ in encoded.values()) == len(tx)
+    wallets = list(encoded)
+    decoded = decode_histories(wallets, [encoded[w][1] for w in wallets])
+    assert isinstance(decoded["wallet"].dtype, pd.CategoricalDtype) and decoded["timestamp"].dtype == np.int64
+    pd.testing.assert_frame_equal(_sorted(decoded), _sorted(tx), check_dtype=False)
+
+
+def test_an_unknown_blob_version_is_refused_with_a_clear_error():
+    with pytest.raises(ValueError, match="unknown wallet history format"):
+        decode_histories(["0xabc"], [b"\x09rest"])
+
+
+def test_merge_keeps_the_stored_row_and_adds_only_new_document_ids():
+    tx = normalise_messages(iter_messages(generate_wallets(5, seed=6))).transactions
+    history, new = tx.iloc[: len(tx) // 2], tx.iloc[len(tx) // 3:].copy()  # overlapping halves
+    new["amount_usd"] = -1.0  # a resent transaction with other values must not replace the stored one
+    merged = merge_history(history, new)
+    assert len(merged) == len(tx)
+    assert not merged.duplicated(["wallet", "document_id"]).any()
+    stored = merged.set_index("document_id").loc[history["document_id"], "amount_usd"]
+    assert (stored.to_numpy() == history["amount_usd"].to_numpy()).all()
+    assert merge_history(history.iloc[:0], new).shape[0] == len(new)
