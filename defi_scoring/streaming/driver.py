@@ -1,8 +1,9 @@
-"""Drive the Kafka sensor and its runs in this process, as the Dagster daemon would.
+"""Drive the Kafka sensor and its runs from this process, as the Dagster daemon would.
 
 Used by `defi-scoring demo` and `bench/bench_stream.py`: evaluate `kafka_scoring_sensor` with the
 instance's cursor handling, register the dynamic partitions it asks for, and execute each requested
-run with `execute_in_process` (the in-process executor the job declares).
+run with `execute_in_process` (the in-process executor the job declares) — here, or in worker
+processes that stay warm between runs.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def _definitions(home: str) -> dg.Definitions:
     return _worker_defs[home]
 
 
-def _warm(home: str, hold_s: float) -> int:
+def _warm(home: str) -> int:
     """In a worker process: import the code, open the stores and load the champion now, not in the
     first run."""
     import os
@@ -47,7 +48,6 @@ def _warm(home: str, hold_s: float) -> int:
     defs.resolve_job_def("kafka_scoring")
     defs.resources["score_store"].store.ping()
     load_champion(defs.resources["mlflow_store"].store, load_ensemble_config().registered_model_name)
-    time.sleep(hold_s)  # keep this worker busy so the next warm-up task lands on another one
     return os.getpid()
 
 
@@ -98,7 +98,7 @@ class SensorDriver:
     def warm_up(self) -> None:
         """Start the worker processes and load the code in each, as a running daemon already has."""
         if self.workers > 1:
-            for future in [self._pool(slot).submit(_warm, self._home, 0.0) for slot in range(self.workers)]:
+            for future in [self._pool(slot).submit(_warm, self._home) for slot in range(self.workers)]:
                 future.result()
 
     def close(self) -> None:
