@@ -17,7 +17,6 @@ import resource
 import sys
 import time
 
-import numpy as np
 import pandas as pd
 
 from defi_scoring.core.ensemble import train_ensemble

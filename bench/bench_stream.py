@@ -2,11 +2,11 @@
 
 Starts the embedded broker and a throwaway data home (SQLite score store, temporary Dagster
 instance), produces generated messages from a separate process at --rate messages/s, and ticks the
-sensor every --interval seconds, executing each requested run in-process, until every message is
-answered. Latency is the Kafka timestamp of the output record minus that of the input record.
+sensor every --interval seconds, queueing each requested run to warm worker processes, until every
+message is answered. Latency is the Kafka timestamp of the output record minus that of the input record.
 
   python bench/bench_stream.py [--messages 30000] [--rate 6000] [--interval 2] [--partitions 2] [--workers 2]
-                               [--full-history]
+                               [--full-history] [--backlog]
 
 Messages carry each wallet's newest 1–3 transactions, and the score store already holds the older
 ones (seeded before the clock starts, as earlier runs would have left it): every run merges the
@@ -16,8 +16,8 @@ every wallet's whole history in its message instead (~13 KB each) and starts fro
 scoring capacity without the load generator (kafka-python, ~0.1 ms of CPU per send) competing for
 the two cores; latencies are then time spent waiting in the backlog and are not reported.
 
-With --workers > 1 the runs go to worker processes as the daemon would launch them: one Kafka
-partition's ranges in order in one process, different partitions in parallel.
+With --workers > 1 (the default) the runs go to worker processes: one Kafka partition's ranges in
+order in one process, different partitions in parallel; --workers 1 executes them in this process.
 
 Prints one JSON line.
 """
@@ -39,7 +39,7 @@ import orjson
 def _produce(bootstrap: str, topic: str, lines: list[bytes], rate: float, partitions: int = 1) -> None:
     """Send `lines` at `rate` per second, keyed by wallet. Keys and partitions (Kafka's murmur2, as the
     default partitioner would choose) are computed before the clock starts and the pacing sleeps once
-    per 50 messages: kafka-python spends ~0.17 ms of CPU per send, and this load generator shares the
+    per 50 messages: kafka-python spends ~0.1 ms of CPU per send, and this load generator shares the
     machine's two cores with the system it measures."""
     from kafka.partitioner.default import murmur2
 
@@ -80,8 +80,8 @@ def main() -> None:
     from defi_scoring.config import Settings, ensure_dagster_home
     from defi_scoring.core.normalise import normalise_messages
     from defi_scoring.core.synthetic import generate_wallets, iter_messages, split_newest
-    from defi_scoring.score_store import ScoreStore
     from defi_scoring.definitions import build_definitions
+    from defi_scoring.score_store import ScoreStore
     from defi_scoring.streaming.broker import EmbeddedBroker
     from defi_scoring.streaming.client import ensure_topics, read_topic
     from defi_scoring.streaming.driver import SensorDriver, latencies_s
@@ -110,7 +110,8 @@ def main() -> None:
             driver = SensorDriver(defs, instance, workers=args.workers, home=home)
             driver.warm_up()
             producer = multiprocessing.get_context("spawn").Process(
-                target=_produce, args=(broker.bootstrap_servers, kafka.input_topic, lines, args.rate, args.partitions))
+                target=_produce, args=(broker.bootstrap_servers, kafka.input_topic, lines,
+                                       float("inf") if args.backlog else args.rate, args.partitions))
             if args.backlog:
                 producer.start()
                 producer.join()
@@ -151,7 +152,7 @@ def main() -> None:
         "mode": ("full_history" if args.full_history else "new_transactions") + ("+backlog" if args.backlog else ""),
         "message_bytes_mean": round(sum(map(len, lines)) / len(lines)),
         "answered": len(outputs),
-        "rate_target": args.rate,
+        "rate_target": None if args.backlog else args.rate,
         "runs": len(driver.runs),
         "partitions": args.partitions,
         "workers": args.workers,

@@ -1,14 +1,14 @@
 """Real Dagster execution: load the Definitions, run the landing sensor, materialise the graph."""
 
+import dagster as dg
 import orjson
 import pandas as pd
-import dagster as dg
 
 from defi_scoring.assets.partitions import transaction_batch_partitions
 from defi_scoring.config import Settings
 from defi_scoring.core.synthetic import generate_wallets, write_dataset
 from defi_scoring.definitions import build_definitions
-from defi_scoring_tests.conftest import DEPOSIT_TIME, DAY, example_message
+from defi_scoring_tests.conftest import DAY, DEPOSIT_TIME, example_message
 
 
 def _land(home, name, lines):

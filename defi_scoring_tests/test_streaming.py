@@ -231,6 +231,10 @@ def test_parallel_driver_scores_each_partition_in_order_in_its_own_process(kafka
             answered += sum(run["messages"] for run in driver.drain())
         finally:
             driver.close()
+        # worker runs carry the sensor's tags (the daemon's per-partition limit keys on kafka/partition)
+        runs = instance.get_runs()
+        assert runs and all(r.tags.get("kafka/range") == r.tags.get("dagster/partition") for r in runs)
+        assert {r.tags.get("kafka/partition") for r in runs} == {f"{topic}.0", f"{topic}.1"}
     assert answered == len(messages) + 1
     ranges = [OffsetRange.parse(run["key"]) for run in driver.runs]
     assert {r.partition for r in ranges} == {0, 1}

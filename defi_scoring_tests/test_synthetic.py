@@ -4,7 +4,13 @@ import orjson
 import pandas as pd
 
 from defi_scoring.contracts.messages import WalletTransactionsMessage
-from defi_scoring.core.synthetic import ARCHETYPE_NAMES, RISKY_ARCHETYPES, generate_wallets, iter_messages, write_dataset
+from defi_scoring.core.synthetic import (
+    ARCHETYPE_NAMES,
+    RISKY_ARCHETYPES,
+    generate_wallets,
+    iter_messages,
+    write_dataset,
+)
 
 
 def test_same_seed_same_messages_and_different_seed_different():

@@ -9,12 +9,12 @@ import pytest
 
 from defi_scoring.assets.partitions import transaction_batch_partitions
 from defi_scoring.config import Settings
+from defi_scoring.core.model_features import model_features
 from defi_scoring.core.model_registry import CHALLENGER, CHAMPION, ROLLBACK, alias_version, embedded_store
 from defi_scoring.core.model_scoring import score_with_model
+from defi_scoring.core.normalise import normalise_messages
 from defi_scoring.core.synthetic import DEFAULT_END_TIME, generate_wallets, write_dataset
 from defi_scoring.core.training import load_labels
-from defi_scoring.core.model_features import model_features
-from defi_scoring.core.normalise import normalise_messages
 from defi_scoring.definitions import build_definitions
 
 MODEL = "defi-wallet-risk"

@@ -7,17 +7,22 @@ import dagster as dg
 import pandas as pd
 
 from defi_scoring.assets.ingestion import transaction_batches
+from defi_scoring.core.ensemble_config import load_ensemble_config
 from defi_scoring.core.features import reference_features
-from defi_scoring.core.reference_score import reference_scores as compute_reference_scores
-from defi_scoring.core.success_messages import success_messages
 from defi_scoring.core.model_scoring import score_with_model
 from defi_scoring.core.patterns import PATTERNS
+from defi_scoring.core.reference_score import reference_scores as compute_reference_scores
 from defi_scoring.core.scoring_config import load_scoring_config
+from defi_scoring.core.success_messages import success_messages
 from defi_scoring.core.summary import (
-    describe, distribution_markdown, extremes, hybrid_distribution_markdown, pattern_counts, risk_level_markdown,
+    describe,
+    distribution_markdown,
+    extremes,
+    hybrid_distribution_markdown,
+    pattern_counts,
+    risk_level_markdown,
     tag_counts,
 )
-from defi_scoring.core.ensemble_config import load_ensemble_config
 from defi_scoring.core.wallet_scoring import score_wallet_table
 from defi_scoring.resources.data_home import DataHomeResource
 from defi_scoring.resources.mlflow_store import MlflowResource

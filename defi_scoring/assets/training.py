@@ -8,7 +8,12 @@ from defi_scoring.assets.scoring import wallet_features
 from defi_scoring.core.ensemble import classification_metrics, evaluate, train_ensemble
 from defi_scoring.core.ensemble_config import load_ensemble_config
 from defi_scoring.core.model_registry import (
-    CHALLENGER, CHAMPION, alias_version, load_version, log_training_run, promote,
+    CHALLENGER,
+    CHAMPION,
+    alias_version,
+    load_version,
+    log_training_run,
+    promote,
 )
 from defi_scoring.core.training import build_training_set, label_files, load_labels, split_xy
 from defi_scoring.resources.data_home import DataHomeResource

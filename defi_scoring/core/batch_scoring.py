@@ -12,7 +12,6 @@ import time
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-import numpy as np
 import pandas as pd
 
 from defi_scoring.core.features import reference_features

@@ -13,7 +13,11 @@ import numpy as np
 import pandas as pd
 
 from defi_scoring.core.features import (
-    SECONDS_PER_HOUR, _codes, seconds_to_next_withdraw, stacked, wallet_positions,
+    SECONDS_PER_HOUR,
+    _codes,
+    seconds_to_next_withdraw,
+    stacked,
+    wallet_positions,
 )
 from defi_scoring.core.scoring_config import PatternsConfig
 

@@ -19,7 +19,7 @@ from defi_scoring.core.factors import FACTORS
 from defi_scoring.core.features import LP_FEATURES, SWAP_FEATURES
 from defi_scoring.core.patterns import EVIDENCE, EXPLANATIONS, PATTERNS
 from defi_scoring.core.reasons import sign_points
-from defi_scoring.core.templates import format_rows, template_fields
+from defi_scoring.core.templates import format_rows
 
 INT_FEATURES = {"num_deposits", "num_withdraws", "unique_pools", "num_swaps", "unique_pools_swapped"}
 MIN_REASON_POINTS = 0.05
@@ -216,5 +216,3 @@ def alert_lists(table: pd.DataFrame, cfg) -> list[list[dict]]:
             out[i] = alerts_of(dict(zip(_ALERT_FIELDS, values)), cfg)
     return out
 
-
-__all__ = ["success_messages", "reason_lists", "pattern_lists", "alert_lists", "template_fields"]

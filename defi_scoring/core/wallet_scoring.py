@@ -8,9 +8,8 @@ MLflow and can run without any model at all.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Callable
 
-import numpy as np
 import pandas as pd
 
 from defi_scoring.core.alerts import alert_columns

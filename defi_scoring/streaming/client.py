@@ -100,50 +100,54 @@ def _visible_end(consumer: KafkaConsumer, tps: list[TopicPartition], end: dict, 
     return end
 
 
-_clients = threading.local()  # KafkaConsumer is not thread-safe: one per thread and settings
+class _KeptClient:
+    """One Kafka client kept for the life of the process: connecting and fetching metadata again for
+    every range costs ~0.1–0.3 s, a tenth of a small run. Only the latest settings' client is kept
+    (tests start many brokers); a client that failed is closed and made again on next use. Hold
+    `lock` while using a client that is not thread-safe (KafkaConsumer; KafkaProducer is)."""
 
+    def __init__(self, make) -> None:
+        self.make = make
+        self.lock = threading.RLock()
+        self.key: str | None = None
+        self.client = None
 
-def _client_key(settings: KafkaSettings) -> str:
-    return repr(settings)
+    def get(self, settings: KafkaSettings):
+        with self.lock:
+            if self.key != repr(settings):
+                self.close()
+                self.client, self.key = self.make(settings), repr(settings)
+            return self.client
 
-
-def _range_consumer(settings: KafkaSettings) -> KafkaConsumer:
-    """A consumer kept for the life of the thread: connecting and fetching metadata again for every
-    range costs ~0.1–0.3 s, a tenth of a small run. Only the latest settings' client is kept."""
-    cache = _clients.__dict__.setdefault("consumers", {})
-    key = _client_key(settings)
-    if key not in cache:
-        for old in cache.values():
-            old.close()
-        cache.clear()
-        cache[key] = _consumer(settings)
-    return cache[key]
+    def close(self) -> None:
+        with self.lock:
+            if isinstance(self.client, KafkaProducer):
+                self.client.close(timeout=2)  # do not wait long on a broker that is gone
+            elif self.client is not None:
+                self.client.close()
+            self.client, self.key = None, None
 
 
 def read_range(settings: KafkaSettings, offsets: OffsetRange, timeout_s: float = 30.0) -> list:
     """The records of exactly this range (records past its end are ignored), in offset order."""
     tp = TopicPartition(offsets.topic, offsets.partition)
-    consumer = _range_consumer(settings)
     records = []
-    try:
-        consumer.assign([tp])
-        consumer.seek(tp, offsets.start)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            batch = consumer.poll(timeout_ms=500, max_records=settings.max_range_messages)
-            for record in batch.get(tp, []):
-                if offsets.start <= record.offset <= offsets.end:
-                    records.append(record)
-            if consumer.position(tp) > offsets.end:
-                break
-        else:
-            raise TimeoutError(f"read {len(records)} of {offsets.size} records of {offsets.key} in {timeout_s:.0f}s; "
-                               f"is the broker at {settings.bootstrap_servers} up and the range still retained?")
-    except BaseException:
-        _clients.consumers.pop(_client_key(settings), None)  # a broken client is not reused
-        consumer.close()
-        raise
-    return records
+    with _range_consumer.lock:
+        consumer = _range_consumer.get(settings)
+        try:
+            consumer.assign([tp])
+            consumer.seek(tp, offsets.start)
+            deadline = time.monotonic() + timeout_s
+            while time.monotonic() < deadline:
+                batch = consumer.poll(timeout_ms=500, max_records=settings.max_range_messages)
+                records += [r for r in batch.get(tp, []) if offsets.start <= r.offset <= offsets.end]
+                if consumer.position(tp) > offsets.end:
+                    return records
+        except BaseException:
+            _range_consumer.close()
+            raise
+    raise TimeoutError(f"read {len(records)} of {offsets.size} records of {offsets.key} in {timeout_s:.0f}s; "
+                       f"is the broker at {settings.bootstrap_servers} up and the range still retained?")
 
 
 def producer(settings: KafkaSettings, **overrides) -> KafkaProducer:
@@ -153,36 +157,16 @@ def producer(settings: KafkaSettings, **overrides) -> KafkaProducer:
     return KafkaProducer(**options)
 
 
-_producers: dict[str, KafkaProducer] = {}
-_producers_lock = threading.Lock()
-atexit.register(lambda: _close_producers())
-
-
-def _output_producer(settings: KafkaSettings) -> KafkaProducer:
-    """One lz4 producer per process (KafkaProducer is thread-safe), closed at exit; only the latest
-    settings' producer is kept."""
-    key = _client_key(settings)
-    with _producers_lock:
-        if key not in _producers:
-            for old in _producers.values():
-                old.close(timeout=1)
-            _producers.clear()
-            _producers[key] = producer(settings, compression_type="lz4")
-        return _producers[key]
-
-
-def _close_producers() -> None:
-    with _producers_lock:
-        for sender in _producers.values():
-            sender.close(timeout=2)
-        _producers.clear()
+_range_consumer = _KeptClient(_consumer)
+_output_producer = _KeptClient(lambda settings: producer(settings, compression_type="lz4"))
+atexit.register(_output_producer.close)
 
 
 def publish(settings: KafkaSettings, outputs: list[tuple[str, str, bytes]]) -> None:
     """Send (topic, key, value) records and wait until the broker has them all."""
     if not outputs:
         return
-    sender = _output_producer(settings)
+    sender = _output_producer.get(settings)  # thread-safe: used without holding the lock
     try:
         # Kafka's default partitioner hashes each key with murmur2 in pure Python (~35 µs a record);
         # a single-partition topic needs no hash. Multi-partition topics keep key partitioning.
@@ -193,9 +177,7 @@ def publish(settings: KafkaSettings, outputs: list[tuple[str, str, bytes]]) -> N
         for future in futures:
             future.get(timeout=30)
     except BaseException:
-        with _producers_lock:
-            _producers.pop(_client_key(settings), None)  # a broken client is not reused
-        sender.close(timeout=5)
+        _output_producer.close()
         raise
 
 

@@ -9,6 +9,7 @@ processes that stay warm between runs.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -20,7 +21,6 @@ import dagster as dg
 from defi_scoring.assets.partitions import kafka_offset_ranges
 from defi_scoring.config import Settings
 from defi_scoring.streaming.client import OffsetRange
-
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}  # the run's events stay in the instance
 
@@ -39,8 +39,6 @@ def _definitions(home: str) -> dg.Definitions:
 def _warm(home: str) -> int:
     """In a worker process: import the code, open the stores and load the champion now, not in the
     first run."""
-    import os
-
     from defi_scoring.core.ensemble_config import load_ensemble_config
     from defi_scoring.core.model_scoring import load_champion
 
@@ -51,15 +49,15 @@ def _warm(home: str) -> int:
     return os.getpid()
 
 
-def _run_chain(instance_ref: dg.InstanceRef, home: str, keys: list[str]) -> list[dict[str, Any]]:
-    """In a worker process: execute the ranges of one Kafka partition, in offset order."""
+def _run_chain(instance_ref: dg.InstanceRef, home: str, requests: list[tuple[str, dict[str, str]]]) -> list[dict]:
+    """In a worker process: execute (partition key, tags) runs of one Kafka partition, in offset order."""
     job = _definitions(home).resolve_job_def("kafka_scoring")
     out = []
     with dg.DagsterInstance.from_ref(instance_ref) as instance:
-        for key in keys:
+        for key, tags in requests:
             started = time.perf_counter()
             result = job.execute_in_process(instance=instance, partition_key=key, run_config=QUIET,
-                                            tags={"dagster/sensor_name": "kafka_scoring_sensor"})
+                                            tags={"dagster/sensor_name": "kafka_scoring_sensor", **tags})
             meta = result.asset_materializations_for_node("kafka_scored_ranges")[0].metadata
             out.append({"key": key, "success": result.success, "messages": meta["messages"].value,
                         "seconds": meta["seconds"].value, "run_seconds": time.perf_counter() - started,
@@ -107,8 +105,8 @@ class SensorDriver:
 
     def tick(self) -> list:
         """One sensor evaluation. workers=1: the runs it requested, executed ([] when there was
-        nothing new). workers>1: {key, success, messages, seconds, run_seconds} of the runs that
-        finished since the last call."""
+        nothing new). workers>1: {key, success, messages, seconds, run_seconds, stages} of the runs
+        that finished since the last call."""
         sensor = self.defs.resolve_sensor_def("kafka_scoring_sensor")
         context = dg.build_sensor_context(instance=self.instance, cursor=self.cursor,
                                           resources={"kafka": self.defs.resources["kafka"]})
@@ -130,10 +128,10 @@ class SensorDriver:
         return done
 
     def _queue(self, requests: list[dg.RunRequest]) -> None:
-        chains: dict[int, list[str]] = {}
+        chains: dict[int, list[tuple[str, dict[str, str]]]] = {}
         for request in requests:
             partition = OffsetRange.parse(request.partition_key).partition
-            chains.setdefault(partition % self.workers, []).append(request.partition_key)
+            chains.setdefault(partition % self.workers, []).append((request.partition_key, dict(request.tags)))
         ref = self.instance.get_ref()
         self._pending += [self._pool(slot).submit(_run_chain, ref, self._home, keys) for slot, keys in chains.items()]
 

@@ -26,8 +26,8 @@ import pandas as pd
 from defi_scoring.core.batch_scoring import ScoredBatch
 from defi_scoring.core.normalise import normalise_messages
 from defi_scoring.core.scoring_config import ScoringConfig
-from defi_scoring.core.wallet_scoring import ModelFn, score_wallet_table
 from defi_scoring.core.wallet_history import merge_history
+from defi_scoring.core.wallet_scoring import ModelFn, score_wallet_table
 from defi_scoring.score_store import HistoryConflict, ScoreStore, history_counts
 from defi_scoring.streaming.client import OffsetRange, publish, read_range
 from defi_scoring.streaming.settings import KafkaSettings
