@@ -12,13 +12,14 @@ import time
 from dataclasses import dataclass
 from typing import Any, Iterable
 
+import orjson
 import pandas as pd
 
 from defi_scoring.core.features import reference_features
 from defi_scoring.core.normalise import NormalisedBatch, normalise_messages
 from defi_scoring.core.reference_score import reference_scores
 from defi_scoring.core.scoring_config import ScoringConfig
-from defi_scoring.core.success_messages import success_messages
+from defi_scoring.core.success_messages import EncodedMessages, encode_success_messages
 from defi_scoring.core.wallet_scoring import ModelFn, WalletScores, score_wallet_table
 
 
@@ -29,8 +30,13 @@ class ScoredBatch:
     as_of: int
     seconds: float
 
+    def encoded(self) -> EncodedMessages:
+        """The output messages as JSON bytes (what Kafka and the store get) plus their summaries."""
+        return encode_outputs(self)
+
     def messages(self) -> list[dict[str, Any]]:
-        return build_output_messages(self)
+        """The output messages as dictionaries (CLI, API, tests)."""
+        return [orjson.loads(v) for v in encode_outputs(self).values]
 
 
 def score_wallets(transactions: pd.DataFrame, as_of: float) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -49,27 +55,25 @@ def score_raw_messages(raw_messages: Iterable[Any], as_of: int | None = None, co
     return ScoredBatch(batch, wallets, as_of, time.perf_counter() - started)
 
 
-def build_output_messages(scored: ScoredBatch) -> list[dict[str, Any]]:
-    """One output message per input message, in input order."""
+def encode_outputs(scored: ScoredBatch) -> EncodedMessages:
+    """One output message per input message, in input order, as JSON bytes plus summaries."""
     batch = scored.batch
     n = batch.message_count
     processing_ms = int(round(scored.seconds * 1000 / max(n, 1)))
-    out: list[dict[str, Any] | None] = [None] * n
+    values: list[bytes | None] = [None] * n
+    summaries: list[dict[str, Any] | None] = [None] * n
     for rejection in batch.rejections:
-        out[rejection.message_index] = {
-            "wallet_address": rejection.wallet_address,
-            "error": rejection.error,
-            "timestamp": scored.as_of,
-            "processing_time_ms": processing_ms,
-            "categories": rejection.categories,
-        }
+        failure = {"wallet_address": rejection.wallet_address, "error": rejection.error, "timestamp": scored.as_of,
+                   "processing_time_ms": processing_ms, "categories": rejection.categories}
+        values[rejection.message_index] = orjson.dumps(failure)
+        summaries[rejection.message_index] = failure
 
-    table = scored.wallets.table
-    pending = [i for i, m in enumerate(out) if m is None]
+    pending = [i for i, v in enumerate(values) if v is None]
     addresses = [batch.wallet_addresses[i] for i in pending]
-    rows = table.loc[[a.lower() for a in addresses]]
-    for index, message in zip(pending, success_messages(rows, addresses, scored.wallets, scored.as_of, processing_ms)):
-        if index in batch.warnings:
-            message["warnings"] = batch.warnings[index]
-        out[index] = message
-    return out  # type: ignore[return-value]
+    rows = scored.wallets.table.loc[[a.lower() for a in addresses]]
+    encoded = encode_success_messages(rows, addresses, scored.wallets, scored.as_of, processing_ms)
+    for index, value, summary in zip(pending, encoded.values, encoded.summaries):
+        if index in batch.warnings:  # appended as the message's last field
+            value = value[:-1] + b',"warnings":' + orjson.dumps(batch.warnings[index]) + b"}"
+        values[index], summaries[index] = value, summary
+    return EncodedMessages(values, summaries)  # type: ignore[arg-type]

@@ -51,6 +51,9 @@ class RangeResult:
 
 def _outputs(settings: KafkaSettings, messages: list[dict],
              encoded: list[bytes]) -> tuple[list[tuple[str, str, bytes]], int]:
+    """(topic, key, value) records of a range: each message on the success or failure topic, and an
+    alert record for each wallet with a score-drop or high-risk-pattern alert.
+    messages: the messages' summaries (EncodedMessages.summaries)."""
     outputs, alerts = [], 0
     for m, raw in zip(messages, encoded):
         key = m.get("wallet_address") or ""
@@ -114,15 +117,15 @@ def process_range(settings: KafkaSettings, offsets: OffsetRange, store: ScoreSto
     for attempt in range(attempts):
         result = score_records([r.value for r in records], [r.timestamp for r in records], store, config, model)
         lap("score")
-        messages = result.scored.messages()
-        encoded = [orjson.dumps(m) for m in messages]
-        outputs, alerts = _outputs(settings, messages, encoded)
+        encoded = result.scored.encoded()
+        messages = encoded.summaries
+        outputs, alerts = _outputs(settings, messages, encoded.values)
         lap("build")
         try:
             # State first, then Kafka: once committed, a retry republishes exactly these bytes.
             with store.transaction() as conn:
                 store.save_histories(result.merged, result.base_counts, conn)
-                store.record_messages(messages, run_id, "stream", conn, encoded=encoded)
+                store.record_messages(messages, run_id, "stream", conn, encoded=encoded.values)
                 store.save_range(offsets.key, outputs, conn)
             lap("persist")
             break
