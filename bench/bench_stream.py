@@ -60,6 +60,12 @@ def _produce(bootstrap: str, topic: str, lines: list[bytes], rate: float, partit
     sender.close()
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time a live process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--messages", type=int, default=30_000)
@@ -116,9 +122,10 @@ def main() -> None:
                 producer.start()
                 producer.join()
             started, started_wall = time.perf_counter(), time.time()
+            broker_cpu = _cpu_seconds(broker.process.pid)
             if not args.backlog:
                 producer.start()
-            answered, run_seconds = 0, []
+            answered, run_seconds, run_cpu = 0, [], []
             while answered < len(lines) and time.perf_counter() - started < 600:
                 tick = time.perf_counter()
                 runs = driver.tick()
@@ -130,6 +137,7 @@ def main() -> None:
                     if isinstance(run, dict):
                         answered += run["messages"]
                         run_seconds.append(run["seconds"])
+                        run_cpu.append(run["cpu_seconds"])
                     else:
                         meta = run.asset_materializations_for_node("kafka_scored_ranges")[0].metadata
                         answered += meta["messages"].value
@@ -138,7 +146,9 @@ def main() -> None:
             for run in driver.drain():
                 answered += run["messages"]
                 run_seconds.append(run["seconds"])
+                run_cpu.append(run["cpu_seconds"])
             elapsed = time.perf_counter() - started
+            broker_cpu = _cpu_seconds(broker.process.pid) - broker_cpu
             if not args.backlog:
                 producer.join()
             driver.close()
@@ -164,6 +174,9 @@ def main() -> None:
             "latency_p50_s": round(float(np.percentile(lat, 50)), 3),
             "latency_p95_s": round(float(np.percentile(lat, 95)), 3),
             "latency_p99_s": round(float(np.percentile(lat, 99)), 3)}),
+        # CPU spent per answered message: by the run processes (Dagster included), and by the broker
+        "run_cpu_ms_per_wallet": round(1000 * sum(run_cpu) / len(lines), 3) if run_cpu else None,
+        "broker_cpu_ms_per_wallet": round(1000 * broker_cpu / len(lines), 3),
         "elapsed_s": round(elapsed, 1),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
     }))

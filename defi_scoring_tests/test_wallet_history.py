@@ -1,5 +1,6 @@
 """The per-wallet history blob and the merge of new transactions into it (core.wallet_history)."""
 
+import lz4.block
 import numpy as np
 import pandas as pd
 import pytest
@@ -27,6 +28,16 @@ def test_blobs_round_trip_every_column_including_missing_values_and_unicode():
     decoded = decode_histories(wallets, [encoded[w][1] for w in wallets])
     assert isinstance(decoded["wallet"].dtype, pd.CategoricalDtype) and decoded["timestamp"].dtype == np.int64
     pd.testing.assert_frame_equal(_sorted(decoded), _sorted(tx), check_dtype=False)
+
+
+def test_blobs_are_compressed_and_uncompressed_version_1_blobs_still_read():
+    tx = normalise_messages(iter_messages(generate_wallets(20, seed=5))).transactions
+    encoded = encode_histories(tx)
+    wallets = list(encoded)
+    blobs = [encoded[w][1] for w in wallets]
+    plain = [b"\x01" + lz4.block.decompress(b[1:]) for b in blobs]  # the layout written before compression
+    assert all(b[:1] == b"\x02" for b in blobs) and sum(map(len, blobs)) < sum(map(len, plain)) / 2
+    pd.testing.assert_frame_equal(_sorted(decode_histories(wallets, plain)), _sorted(tx), check_dtype=False)
 
 
 def test_an_unknown_blob_version_is_refused_with_a_clear_error():

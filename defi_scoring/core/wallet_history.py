@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from itertools import chain
 
+import lz4.block
 import numpy as np
 import orjson
 import pandas as pd
@@ -23,15 +24,17 @@ _NUMBERS = ["timestamp", "amount_usd", "token_a_usd", "token_b_usd"]  # 8 bytes 
 _FLOATS = _NUMBERS[1:]
 _STRINGS = [c for c in HISTORY_COLUMNS if c not in _NUMBERS]  # one orjson list of lists in the blob
 CATEGORICAL = ["wallet", *(c for c in _STRINGS if c != "document_id")]
-_VERSION = b"\x01"
+_VERSION = b"\x02"  # 0x02: the 0x01 layout after the version byte, lz4-compressed (3.5× smaller)
+_PLAIN = b"\x01"
 
 
 def encode_histories(transactions: pd.DataFrame) -> dict[str, tuple[int, bytes]]:
     """{wallet: (transaction count, blob)} for every wallet in a normalised transactions frame.
 
-    Blob: version byte, count (uint32), the numeric columns as raw little-endian 8-byte values
-    (timestamp int64, amounts float64; decoded for all wallets with one numpy call), then the string
-    columns as one orjson list of lists."""
+    Blob: version byte, then lz4 (block format) of: count (uint32), the numeric columns as raw
+    little-endian 8-byte values (timestamp int64, amounts float64; decoded for all wallets with one
+    numpy call), then the string columns as one orjson list of lists. Compression costs ~6 µs per
+    wallet and makes the rows 3.5× smaller: fewer pages for the database to write and read."""
     if transactions.empty:
         return {}
     wallet = transactions["wallet"].astype(object).to_numpy()
@@ -46,9 +49,9 @@ def encode_histories(transactions: pd.DataFrame) -> dict[str, tuple[int, bytes]]
     ends = np.r_[starts[1:], len(wallet)]
     out = {}
     for start, end in zip(starts.tolist(), ends.tolist()):
-        out[wallet[start]] = (end - start, b"".join((
-            _VERSION, (end - start).to_bytes(4, "little"), numbers[:, start:end].tobytes(),
-            orjson.dumps([values[start:end] for values in strings]))))
+        body = b"".join(((end - start).to_bytes(4, "little"), numbers[:, start:end].tobytes(),
+                         orjson.dumps([values[start:end] for values in strings])))
+        out[wallet[start]] = (end - start, _VERSION + lz4.block.compress(body))
     return out
 
 
@@ -66,12 +69,16 @@ def decode_histories(wallets: list[str], blobs: list[bytes]) -> pd.DataFrame:
     """The stored histories of these (distinct) wallets as one normalised transactions frame."""
     counts, numbers, strings = [], [], []
     for blob in blobs:
-        if blob[:1] != _VERSION:
+        if blob[:1] == _VERSION:
+            body = lz4.block.decompress(blob[1:])
+        elif blob[:1] == _PLAIN:
+            body = blob[1:]
+        else:
             raise ValueError(f"unknown wallet history format {blob[:1]!r}; was the store written by a newer version?")
-        n = int.from_bytes(blob[1:5], "little")
+        n = int.from_bytes(body[:4], "little")
         counts.append(n)
-        numbers.append(np.frombuffer(blob, dtype="<f8", count=len(_NUMBERS) * n, offset=5).reshape(len(_NUMBERS), n))
-        strings.append(orjson.loads(blob[5 + 8 * len(_NUMBERS) * n:]))
+        numbers.append(np.frombuffer(body, dtype="<f8", count=len(_NUMBERS) * n, offset=4).reshape(len(_NUMBERS), n))
+        strings.append(orjson.loads(body[4 + 8 * len(_NUMBERS) * n:]))
     matrix = np.concatenate(numbers, axis=1) if numbers else np.zeros((len(_NUMBERS), 0))
     columns: dict[str, object] = {
         "wallet": pd.Categorical.from_codes(np.repeat(np.arange(len(wallets), dtype=np.int32), counts),

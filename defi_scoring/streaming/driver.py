@@ -37,15 +37,21 @@ def _definitions(home: str) -> dg.Definitions:
 
 
 def _warm(home: str) -> int:
-    """In a worker process: import the code, open the stores and load the champion now, not in the
-    first run."""
+    """In a worker process: import the code, open the stores, load the champion and score a few
+    generated wallets (nothing is stored) now, not in the first run — as a running daemon's
+    workers would have."""
+    import orjson
+
+    from defi_scoring.core.batch_scoring import score_raw_messages
     from defi_scoring.core.ensemble_config import load_ensemble_config
     from defi_scoring.core.model_scoring import load_champion
+    from defi_scoring.core.synthetic import generate_wallets, iter_messages
 
     defs = _definitions(home)
     defs.resolve_job_def("kafka_scoring")
     defs.resources["score_store"].store.ping()
     load_champion(defs.resources["mlflow_store"].store, load_ensemble_config().registered_model_name)
+    score_raw_messages([orjson.dumps(m) for m in iter_messages(generate_wallets(50, seed=0))]).encoded()
     return os.getpid()
 
 
@@ -55,12 +61,13 @@ def _run_chain(instance_ref: dg.InstanceRef, home: str, requests: list[tuple[str
     out = []
     with dg.DagsterInstance.from_ref(instance_ref) as instance:
         for key, tags in requests:
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             result = job.execute_in_process(instance=instance, partition_key=key, run_config=QUIET,
                                             tags={"dagster/sensor_name": "kafka_scoring_sensor", **tags})
             meta = result.asset_materializations_for_node("kafka_scored_ranges")[0].metadata
             out.append({"key": key, "success": result.success, "messages": meta["messages"].value,
                         "seconds": meta["seconds"].value, "run_seconds": time.perf_counter() - started,
+                        "cpu_seconds": time.process_time() - cpu,
                         "stages": meta["stage_seconds"].value if "stage_seconds" in meta else {}})
     return out
 
@@ -105,7 +112,7 @@ class SensorDriver:
 
     def tick(self) -> list:
         """One sensor evaluation. workers=1: the runs it requested, executed ([] when there was
-        nothing new). workers>1: {key, success, messages, seconds, run_seconds, stages} of the runs
+        nothing new). workers>1: {key, success, messages, seconds, run_seconds, cpu_seconds, stages} of the runs
         that finished since the last call."""
         sensor = self.defs.resolve_sensor_def("kafka_scoring_sensor")
         context = dg.build_sensor_context(instance=self.instance, cursor=self.cursor,
