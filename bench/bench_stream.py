@@ -19,7 +19,8 @@ the two cores; latencies are then time spent waiting in the backlog and are not 
 With --workers > 1 (the default) the runs go to worker processes: one Kafka partition's ranges in
 order in one process, different partitions in parallel; --workers 1 executes them in this process.
 
-Prints one JSON line.
+Prints one JSON line: throughput, latency percentiles, and the CPU spent per message by the run
+processes (Dagster included), the broker and the load generator — what the machine's cores must cover.
 """
 
 import argparse
@@ -36,7 +37,8 @@ import numpy as np
 import orjson
 
 
-def _produce(bootstrap: str, topic: str, lines: list[bytes], rate: float, partitions: int = 1) -> None:
+def _produce(bootstrap: str, topic: str, lines: list[bytes], rate: float, partitions: int = 1,
+             cpu_seconds=None) -> None:
     """Send `lines` at `rate` per second, keyed by wallet. Keys and partitions (Kafka's murmur2, as the
     default partitioner would choose) are computed before the clock starts and the pacing sleeps once
     per 50 messages: kafka-python spends ~0.1 ms of CPU per send, and this load generator shares the
@@ -49,7 +51,7 @@ def _produce(bootstrap: str, topic: str, lines: list[bytes], rate: float, partit
     keys = [orjson.loads(line)["wallet_address"].encode() for line in lines]
     targets = [(murmur2(key) & 0x7FFFFFFF) % partitions for key in keys]
     sender = producer(KafkaSettings(bootstrap_servers=bootstrap))
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     for i, (key, line, partition) in enumerate(zip(keys, lines, targets)):
         if i % 50 == 0:
             delay = started + i / rate - time.perf_counter()
@@ -57,6 +59,8 @@ def _produce(bootstrap: str, topic: str, lines: list[bytes], rate: float, partit
                 time.sleep(delay)
         sender.send(topic, key=key, value=line, partition=partition)
     sender.flush()
+    if cpu_seconds is not None:
+        cpu_seconds.value = time.process_time() - cpu  # all threads, kafka-python's sender included
     sender.close()
 
 
@@ -115,9 +119,10 @@ def main() -> None:
 
             driver = SensorDriver(defs, instance, workers=args.workers, home=home)
             driver.warm_up()
+            producer_cpu = multiprocessing.get_context("spawn").Value("d", 0.0)
             producer = multiprocessing.get_context("spawn").Process(
                 target=_produce, args=(broker.bootstrap_servers, kafka.input_topic, lines,
-                                       float("inf") if args.backlog else args.rate, args.partitions))
+                                       float("inf") if args.backlog else args.rate, args.partitions, producer_cpu))
             if args.backlog:
                 producer.start()
                 producer.join()
@@ -177,6 +182,7 @@ def main() -> None:
         # CPU spent per answered message: by the run processes (Dagster included), and by the broker
         "run_cpu_ms_per_wallet": round(1000 * sum(run_cpu) / len(lines), 3) if run_cpu else None,
         "broker_cpu_ms_per_wallet": round(1000 * broker_cpu / len(lines), 3),
+        "producer_cpu_ms_per_message": round(1000 * producer_cpu.value / len(lines), 3),
         "elapsed_s": round(elapsed, 1),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
     }))
