@@ -202,7 +202,8 @@ class ScoreStore:
     def record_messages(self, messages: list[dict[str, Any]], run_id: str, source: str,
                         conn: sa.Connection | None = None, encoded: list[bytes] | None = None) -> None:
         """Store output messages: every one as an event; successes also as the wallet's latest score.
-        `encoded`: the messages as already serialised for Kafka (saves encoding them twice)."""
+        `encoded`: the messages as already serialised (then `messages` may be their summaries,
+        core.success_messages.EncodedMessages, which carry every field read here)."""
         now = time.time()
         encoded = encoded if encoded is not None else [orjson.dumps(m) for m in messages]
         events, latest = [], {}

@@ -8,6 +8,7 @@ from defi_scoring.assets.partitions import transaction_batch_partitions
 from defi_scoring.config import Settings
 from defi_scoring.core.synthetic import generate_wallets, write_dataset
 from defi_scoring.definitions import build_definitions
+from defi_scoring.score_store import ScoreStore
 from defi_scoring_tests.conftest import DAY, DEPOSIT_TIME, example_message
 
 
@@ -80,6 +81,13 @@ def test_materialise_the_asset_graph_on_a_temporary_instance(tmp_home):
     assert hybrid.index.equals(scores.index)
     assert hybrid["hybrid_score"].between(0, 100).all() and hybrid["risk_level"].notna().all()
     assert f"{hybrid.loc[example.name, 'zscore']:.18f}" == "308.000000000000000000"
+    # the asset also wrote every wallet's success message to the score store the API serves
+    store = ScoreStore(Settings(home=tmp_home).store_url)
+    assert store.stats()["successful_processed"] == len(hybrid)
+    stored = store.wallet(example.name)["latest"]
+    assert stored["zscore"] == "308.000000000000000000" and stored["wallet_address"] == example.name
+    assert stored["hybrid_score"] == round(float(hybrid.loc[example.name, "hybrid_score"]), 2)
+    assert set(stored["breakdown"]) == {"liquidity_provision", "trading", "longevity_consistency", "integrity"}
     rejections = pd.read_parquet(tmp_home / "batches" / "synthetic" / "rejections.parquet")
     assert len(rejections) > 0 and rejections["error"].str.startswith("Processing failed").all()
 

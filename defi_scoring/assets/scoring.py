@@ -13,7 +13,7 @@ from defi_scoring.core.model_scoring import score_with_model
 from defi_scoring.core.patterns import PATTERNS
 from defi_scoring.core.reference_score import reference_scores as compute_reference_scores
 from defi_scoring.core.scoring_config import load_scoring_config
-from defi_scoring.core.success_messages import success_messages
+from defi_scoring.core.success_messages import encode_success_messages
 from defi_scoring.core.summary import (
     describe,
     distribution_markdown,
@@ -123,9 +123,9 @@ def scored_wallets(context: dg.AssetExecutionContext, config: ScoredWalletsConfi
     path = data_home.write_table("scored_wallets", table)
     # The store serves the API: every wallet's success message becomes its latest score and an event.
     started = time.perf_counter()
-    messages = success_messages(scores.table, scores.table.index.tolist(), scores, as_of, 0)
-    score_store.store.record_messages(messages, context.run_id, "batch")
-    context.log.info("wrote %d scores to the score store in %.1fs", len(messages), time.perf_counter() - started)
+    messages = encode_success_messages(scores.table, scores.table.index.tolist(), scores, as_of, 0)
+    score_store.store.record_messages(messages.summaries, context.run_id, "batch", encoded=messages.values)
+    context.log.info("wrote %d scores to the score store in %.1fs", len(messages.values), time.perf_counter() - started)
     context.log.info("scored %d wallets; %s", len(table), scores.model_note)
     for name, error in scores.factor_errors.items():
         context.log.warning("neutral fallback used: %s", error)

@@ -38,12 +38,6 @@ class EncodedMessages:
     #                                   model_version, timestamp, processing_time_ms, alerts
 
 
-def success_messages(table: pd.DataFrame, addresses: list[str], scores: Any, as_of: int,
-                     processing_ms: int) -> list[dict[str, Any]]:
-    """The messages of `encode_success_messages` as dictionaries (CLI, API, tests)."""
-    return [orjson.loads(v) for v in encode_success_messages(table, addresses, scores, as_of, processing_ms).values]
-
-
 def encode_success_messages(table: pd.DataFrame, addresses: list[str], scores: Any, as_of: int,
                             processing_ms: int) -> EncodedMessages:
     """One message per row of `table` (rows of WalletScores.table, in the order of `addresses`, the
