@@ -89,14 +89,14 @@ def test_row07_empty_data_or_no_transactions():
 
 def test_row08_unknown_protocol_type_beside_dexes_is_ignored_with_a_warning():
     message = example_message()
-    message["data"].append({"protocolType": "lending", "transactions": [{"document_id": "x", "action": "borrow"}]})
+    message["data"].append({"protocolType": "nft", "transactions": [{"document_id": "x", "action": "mint"}]})
     out = only(message)
     assert out["zscore"] == "308.000000000000000000"
-    assert "protocolType 'lending' has no features yet; ignored" in warnings_of(out)
+    assert "protocolType 'nft' has no features yet; ignored" in warnings_of(out)
 
 
 def test_row09_only_unknown_protocol_types_is_a_failure():
-    message = {"wallet_address": WALLET, "data": [{"protocolType": "transfers", "transactions": [{"a": 1}]}]}
+    message = {"wallet_address": WALLET, "data": [{"protocolType": "staking", "transactions": [{"a": 1}]}]}
     out = only(message)
     assert out["error"].startswith("Processing failed: No valid transactions found (section 0: protocolType")
 

@@ -2,6 +2,7 @@
 
 import lz4.block
 import numpy as np
+import orjson
 import pandas as pd
 import pytest
 
@@ -30,14 +31,33 @@ def test_blobs_round_trip_every_column_including_missing_values_and_unicode():
     pd.testing.assert_frame_equal(_sorted(decoded), _sorted(tx), check_dtype=False)
 
 
-def test_blobs_are_compressed_and_uncompressed_version_1_blobs_still_read():
+DEX_NUMBERS = ["timestamp", "amount_usd", "token_a_usd", "token_b_usd"]
+DEX_STRINGS = ["document_id", "protocol_type", "action", "protocol", "pool_id", "token_a_symbol", "token_b_symbol"]
+
+
+def _old_layout_blob(frame: pd.DataFrame, compressed: bool) -> bytes:
+    """A blob as versions 0x01 (plain) and 0x02 (lz4) wrote it: DEX columns only."""
+    numbers = np.vstack([frame["timestamp"].to_numpy(np.int64).view("<f8")]
+                        + [frame[c].to_numpy(float) for c in DEX_NUMBERS[1:]])
+    strings = [[None if pd.isna(v) else v for v in frame[c].astype(object)] for c in DEX_STRINGS]
+    body = len(frame).to_bytes(4, "little") + numbers.astype("<f8").tobytes() + orjson.dumps(strings)
+    return b"\x02" + lz4.block.compress(body) if compressed else b"\x01" + body
+
+
+def test_blobs_are_compressed_and_older_dex_only_blobs_still_read():
     tx = normalise_messages(iter_messages(generate_wallets(20, seed=5))).transactions
     encoded = encode_histories(tx)
     wallets = list(encoded)
     blobs = [encoded[w][1] for w in wallets]
-    plain = [b"\x01" + lz4.block.decompress(b[1:]) for b in blobs]  # the layout written before compression
-    assert all(b[:1] == b"\x02" for b in blobs) and sum(map(len, blobs)) < sum(map(len, plain)) / 2
-    pd.testing.assert_frame_equal(_sorted(decode_histories(wallets, plain)), _sorted(tx), check_dtype=False)
+    assert all(b[:1] == b"\x03" for b in blobs)
+    assert sum(map(len, blobs)) < sum(len(lz4.block.decompress(b[1:])) for b in blobs) / 2
+    dex = tx[(tx["protocol_type"] == "dexes").to_numpy()]
+    by_wallet = {w: g for w, g in dex.groupby(dex["wallet"].astype(object), sort=False)}
+    for compressed in (False, True):
+        old = [_old_layout_blob(by_wallet[w], compressed) for w in by_wallet]
+        decoded = decode_histories(list(by_wallet), old)
+        pd.testing.assert_frame_equal(_sorted(decoded), _sorted(dex), check_dtype=False)
+        assert decoded["counterparty"].isna().all() and decoded["token_amount"].isna().all()
 
 
 def test_an_unknown_blob_version_is_refused_with_a_clear_error():

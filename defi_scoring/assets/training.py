@@ -34,7 +34,7 @@ def _metrics_table(metrics: dict) -> str:
 
 
 @dg.asset(deps=[wallet_features], group_name="training", kinds={"python", "parquet"}, output_required=False,
-          description="Model features + is_risky labels, split by wallet with a time-aware holdout.")
+          description="Model features + is_risky labels, split by account (stratified, fixed per wallet).")
 def training_set(context: dg.AssetExecutionContext, config: TrainingConfig, data_home: DataHomeResource):
     files = label_files(data_home.settings.home / "labels")
     if not files:

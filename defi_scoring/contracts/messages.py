@@ -27,8 +27,12 @@ MAX_TIMESTAMP = 4_102_444_800
 ADDRESS_PATTERN = re.compile(r"^0x[0-9a-fA-F]{40}$")
 
 DEX_ACTIONS = ("swap", "deposit", "withdraw")
+TRANSFER_ACTIONS = ("send", "receive")
+LENDING_ACTIONS = ("deposit", "withdraw", "borrow", "repay", "liquidation")
+ACTIONS_BY_TYPE = {"dexes": DEX_ACTIONS, "transfers": TRANSFER_ACTIONS, "lending": LENDING_ACTIONS}
 
 NonNegativeUsd = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+NonNegativeNumber = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 Timestamp = Annotated[int, Field(ge=MIN_TIMESTAMP, le=MAX_TIMESTAMP)]
 
 
@@ -61,13 +65,60 @@ class DexTransaction(_InputModel):
     token1: Token | None = None
 
 
+class Asset(_InputModel):
+    """A token moved by a transfer or a lending action (CONTRACTS.md §1b): the amount in token units
+    must be a finite number >= 0 when given (a negative amount is a sign error, not a direction)."""
+
+    amount: NonNegativeNumber | None = None
+    amountUSD: NonNegativeUsd | None = None
+    address: str | None = None
+    symbol: str | None = None
+
+
+class TransferTransaction(_InputModel):
+    """An ETH or token transfer as seen from the wallet (CONTRACTS.md §1b)."""
+
+    document_id: Annotated[str, Field(min_length=1, max_length=256)]
+    action: Literal["send", "receive"]
+    timestamp: Timestamp
+    counterparty: Annotated[str, Field(min_length=1)]
+    token: Asset | None = None
+    method: str | None = None
+    failed: Annotated[bool, Field(strict=True)] | None = None
+    gasUsed: NonNegativeNumber | None = None
+    gasPrice: NonNegativeNumber | None = None
+
+
+class LendingTransaction(_InputModel):
+    """A lending-market action (CONTRACTS.md §1b); a liquidation carries collateral, debt and liquidator."""
+
+    document_id: Annotated[str, Field(min_length=1, max_length=256)]
+    action: Literal["deposit", "withdraw", "borrow", "repay", "liquidation"]
+    timestamp: Timestamp
+    protocol: str | None = None
+    asset: Asset | None = None
+    collateral: Asset | None = None
+    debt: Asset | None = None
+    liquidator: str | None = None
+
+
 class DexSection(_InputModel):
     protocolType: Literal["dexes"]
     transactions: list[DexTransaction]
 
 
+class TransfersSection(_InputModel):
+    protocolType: Literal["transfers"]
+    transactions: list[TransferTransaction]
+
+
+class LendingSection(_InputModel):
+    protocolType: Literal["lending"]
+    transactions: list[LendingTransaction]
+
+
 class OtherSection(_InputModel):
-    """A protocol type without features yet (lending, transfers, …): kept out of DEX scoring."""
+    """A protocol type without features yet (nft, staking, …): ignored with a warning."""
 
     protocolType: str
     transactions: list[dict[str, Any]] = Field(default_factory=list)
@@ -75,11 +126,12 @@ class OtherSection(_InputModel):
 
 def _section_tag(section: Any) -> str:
     protocol_type = section.get("protocolType") if isinstance(section, dict) else None
-    return "dexes" if protocol_type == "dexes" else "other"
+    return protocol_type if protocol_type in ACTIONS_BY_TYPE else "other"
 
 
 ProtocolSection = Annotated[
-    Union[Annotated[DexSection, Tag("dexes")], Annotated[OtherSection, Tag("other")]],
+    Union[Annotated[DexSection, Tag("dexes")], Annotated[TransfersSection, Tag("transfers")],
+          Annotated[LendingSection, Tag("lending")], Annotated[OtherSection, Tag("other")]],
     Discriminator(_section_tag),
 ]
 

@@ -155,8 +155,16 @@ def evaluate(model: TrainedEnsemble, x: pd.DataFrame, y: np.ndarray) -> dict[str
     return out
 
 
-def time_aware_split(features: pd.DataFrame, first_seen: pd.Series, holdout_fraction: float) -> np.ndarray:
-    """Boolean holdout mask: the wallets that appeared last (by first transaction time) are held out,
-    so the holdout measures how the model does on wallets newer than anything it trained on."""
-    rank = first_seen.reindex(features.index).rank(method="first").to_numpy()
-    return rank > (1 - holdout_fraction) * len(rank)
+def account_split(wallets: pd.Index, labels: np.ndarray, holdout_fraction: float) -> np.ndarray:
+    """Boolean holdout mask by account, stratified by label and fixed per wallet.
+
+    Each wallet's side comes from a hash of its address ranked within its class, so one account is
+    never on both sides, the risky share is the same on both, and a wallet keeps its side across
+    retrains (champion and challenger are compared on the same accounts). Not a split by time: in
+    public fraud sets the classes were often collected in different periods, and a time split would
+    put one class in the holdout.
+    """
+    digest = pd.util.hash_pandas_object(pd.Series(np.asarray(wallets, dtype=object)), index=False).to_numpy()
+    frame = pd.DataFrame({"label": np.asarray(labels), "digest": digest})
+    rank = frame.groupby("label")["digest"].rank(method="first", pct=True).to_numpy()
+    return rank <= holdout_fraction

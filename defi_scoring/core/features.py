@@ -107,13 +107,16 @@ def swap_frequency_score(num_swaps: np.ndarray, mean_gap_hours: np.ndarray) -> n
 def reference_features(transactions: pd.DataFrame, as_of: float) -> pd.DataFrame:
     """One row per wallet (index: lower-cased address) with every feature of CONTRACTS.md §4.
 
-    `transactions` is the normalised table (deduplicated); rows of other protocol types are ignored.
+    `transactions` is the normalised table (deduplicated). The §4 features read only `dexes` rows; a
+    wallet with transfers or lending but no DEX activity gets the values §4 gives for empty sections.
+    `transaction_count`, `first_timestamp` and `last_timestamp` cover every protocol type.
     """
-    dex = transactions
-    if "protocol_type" in dex.columns:
-        dex = dex[(dex["protocol_type"] == "dexes").to_numpy()]
-    wallet, wallets = _codes(dex["wallet"])
+    all_wallet, wallets = _codes(transactions["wallet"])
     n = len(wallets)
+    all_ts = transactions["timestamp"].to_numpy(dtype=np.int64)
+    is_dex = (transactions["protocol_type"] == "dexes").to_numpy() if "protocol_type" in transactions else None
+    dex = transactions if is_dex is None or is_dex.all() else transactions[is_dex]
+    wallet = all_wallet if dex is transactions else all_wallet[is_dex]
     ts = dex["timestamp"].to_numpy(dtype=np.int64)
     amount = dex["amount_usd"].to_numpy(dtype=np.float64)
     action = dex["action"].astype(object).to_numpy()
@@ -128,7 +131,9 @@ def reference_features(transactions: pd.DataFrame, as_of: float) -> pd.DataFrame
 
     num_deposits, num_withdraws, num_swaps = count(is_dep), count(is_wd), count(is_swap)
     total_deposit, total_withdraw, swap_volume = total(is_dep), total(is_wd), total(is_swap)
-    first_ts, last_ts = _group_min_max(wallet, ts, n)
+    dex_first, dex_last = _group_min_max(wallet, ts, n)
+    has_dex = np.bincount(wallet, minlength=n) > 0
+    first_ts, last_ts = _group_min_max(all_wallet, all_ts, n)
 
     holding = _next_withdraw_holding(wallet[is_dep], ts[is_dep], wallet[is_wd], ts[is_wd], as_of)
     holding_sum = np.bincount(wallet[is_dep], weights=holding, minlength=n)
@@ -164,7 +169,7 @@ def reference_features(transactions: pd.DataFrame, as_of: float) -> pd.DataFrame
             "num_deposits": num_deposits,
             "num_withdraws": num_withdraws,
             "withdraw_ratio": np.divide(total_withdraw, total_deposit, out=np.zeros(n), where=total_deposit > 0),
-            "account_age_days": (last_ts - first_ts) / SECONDS_PER_DAY,
+            "account_age_days": np.where(has_dex, dex_last - dex_first, 0) / SECONDS_PER_DAY,
             "avg_holding_time_days": avg_holding_days,
             "unique_pools": np.bincount(pool_wallets, minlength=n).astype(np.int64),
             "lp_frequency_score": np.minimum(num_deposits * 20.0, 200.0),
@@ -175,7 +180,8 @@ def reference_features(transactions: pd.DataFrame, as_of: float) -> pd.DataFrame
             "token_diversity_score": token_diversity,
             "swap_frequency_score": swap_frequency_score(num_swaps, mean_gap_hours),
             "lp_transaction_count": num_deposits + num_withdraws,
-            "transaction_count": np.bincount(wallet, minlength=n).astype(np.int64),
+            "transaction_count": np.bincount(all_wallet, minlength=n).astype(np.int64),
+            "dex_transaction_count": np.bincount(wallet, minlength=n).astype(np.int64),
             "first_timestamp": first_ts,
             "last_timestamp": last_ts,
         },

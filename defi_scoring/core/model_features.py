@@ -1,5 +1,10 @@
 """Model features: the reference features plus behavioural ones, for all wallets at once.
 
+Three sources, one row per wallet: DEX behaviour (below), transfer behaviour
+(`core.transfer_features`) and lending behaviour (`core.lending_features`); a wallet without one
+kind of activity gets zeros for it. No feature reads a timestamp itself or the scoring time: only
+differences between a wallet's own transactions, so a model cannot learn the era a wallet lived in.
+
 Behavioural features look at the order of a wallet's transactions (cadence, bursts, round trips,
 repeated sizes, deposit→withdraw speed), its concentration (pools, tokens) and one cross-wallet
 signal: how many other wallets replay the same action/pool sequence in the same time window (sybil
@@ -13,7 +18,6 @@ import numpy as np
 import pandas as pd
 
 from defi_scoring.core.features import (
-    SECONDS_PER_DAY,
     SECONDS_PER_HOUR,
     _codes,
     reference_features,
@@ -21,51 +25,48 @@ from defi_scoring.core.features import (
     stacked,
     wallet_positions,
 )
+from defi_scoring.core.lending_features import LENDING_FEATURES, lending_features
+from defi_scoring.core.sequence_stats import relative_active_days, safe_ratio, share_of_top_and_hhi
+from defi_scoring.core.transfer_features import TRANSFER_FEATURES, transfer_features
 
 FINGERPRINT_WINDOW_S = 6 * 3600
 NO_WITHDRAW_HOURS = 24.0 * 365  # "never withdrew" as a large, finite number of hours
 
-MODEL_FEATURES = [
+DEX_FEATURES = [
     # reference features (log-scaled where heavy-tailed)
+    # (not avg_holding_time_days: an open deposit is held "until as_of", which reads the scoring time)
     "log_total_deposit_usd", "log_total_withdraw_usd", "num_deposits", "num_withdraws", "withdraw_ratio",
-    "account_age_days", "avg_holding_time_days", "unique_pools", "log_total_swap_volume_usd", "num_swaps",
+    "account_age_days", "unique_pools", "log_total_swap_volume_usd", "num_swaps",
     "unique_pools_swapped", "log_avg_swap_size_usd", "token_diversity_score", "swap_frequency_score",
     # behavioural
-    "log_transaction_count", "active_days", "recency_days", "tx_per_active_day", "mean_gap_hours_log",
+    "log_transaction_count", "active_days", "tx_per_active_day", "mean_gap_hours_log",
     "gap_cv", "burstiness", "same_block_share", "same_minute_share", "pool_top_share", "pool_hhi",
     "token_top_share", "round_trip_share", "repeated_size_share", "swap_size_cv", "swap_share",
     "lp_churn", "min_deposit_to_withdraw_hours_log", "max_deposit_share", "peer_wallets_same_fingerprint",
 ]
+MODEL_FEATURES = [*DEX_FEATURES, *TRANSFER_FEATURES, *LENDING_FEATURES]
 
 
 def _group_sum(codes: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
     return np.bincount(codes, weights=values, minlength=n)
 
 
-def _share_of_top_and_hhi(wallet: np.ndarray, item: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per wallet: share of its most frequent item, and the Herfindahl index of item shares."""
-    keep = item >= 0
-    if not keep.any():
-        return np.zeros(n), np.zeros(n)
-    width = int(item.max()) + 1
-    pairs, counts = np.unique(wallet[keep] * width + item[keep], return_counts=True)
-    owner = pairs // width
-    total = np.bincount(owner, weights=counts, minlength=n)
-    share = counts / total[owner]
-    top = np.zeros(n)
-    np.maximum.at(top, owner, share)
-    return top, np.bincount(owner, weights=share**2, minlength=n)
-
-
 def model_features(transactions: pd.DataFrame, as_of: float, reference: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per wallet (index: lower-cased address) with the columns of MODEL_FEATURES.
     `reference`: the reference features of the same transactions, when already computed."""
     ref = reference_features(transactions, as_of) if reference is None else reference
+    wallets = pd.Index(ref.index)
+    return pd.concat([dex_features(transactions, ref), transfer_features(transactions, wallets),
+                      lending_features(transactions, wallets)], axis=1)
+
+
+def dex_features(transactions: pd.DataFrame, ref: pd.DataFrame) -> pd.DataFrame:
+    """The DEX_FEATURES of every wallet of `ref` (the reference features); zeros without DEX rows."""
     tx = transactions
     if "protocol_type" in tx.columns:
         tx = tx[(tx["protocol_type"] == "dexes").to_numpy()]
     if len(tx) == 0:
-        return pd.DataFrame(0.0, index=ref.index, columns=MODEL_FEATURES)
+        return pd.DataFrame(0.0, index=ref.index, columns=DEX_FEATURES)
     wallet_index = pd.Index(ref.index)
     wallet = wallet_positions(tx["wallet"], wallet_index)
     n = len(wallet_index)
@@ -97,9 +98,7 @@ def model_features(transactions: pd.DataFrame, as_of: float, reference: pd.DataF
         return np.divide(_group_sum(wallet, (has_gap & (g <= limit)).astype(float), n), n_gaps,
                          out=np.zeros(n), where=n_gaps > 0)
 
-    days = ts // int(SECONDS_PER_DAY)
-    day_pairs = np.unique(wallet * 200_000 + (days - days.min() if len(days) else days))
-    active_days = np.bincount(day_pairs // 200_000, minlength=n).astype(float)
+    active_days = relative_active_days(wallet, ts, n)
 
     # Swap sequences: round trips (A→B then B→A) and repeated sizes, against the wallet's previous swap.
     s_idx = np.flatnonzero(is_swap)
@@ -129,19 +128,17 @@ def model_features(transactions: pd.DataFrame, as_of: float, reference: pd.DataF
     np.maximum.at(max_dep, wallet[d_idx], amount[d_idx])
     total_dep = ref["total_deposit_usd"].to_numpy()
 
-    pool_top, pool_hhi = _share_of_top_and_hhi(wallet, pool, n)
-    token_top, _ = _share_of_top_and_hhi(np.r_[s_wallet, s_wallet], np.r_[s_a, s_b], n)
+    pool_top, pool_hhi = share_of_top_and_hhi(wallet, pool, n)
+    token_top, _ = share_of_top_and_hhi(np.r_[s_wallet, s_wallet], np.r_[s_a, s_b], n)
 
     out: dict[str, np.ndarray] = {}
     for name in ("total_deposit_usd", "total_withdraw_usd", "total_swap_volume_usd", "avg_swap_size_usd"):
         out[f"log_{name}"] = np.log1p(ref[name].to_numpy())
-    for name in ("num_deposits", "num_withdraws", "withdraw_ratio", "account_age_days", "avg_holding_time_days",
-                 "unique_pools", "num_swaps", "unique_pools_swapped", "token_diversity_score",
+    for name in ("num_deposits", "num_withdraws", "withdraw_ratio", "account_age_days", "unique_pools", "num_swaps", "unique_pools_swapped", "token_diversity_score",
                  "swap_frequency_score"):
         out[name] = ref[name].to_numpy(float)
     out["log_transaction_count"] = np.log1p(count)
     out["active_days"] = active_days
-    out["recency_days"] = (as_of - ref["last_timestamp"].to_numpy()) / SECONDS_PER_DAY
     out["tx_per_active_day"] = count / np.maximum(active_days, 1)
     out["mean_gap_hours_log"] = np.log1p(gap_mean / SECONDS_PER_HOUR)
     out["gap_cv"] = gap_cv
@@ -154,17 +151,17 @@ def model_features(transactions: pd.DataFrame, as_of: float, reference: pd.DataF
     out["round_trip_share"] = round_trip_share
     out["repeated_size_share"] = repeated_share
     out["swap_size_cv"] = swap_size_cv
-    out["swap_share"] = n_swaps / count
+    out["swap_share"] = safe_ratio(n_swaps, count)
     out["lp_churn"] = np.divide(ref["num_withdraws"].to_numpy(float), ref["num_deposits"].to_numpy(float),
                                 out=np.zeros(n), where=ref["num_deposits"].to_numpy() > 0)
     out["min_deposit_to_withdraw_hours_log"] = np.log1p(min_hold)
     out["max_deposit_share"] = np.divide(max_dep, total_dep, out=np.zeros(n), where=total_dep > 0)
     out["peer_wallets_same_fingerprint"] = _peer_counts(wallet, ts, action, pool, n)
-    return pd.DataFrame({name: out[name] for name in MODEL_FEATURES}, index=ref.index)
+    return pd.DataFrame({name: out[name] for name in DEX_FEATURES}, index=ref.index)
 
 
 def _peer_counts(wallet: np.ndarray, ts: np.ndarray, action: np.ndarray, pool: np.ndarray, n: int) -> np.ndarray:
-    """Other wallets with the same (action, pool) sequence starting in the same 6-hour window.
+    """Other wallets with the same (action, pool) sequence starting within 3 hours of this one.
 
     A polynomial hash of each wallet's sequence (uint64 arithmetic wraps, which is what we want),
     then one count per distinct fingerprint: linear in transactions, no pairwise comparison.
@@ -181,8 +178,13 @@ def _peer_counts(wallet: np.ndarray, ts: np.ndarray, action: np.ndarray, pool: n
         weighted = (token + np.uint64(1)) * power[position]
     digest = np.zeros(n, dtype=np.uint64)
     np.add.at(digest, wallet, weighted)
+    # Peers: same sequence (digest and length), first transaction within half a window either side.
+    # A sliding window, not calendar buckets: no boundary splits a farm, and a time shift moves nothing.
     first_ts = ts[starts]
-    frame = pd.DataFrame({"digest": digest, "window": first_ts // FINGERPRINT_WINDOW_S,
-                          "length": np.diff(np.r_[starts, len(wallet)])})
-    sizes = frame.groupby(["digest", "window", "length"], sort=False)["digest"].transform("size").to_numpy()
+    group = pd.DataFrame({"digest": digest, "length": np.diff(np.r_[starts, len(wallet)])}).groupby(
+        ["digest", "length"], sort=False).ngroup().to_numpy(np.int64)
+    keys = (group << 33) | first_ts
+    ordered = np.sort(keys)
+    half = FINGERPRINT_WINDOW_S // 2
+    sizes = np.searchsorted(ordered, keys + half, side="right") - np.searchsorted(ordered, keys - half, side="left")
     return (sizes - 1).astype(float)

@@ -52,11 +52,15 @@ def score_with_model(features: pd.DataFrame, store: MlflowStore, name: str,
     if champion is None:
         return no_model(f"no '{CHAMPION}' version of model '{name}' yet")
     model, version = champion
-    predictions = model.predict(features[MODEL_FEATURES])
+    ensemble = getattr(model.unwrap_python_model(), "ensemble", None)
+    names = ensemble.feature_names if ensemble is not None else MODEL_FEATURES  # the champion's own features
+    missing = sorted(set(names) - set(features.columns))
+    if missing:
+        return no_model(f"champion version {version} needs features this build does not compute ({missing[:3]}…); "
+                        "retrain to register a compatible version")
+    predictions = model.predict(features[names])
     predictions.index = features.index
     contribs = None
-    if contributions:
-        ensemble = getattr(model.unwrap_python_model(), "ensemble", None)
-        if ensemble is not None:
-            contribs = ensemble.feature_contributions(features[MODEL_FEATURES], exact=exact_contributions)
+    if contributions and ensemble is not None:
+        contribs = ensemble.feature_contributions(features[names], exact=exact_contributions)
     return ModelScores(predictions, version, f"scored with {name} version {version} ({CHAMPION})", contribs)

@@ -1,4 +1,8 @@
-"""Raw wallet-transactions messages → one columnar table of DEX transactions + rejected messages.
+"""Raw wallet-transactions messages → one columnar table of transactions + rejected messages.
+
+All protocol types of CONTRACTS.md §1/§1b (`dexes`, `transfers`, `lending`) land in the same table,
+told apart by `protocol_type`; the DEX code reads only its own rows, so a new type adds columns and
+features without touching it.
 
 Why not validate each message with the pydantic models? They cost ~4 µs per transaction, which alone
 would eat the raw→score budget. Here each line is parsed with orjson, its transactions are flattened
@@ -18,7 +22,7 @@ import numpy as np
 import orjson
 import pandas as pd
 
-from defi_scoring.contracts.messages import DEX_ACTIONS, MAX_TIMESTAMP, MIN_TIMESTAMP
+from defi_scoring.contracts.messages import ACTIONS_BY_TYPE, MAX_TIMESTAMP, MIN_TIMESTAMP
 
 ADDRESS_RE = re.compile(r"0x[0-9a-fA-F]{40}")
 MAX_MESSAGE_BYTES = 5_000_000
@@ -38,7 +42,16 @@ TRANSACTION_COLUMNS = [
     "token_a_usd",
     "token_b_symbol",  # tokenOut for swaps, token1 for LP actions
     "token_b_usd",
+    # transfers and lending (§1b); missing on DEX rows
+    "counterparty",  # transfers: the other side (lower-cased); liquidation: the liquidator
+    "method",  # transfers: called contract function
+    "token_address",  # transfers/lending: the moved token (lower-cased, "native" for ETH)
+    "token_amount",  # transfers/lending: amount in token units (NaN when not given)
+    "failed",  # transfers: 1.0 failed, 0.0 succeeded, NaN unknown
+    "gas_used",  # transfers: gas used (NaN when not given)
 ]
+EXTRA_STRING_COLUMNS = ["counterparty", "method", "token_address"]
+EXTRA_NUMBER_COLUMNS = ["token_amount", "failed", "gas_used"]
 
 CATEGORY_OF_ACTION = {"swap": "trading", "deposit": "liquidity_provision", "withdraw": "liquidity_provision"}
 
@@ -92,6 +105,17 @@ class _Columns:
         self.b_symbol: list[Any] = []
         self.b_usd: list[Any] = []
         self.not_an_object: list[bool] = []
+        # rows of other types than `dexes`: (row, protocol type) and their own fields, recorded sparsely
+        # so the DEX loop stays as tight as before
+        self.other_rows: list[int] = []
+        self.other_type: list[str] = []
+        self.counterparty: list[Any] = []
+        self.method: list[Any] = []
+        self.token_address: list[Any] = []
+        self.token_amount: list[Any] = []
+        self.failed: list[Any] = []
+        self.gas_used: list[Any] = []
+        self.gas_price: list[Any] = []
 
     def add_dex(self, message_index: int, transactions: list[Any]) -> None:
         mi, pos = self.message_index, self.position
@@ -129,6 +153,57 @@ class _Columns:
             else:
                 bsym.append(None)
                 busd.append(None)
+
+    def add_other(self, protocol_type: str, message_index: int, transactions: list[Any]) -> None:
+        """`transfers` (token, counterparty, method, failed, gas) or `lending` (asset; a liquidation's
+        collateral and debt go to the token a/b columns, its liquidator to counterparty)."""
+        is_transfer = protocol_type == "transfers"
+        for i, tx in enumerate(transactions):
+            self.other_rows.append(len(self.message_index))
+            self.other_type.append(protocol_type)
+            self.message_index.append(message_index)
+            self.position.append(i)
+            self.pool_id.append(None)
+            if type(tx) is not dict:
+                self.not_an_object.append(True)
+                for col in (self.document_id, self.action, self.timestamp, self.protocol, self.a_symbol, self.a_usd,
+                            self.b_symbol, self.b_usd, self.counterparty, self.method, self.token_address,
+                            self.token_amount, self.failed, self.gas_used, self.gas_price):
+                    col.append(None)
+                continue
+            self.not_an_object.append(False)
+            get = tx.get
+            action = get("action")
+            self.document_id.append(get("document_id"))
+            self.action.append(action)
+            self.timestamp.append(get("timestamp"))
+            self.protocol.append(get("protocol"))
+            if is_transfer:
+                a, b = get("token"), None
+                self.counterparty.append(get("counterparty"))
+                self.method.append(get("method"))
+                self.failed.append(get("failed"))
+                self.gas_used.append(get("gasUsed"))
+                self.gas_price.append(get("gasPrice"))
+            else:
+                if action == "liquidation":
+                    a, b = get("collateral"), get("debt")
+                    a = a if a is not None else get("asset")
+                else:
+                    a, b = get("asset"), None
+                self.counterparty.append(get("liquidator"))
+                self.method.append(None)
+                self.failed.append(None)
+                self.gas_used.append(None)
+                self.gas_price.append(None)
+            a = a if type(a) is dict else {}
+            b = b if type(b) is dict else {}
+            self.a_symbol.append(a.get("symbol"))
+            self.a_usd.append(a.get("amountUSD"))
+            self.token_address.append(a.get("address"))
+            self.token_amount.append(a.get("amount"))
+            self.b_symbol.append(b.get("symbol"))
+            self.b_usd.append(b.get("amountUSD"))
 
 
 def _as_line(raw: Any) -> tuple[Any, str | None]:
@@ -220,10 +295,12 @@ def normalise_messages(raw_messages: Iterable[Any]) -> NormalisedBatch:
             transactions = section.get("transactions") if isinstance(section, dict) else None
             if protocol_type == "dexes" and isinstance(transactions, list):
                 cols.add_dex(index, transactions)
+            elif protocol_type in ACTIONS_BY_TYPE and isinstance(transactions, list):
+                cols.add_other(protocol_type, index, transactions)
             else:
                 reason = (
-                    f"section {s}: 'dexes' transactions must be a list"
-                    if protocol_type == "dexes"
+                    f"section {s}: {protocol_type!r} transactions must be a list"
+                    if protocol_type in ACTIONS_BY_TYPE
                     else f"section {s}: protocolType {protocol_type!r} has no features yet; ignored"
                 )
                 warnings.setdefault(index, []).append(reason)
@@ -249,6 +326,28 @@ def normalise_messages(raw_messages: Iterable[Any]) -> NormalisedBatch:
     return NormalisedBatch(transactions, rejections, addresses, warnings, counts)
 
 
+def _protocol_types(cols: _Columns, n: int) -> np.ndarray:
+    protocol_type = np.full(n, "dexes", dtype=object)
+    protocol_type[np.asarray(cols.other_rows, dtype=np.int64)] = np.asarray(cols.other_type, dtype=object)
+    return protocol_type
+
+
+def _scatter(n: int, rows: np.ndarray, values: np.ndarray, fill: Any) -> np.ndarray:
+    """A full-length column from the values of the non-DEX rows."""
+    dtype = object if fill is None else np.asarray([fill]).dtype
+    out = np.full(n, fill, dtype=dtype)
+    out[rows] = values
+    return out
+
+
+def _unknown_action(action: pd.Series, protocol_type: np.ndarray) -> np.ndarray:
+    unknown = np.ones(len(action), dtype=bool)
+    for kind, actions in ACTIONS_BY_TYPE.items():
+        rows = protocol_type == kind
+        unknown[rows] = ~action[rows].isin(actions).to_numpy()
+    return unknown
+
+
 def _validate_columns(
     cols: _Columns, wallet_keys: list[str | None]
 ) -> tuple[pd.DataFrame, pd.DataFrame, set[int]]:
@@ -264,18 +363,43 @@ def _validate_columns(
     )
     action = pd.Series(cols.action, dtype=object)
     not_object = np.asarray(cols.not_an_object, dtype=bool)
+    protocol_type = _protocol_types(cols, n)
+
+    # Fields of transfers/lending rows: checked on those rows only, then scattered to full length.
+    other = np.asarray(cols.other_rows, dtype=np.int64)
+    other_type = np.asarray(cols.other_type, dtype=object)
+    is_transfer = other_type == "transfers"
+    raw_counterparty = pd.Series(cols.counterparty, dtype=object)
+    counterparty_missing = (raw_counterparty.isna().to_numpy() | (raw_counterparty == "").to_numpy()) & is_transfer
+    counterparty_invalid = ~raw_counterparty.isna().to_numpy() & ~raw_counterparty.map(
+        lambda v: type(v) is str).to_numpy(dtype=bool)
+    token_amount, bad_amount_type = _numeric(cols.token_amount)
+    bad_amount = bad_amount_type | (token_amount < 0) | np.isinf(token_amount)
+    failed_raw = pd.Series(cols.failed, dtype=object)
+    bad_failed = ~failed_raw.isna().to_numpy() & ~failed_raw.map(lambda v: type(v) is bool).to_numpy(dtype=bool)
+    gas_used, bad_gas_used = _numeric(cols.gas_used)
+    gas_price, bad_gas_price = _numeric(cols.gas_price)
+    bad_gas = bad_gas_used | bad_gas_price | (gas_used < 0) | (gas_price < 0) | np.isinf(gas_used) | np.isinf(gas_price)
+
+    def on_other(mask: np.ndarray) -> np.ndarray:
+        return _scatter(n, other, np.asarray(mask, dtype=bool), False)
 
     # One reason per dropped row; the first failing check wins (the order of this list).
     checks = [
         ("not_an_object", not_object),
         ("missing_document_id", pd.isna(document_id)),
         ("missing_action", action.isna().to_numpy()),
-        ("unknown_action", ~action.isin(DEX_ACTIONS).to_numpy()),
+        ("unknown_action", _unknown_action(action, protocol_type)),
         ("missing_timestamp", np.isnan(timestamp) & ~bad_timestamp_type),
         ("invalid_timestamp", bad_timestamp_type),
         ("timestamp_out_of_range", (timestamp < MIN_TIMESTAMP) | (timestamp > MAX_TIMESTAMP)),
         ("invalid_amount_usd", bad_a | bad_b),
         ("negative_or_non_finite_amount_usd", (a_usd < 0) | (b_usd < 0) | np.isinf(a_usd) | np.isinf(b_usd)),
+        ("missing_counterparty", on_other(counterparty_missing)),
+        ("invalid_counterparty", on_other(counterparty_invalid)),
+        ("invalid_token_amount", on_other(bad_amount)),
+        ("invalid_failed", on_other(bad_failed)),
+        ("invalid_gas", on_other(bad_gas)),
     ]
     reason = np.full(n, None, dtype=object)
     for name, mask in reversed(checks):
@@ -283,11 +407,12 @@ def _validate_columns(
     invalid = pd.notna(reason)
 
     wallet = np.asarray(wallet_keys, dtype=object)[message_index] if n else np.zeros(0, dtype=object)
+    counterparty = raw_counterparty.where(~(counterparty_invalid | counterparty_missing), None)
     frame = pd.DataFrame(
         {
             "wallet": wallet,
             "message_index": message_index.astype(np.int32),
-            "protocol_type": "dexes",
+            "protocol_type": protocol_type,
             "document_id": document_id,
             "action": action.to_numpy(),
             "timestamp": np.where(invalid, 0, np.nan_to_num(timestamp)).astype(np.int64),
@@ -298,41 +423,62 @@ def _validate_columns(
             "token_a_usd": np.nan_to_num(a_usd, nan=0.0),
             "token_b_symbol": _strings(cols.b_symbol),
             "token_b_usd": np.nan_to_num(b_usd, nan=0.0),
+            "counterparty": _scatter(n, other, _lower(_strings(counterparty.tolist())), None),
+            "method": _scatter(n, other, _strings(cols.method), None),
+            "token_address": _scatter(n, other, _lower(_strings(cols.token_address)), None),
+            "token_amount": _scatter(n, other, token_amount, np.nan),
+            "failed": _scatter(n, other, failed_raw.map(lambda v: float(v) if type(v) is bool else np.nan)
+                               .to_numpy(dtype=float), np.nan),
+            "gas_used": _scatter(n, other, gas_used, np.nan),
         }
     )
+    frame = frame.astype({"token_amount": float, "failed": float, "gas_used": float})
+    # amount_usd: swap max(in, out) and LP token0 + token1 (CONTRACTS.md §4); a transfer or lending
+    # action moves one asset (a liquidation: the collateral seized).
     is_swap = frame["action"].to_numpy() == "swap"
-    frame["amount_usd"] = np.where(
-        is_swap,
-        np.maximum(frame["token_a_usd"].to_numpy(), frame["token_b_usd"].to_numpy()),
-        frame["token_a_usd"].to_numpy() + frame["token_b_usd"].to_numpy(),
-    )
+    is_dex = protocol_type == "dexes"
+    a, b = frame["token_a_usd"].to_numpy(), frame["token_b_usd"].to_numpy()
+    frame["amount_usd"] = np.where(is_swap, np.maximum(a, b), np.where(is_dex, a + b, a))
 
-    dropped = frame.loc[invalid, ["message_index", "document_id", "action"]].copy()
+    dropped = frame.loc[invalid, ["message_index", "document_id", "action", "protocol_type"]].copy()
     dropped["position"] = np.asarray(cols.position, dtype=np.int64)[invalid]
     dropped["reason"] = reason[invalid]
-    dropped["detail"] = _details(cols, np.flatnonzero(invalid), reason[invalid])
+    dropped["detail"] = _details(cols, np.flatnonzero(invalid), reason[invalid], protocol_type)
     valid = frame.loc[~invalid]
     messages_with_valid = set(np.unique(valid["message_index"].to_numpy()).tolist())
     duplicate = valid.duplicated(["wallet", "document_id"], keep="first").to_numpy()
     if duplicate.any():
-        dup = valid.loc[duplicate, ["message_index", "document_id", "action"]].copy()
+        dup = valid.loc[duplicate, ["message_index", "document_id", "action", "protocol_type"]].copy()
         dup["position"] = np.asarray(cols.position, dtype=np.int64)[~invalid][duplicate]
         dup["reason"] = "duplicate"
         dup["detail"] = "duplicate document_id (kept the first occurrence)"
         dropped = pd.concat([dropped, dup], ignore_index=True)
         valid = valid.loc[~duplicate]
     transactions = valid.reset_index(drop=True)
-    for name in ("wallet", "protocol_type", "action", "protocol", "pool_id", "token_a_symbol", "token_b_symbol"):
+    for name in CATEGORICAL_COLUMNS:
         transactions[name] = transactions[name].astype("category")
     return transactions, dropped.reset_index(drop=True), messages_with_valid
 
 
-def _details(cols: _Columns, rows: np.ndarray, reasons: np.ndarray) -> list[str]:
+CATEGORICAL_COLUMNS = ["wallet", "protocol_type", "action", "protocol", "pool_id", "token_a_symbol", "token_b_symbol",
+                       *EXTRA_STRING_COLUMNS]
+
+
+def _lower(values: np.ndarray) -> np.ndarray:
+    return np.asarray([v.lower() if v is not None else None for v in values.tolist()], dtype=object)
+
+
+def _details(cols: _Columns, rows: np.ndarray, reasons: np.ndarray, protocol_type: np.ndarray) -> list[str]:
     """Human-readable detail per dropped row (only runs over bad rows)."""
+    other_position = {row: k for k, row in enumerate(cols.other_rows)} if len(rows) else {}
     out = []
     for row, reason in zip(rows.tolist(), reasons.tolist()):
+        k = other_position.get(row)
         if reason == "unknown_action":
-            out.append(f"unknown action {cols.action[row]!r} (expected one of {', '.join(DEX_ACTIONS)})")
+            expected = ", ".join(ACTIONS_BY_TYPE[protocol_type[row]])
+            out.append(f"unknown action {cols.action[row]!r} for {protocol_type[row]} (expected one of {expected})"
+                       if protocol_type[row] != "dexes" else
+                       f"unknown action {cols.action[row]!r} (expected one of {expected})")
         elif reason in ("invalid_timestamp", "timestamp_out_of_range"):
             value = cols.timestamp[row]
             hint = " (milliseconds? expected unix seconds)" if isinstance(value, (int, float)) and value > MAX_TIMESTAMP else ""
@@ -341,6 +487,16 @@ def _details(cols: _Columns, rows: np.ndarray, reasons: np.ndarray) -> list[str]
             out.append(f"amountUSD must be a finite number >= 0, got {cols.a_usd[row]!r} / {cols.b_usd[row]!r}")
         elif reason == "not_an_object":
             out.append("transaction is not a JSON object")
+        elif reason == "missing_counterparty":
+            out.append("missing required field 'counterparty' (the address on the other side of the transfer)")
+        elif reason == "invalid_counterparty":
+            out.append(f"counterparty must be an address string, got {cols.counterparty[k]!r}")
+        elif reason == "invalid_token_amount":
+            out.append(f"token amount must be a finite number >= 0, got {cols.token_amount[k]!r}")
+        elif reason == "invalid_failed":
+            out.append(f"failed must be true or false, got {cols.failed[k]!r}")
+        elif reason == "invalid_gas":
+            out.append(f"gasUsed/gasPrice must be finite numbers >= 0, got {cols.gas_used[k]!r} / {cols.gas_price[k]!r}")
         else:
             out.append(f"missing required field '{reason.removeprefix('missing_')}'")
     return out
@@ -359,11 +515,12 @@ def _explain_drops(dropped: pd.DataFrame, warnings: dict[int, list[str]]) -> Non
 
 
 def _no_valid_transactions(index: int, address: str, dropped: pd.DataFrame, notes: list[str]) -> Rejection:
-    """Failure record for a readable message that kept no DEX transaction."""
+    """Failure record for a readable message that kept no transaction of any known type."""
     rows = dropped[dropped["message_index"] == index] if len(dropped) else dropped
     categories = []
     if len(rows):
-        category = rows["action"].map(CATEGORY_OF_ACTION).fillna("dexes")
+        category = rows["action"].map(CATEGORY_OF_ACTION).where(rows["protocol_type"] == "dexes",
+                                                                 rows["protocol_type"]).fillna("dexes")
         for name, group in rows.groupby(category, sort=True):
             categories.append(
                 {"category": name, "error": "; ".join(sorted(set(group["detail"]))), "transaction_count": len(group)}

@@ -30,7 +30,7 @@ EXPLANATIONS = {
     "mev_bot": "{same_block_share:.0%} of its swaps follow the previous one within a block, "
                "{round_trip_share:.0%} are immediate reversals, {tx_per_active_day:.0f} transactions per active day",
     "sybil_cluster": "replays the same action/pool sequence as {peer_wallets_same_fingerprint:.0f} other wallets "
-                     "in the same 6-hour window",
+                     "starting within 3 hours of it",
     "rug_pull": "deposited ${total_deposit_usd:,.0f} and withdrew {withdraw_ratio:.0%} of it within "
                 "{exit_hours:.1f} hours",
     "pump_and_dump": "bought {pump_token} and sold it {pump_dump_hours:.1f} hours later, as did "

@@ -1,4 +1,4 @@
-"""Labels and the training set: model features joined with is_risky, split by wallet in time."""
+"""Labels and the training set: model features joined with is_risky, split by account."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from defi_scoring.core.ensemble import time_aware_split
+from defi_scoring.core.ensemble import account_split
 from defi_scoring.core.model_features import MODEL_FEATURES, model_features
 
 
@@ -37,9 +37,7 @@ def build_training_set(transactions: pd.DataFrame, labels: pd.Series, as_of: flo
     """Model features of the labelled wallets, with `is_risky` and a boolean `holdout` column."""
     features = model_features(transactions, as_of)
     labelled = features.join(labels, how="inner")
-    first_seen = transactions.groupby("wallet", observed=True)["timestamp"].min()
-    first_seen.index = first_seen.index.astype(object)
-    labelled["holdout"] = time_aware_split(labelled, first_seen, holdout_fraction)
+    labelled["holdout"] = account_split(labelled.index, labelled["is_risky"].to_numpy(), holdout_fraction)
     return labelled
 
 

@@ -17,15 +17,22 @@ import orjson
 import pandas as pd
 from pandas.api.types import union_categoricals
 
-HISTORY_COLUMNS = ["document_id", "protocol_type", "action", "timestamp", "protocol", "pool_id", "amount_usd",
-                   "token_a_symbol", "token_a_usd", "token_b_symbol", "token_b_usd"]
+_DEX_COLUMNS = ["document_id", "protocol_type", "action", "timestamp", "protocol", "pool_id", "amount_usd",
+                "token_a_symbol", "token_a_usd", "token_b_symbol", "token_b_usd"]
+HISTORY_COLUMNS = [*_DEX_COLUMNS, "counterparty", "method", "token_address", "token_amount", "failed", "gas_used"]
 TX_COLUMNS = ["wallet", *HISTORY_COLUMNS]
-_NUMBERS = ["timestamp", "amount_usd", "token_a_usd", "token_b_usd"]  # 8 bytes each in the blob, raw
+_NUMBERS = ["timestamp", "amount_usd", "token_a_usd", "token_b_usd", "token_amount", "failed",
+            "gas_used"]  # 8 bytes each in the blob, raw
 _FLOATS = _NUMBERS[1:]
 _STRINGS = [c for c in HISTORY_COLUMNS if c not in _NUMBERS]  # one orjson list of lists in the blob
 CATEGORICAL = ["wallet", *(c for c in _STRINGS if c != "document_id")]
-_VERSION = b"\x02"  # 0x02: the 0x01 layout after the version byte, lz4-compressed (3.5× smaller)
-_PLAIN = b"\x01"
+_VERSION = b"\x03"  # 0x03: the 0x02 layout with the transfer/lending columns (CONTRACTS.md §1b)
+# Older blobs still read: 0x01 plain and 0x02 lz4, both with the DEX columns only.
+_LAYOUTS = {
+    b"\x01": (False, _NUMBERS[:4], [c for c in _DEX_COLUMNS if c not in _NUMBERS]),
+    b"\x02": (True, _NUMBERS[:4], [c for c in _DEX_COLUMNS if c not in _NUMBERS]),
+    _VERSION: (True, _NUMBERS, _STRINGS),
+}
 
 
 def encode_histories(transactions: pd.DataFrame) -> dict[str, tuple[int, bytes]]:
@@ -69,16 +76,19 @@ def decode_histories(wallets: list[str], blobs: list[bytes]) -> pd.DataFrame:
     """The stored histories of these (distinct) wallets as one normalised transactions frame."""
     counts, numbers, strings = [], [], []
     for blob in blobs:
-        if blob[:1] == _VERSION:
-            body = lz4.block.decompress(blob[1:])
-        elif blob[:1] == _PLAIN:
-            body = blob[1:]
-        else:
+        layout = _LAYOUTS.get(blob[:1])
+        if layout is None:
             raise ValueError(f"unknown wallet history format {blob[:1]!r}; was the store written by a newer version?")
+        compressed, number_columns, string_columns = layout
+        body = lz4.block.decompress(blob[1:]) if compressed else blob[1:]
         n = int.from_bytes(body[:4], "little")
         counts.append(n)
-        numbers.append(np.frombuffer(body, dtype="<f8", count=len(_NUMBERS) * n, offset=4).reshape(len(_NUMBERS), n))
-        strings.append(orjson.loads(body[4 + 8 * len(_NUMBERS) * n:]))
+        values = np.full((len(_NUMBERS), n), np.nan)
+        values[: len(number_columns)] = np.frombuffer(body, dtype="<f8", count=len(number_columns) * n,
+                                                      offset=4).reshape(len(number_columns), n)
+        numbers.append(values)
+        stored = orjson.loads(body[4 + 8 * len(number_columns) * n:])
+        strings.append(stored + [[None] * n] * (len(_STRINGS) - len(string_columns)))
     matrix = np.concatenate(numbers, axis=1) if numbers else np.zeros((len(_NUMBERS), 0))
     columns: dict[str, object] = {
         "wallet": pd.Categorical.from_codes(np.repeat(np.arange(len(wallets), dtype=np.int32), counts),
