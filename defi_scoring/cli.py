@@ -476,5 +476,11 @@ def ui(port: int) -> None:
     os.execv(str(dagster), [str(dagster), "dev", "-m", "defi_scoring.definitions", "-p", str(port)])
 
 
+
+from defi_scoring.cli_evaluate import evaluate  # noqa: E402 — its own module; registered here
+
+main.add_command(evaluate)
+
+
 if __name__ == "__main__":
     main()

@@ -1,4 +1,7 @@
 import copy
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -63,3 +66,42 @@ def tmp_home(tmp_path, monkeypatch):
     monkeypatch.setenv("DAGSTER_HOME", str(home / "dagster"))
     (home / "dagster").mkdir(parents=True)
     return home
+
+
+REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "eltontay-train"
+COUNTERPARTY = "0x28c6c06298d514db089934071355e5743bf21d60"
+
+
+def transfer(doc: str, action: str = "receive", ts: int = 1703980800, usd: float = 2000.0, amount: float = 1.0,
+             counterparty: str = COUNTERPARTY, **extra) -> dict:
+    return {"document_id": doc, "action": action, "timestamp": ts, "counterparty": counterparty,
+            "token": {"amount": amount, "amountUSD": usd, "address": "native", "symbol": "ETH"}, **extra}
+
+
+def transfers_message(transactions: list, wallet: str = WALLET) -> dict:
+    return {"wallet_address": wallet, "data": [{"protocolType": "transfers", "transactions": transactions}]}
+
+
+def lending_message(transactions: list, wallet: str = WALLET) -> dict:
+    return {"wallet_address": wallet, "data": [{"protocolType": "lending", "transactions": transactions}]}
+
+
+@pytest.fixture(scope="session")
+def real_sample(tmp_path_factory):
+    """~400 real labelled accounts (stratified, fixed seed) as §1b messages, converted by the shared
+    folder's own `to_messages.py` — the same conversion the held-out accounts go through."""
+    if not (REAL_DATA / "transfers.parquet").exists():
+        pytest.skip(f"real labelled data not found at {REAL_DATA}")
+    import pandas as pd
+
+    folder = tmp_path_factory.mktemp("real")
+    labels = pd.read_csv(REAL_DATA / "labels.csv")
+    sample = labels.groupby("is_risky", group_keys=False).apply(lambda g: g.sample(200, random_state=7))
+    transfers = pd.read_parquet(REAL_DATA / "transfers.parquet")
+    transfers = transfers[transfers["wallet"].astype(str).isin(set(sample["wallet_address"]))]
+    transfers = transfers.groupby("wallet", observed=True, group_keys=False).head(400)  # keep the suite fast
+    transfers.to_parquet(folder / "transfers.parquet")
+    sample.to_csv(folder / "labels.csv", index=False)
+    subprocess.run([sys.executable, str(REAL_DATA / "to_messages.py"), str(folder / "transfers.parquet"),
+                    str(folder / "messages.jsonl")], check=True, capture_output=True)
+    return folder

@@ -16,9 +16,28 @@ import pandas as pd
 
 @dataclass(frozen=True)
 class Factor:
-    compute: Callable[[pd.DataFrame], tuple[np.ndarray, np.ndarray]]
+    compute: Callable[..., tuple[np.ndarray, np.ndarray]]
     explanation: str  # str.format template over the wallet table's columns
     description: str
+    anchored: bool = False  # compute(frame, anchor): calibrated on labelled accounts (scoring.yaml `anchors`)
+
+
+@dataclass(frozen=True)
+class AnchoredMetric:
+    """A factor that maps one feature linearly from its `bad` anchor (score 0) to its `good` anchor
+    (score 100). The anchors are the medians of the risky and the normal labelled accounts, so the
+    direction and the scale come from data (`bench/calibrate_factors.py`), not from intuition."""
+
+    feature: str
+    evidence: str  # count column behind the feature (confidence grows with it)
+    full_at: float
+
+    def __call__(self, f: pd.DataFrame, anchor) -> tuple[np.ndarray, np.ndarray]:
+        x = _col(f, self.feature)
+        span = anchor.good - anchor.bad
+        score = 100 * np.clip((x - anchor.bad) / span, 0, 1) if span else np.full(len(f), 50.0)
+        count = _col(f, self.evidence)
+        return score, np.where(count > 0, _evidence(count, self.full_at), 0.0)
 
 
 def _col(frame: pd.DataFrame, name: str) -> np.ndarray:
@@ -73,13 +92,14 @@ def trade_cadence(f: pd.DataFrame):
 
 
 def account_age(f: pd.DataFrame):
+    """Over every protocol type (a transfers-only wallet has a history too)."""
     tx = _col(f, "transaction_count")
-    return np.clip(np.log1p(_col(f, "account_age_days")) / np.log1p(365), 0, 1) * 100, _evidence(tx, 5)
+    return np.clip(np.log1p(_col(f, "activity_span_days")) / np.log1p(365), 0, 1) * 100, _evidence(tx, 5)
 
 
 def active_days(f: pd.DataFrame):
     tx = _col(f, "transaction_count")
-    return np.clip(np.log2(1 + _col(f, "active_days")) / np.log2(31), 0, 1) * 100, _evidence(tx, 5)
+    return np.clip(np.log2(1 + _col(f, "activity_days")) / np.log2(31), 0, 1) * 100, _evidence(tx, 5)
 
 
 def pattern_integrity(f: pd.DataFrame):
@@ -102,6 +122,14 @@ def size_naturalness(f: pd.DataFrame):
     return 100 * (1 - np.clip(_col(f, "repeated_size_share"), 0, 1)), np.where(swaps >= 3, _evidence(swaps, 10), 0.0)
 
 
+def _transfer(feature: str) -> AnchoredMetric:
+    return AnchoredMetric(feature, "transfer_count", 10)
+
+
+def _lending(feature: str) -> AnchoredMetric:
+    return AnchoredMetric(feature, "lending_count", 5)
+
+
 FACTORS: dict[str, Factor] = {
     "lp_capital": Factor(lp_capital, "Deposited ${total_deposit_usd:,.0f} as liquidity",
                          "Size of the liquidity committed, log scale ($100 → 0, $1M → 100)."),
@@ -116,9 +144,9 @@ FACTORS: dict[str, Factor] = {
     "trade_cadence": Factor(trade_cadence, "{same_block_share:.0%} of its transactions came within a block of "
                             "the previous one (gap variation {gap_cv:.2f})",
                             "Irregular, human cadence scores high; same-block or metronome trading low."),
-    "account_age": Factor(account_age, "Has been active for {account_age_days:.0f} days",
+    "account_age": Factor(account_age, "Has been active for {activity_span_days:.0f} days",
                           "First to last transaction, log scale (a year → 100)."),
-    "active_days": Factor(active_days, "Was active on {active_days:.0f} distinct days",
+    "active_days": Factor(active_days, "Was active on {activity_days:.0f} distinct days",
                           "Distinct days with activity (30 → 100)."),
     "pattern_integrity": Factor(pattern_integrity, "{pattern_summary}",
                                 "100 minus the risk of the manipulation patterns detected."),
@@ -126,4 +154,27 @@ FACTORS: dict[str, Factor] = {
                            "action/pool sequence", "Penalises wallets that move in lockstep with others."),
     "size_naturalness": Factor(size_naturalness, "{repeated_size_share:.0%} of its swaps repeat the previous size",
                                "Penalises repeated identical trade sizes."),
+    # transfers (CONTRACTS.md §1b): anchored on labelled accounts
+    "receipt_size": Factor(_transfer("log_median_received_usd"), "Typical receipt ${received_median_usd:,.0f} "
+                           "(${received_usd:,.0f} received in all)", "Median USD value of what it receives.", True),
+    "sender_concentration": Factor(_transfer("sender_top_share"), "{sender_top_share:.0%} of its receipts come from "
+                                   "its most frequent sender ({fan_in:.0f} senders)",
+                                   "Regular counterparties vs. many one-off senders.", True),
+    "fan_in_balance": Factor(_transfer("fan_in_out_log_ratio"), "Receives from {fan_in:.0f} addresses, sends to "
+                             "{fan_out:.0f}", "Collector wallets receive from many and send to few.", True),
+    "forwarding_habit": Factor(_transfer("sweep_share_1h"), "Forwarded {sweep_share_1h:.0%} of receipts within an "
+                               "hour", "How promptly received funds move on.", True),
+    "amount_precision": Factor(_transfer("fine_value_share"), "{fine_value_share:.0%} of its amounts have more than "
+                               "3 decimals", "Exact, computed amounts vs. typed round ones.", True),
+    "repeated_amounts": Factor(_transfer("repeated_amount_share"), "{repeated_amount_share:.0%} of its transfers repeat "
+                               "an amount it already moved", "The same amount over and over.", True),
+    "first_send_delay": Factor(_transfer("first_send_delay_hours_log"), "First sent funds {first_send_delay_hours:.1f} "
+                               "hours after its first receipt", "Time from first receipt to first send.", True),
+    # lending (CONTRACTS.md §1b): anchors set by hand until labelled lending accounts exist (scoring.yaml)
+    "liquidation_history": Factor(_lending("liquidations"), "Liquidated {liquidations:.0f} times "
+                                  "(${liquidated_usd:,.0f} of collateral)", "Liquidations suffered.", True),
+    "debt_repayment": Factor(_lending("repay_to_borrow_ratio"), "Repaid {repay_to_borrow_ratio:.0%} of what it "
+                             "borrowed", "Share of borrowed value repaid.", True),
+    "leverage": Factor(_lending("borrow_to_supply_ratio"), "Borrowed {borrow_to_supply_ratio:.0%} of the value it "
+                       "supplied", "Debt against collateral supplied.", True),
 }

@@ -36,12 +36,14 @@ class HybridResult:
     factor_errors: dict[str, str] = field(default_factory=dict)
 
 
-def evaluate_factor(name: str, wallet_table: pd.DataFrame) -> FactorOutcome:
+def evaluate_factor(name: str, wallet_table: pd.DataFrame, config: ScoringConfig | None = None) -> FactorOutcome:
     """Run one factor; a factor that raises, or returns NaN for some wallets, yields the neutral
     fallback (50, confidence 0.1) for those wallets instead of failing them."""
     n = len(wallet_table)
     try:
-        score, confidence = FACTORS[name].compute(wallet_table)
+        factor = FACTORS[name]
+        score, confidence = (factor.compute(wallet_table, config.anchors[name]) if factor.anchored
+                             else factor.compute(wallet_table))
         score = np.asarray(score, dtype=float).reshape(n)
         confidence = np.asarray(confidence, dtype=float).reshape(n)
         failed = ~(np.isfinite(score) & np.isfinite(confidence))
@@ -80,7 +82,7 @@ def hybrid_scores(wallet_table: pd.DataFrame, config: ScoringConfig,
     dim_scores, dim_weights, dim_parts = [], [], []
     for dim_name, dim in config.dimensions.items():
         names = list(dim.factors)
-        outcomes = [evaluate_factor(f, wallet_table) for f in names]
+        outcomes = [evaluate_factor(f, wallet_table, config) for f in names]
         for f, o in zip(names, outcomes):
             out[f"factor_{f}_score"] = o.score
             out[f"factor_{f}_confidence"] = o.confidence

@@ -71,3 +71,13 @@ def lending_features(transactions: pd.DataFrame, wallets: pd.Index) -> pd.DataFr
         "lending_span_days_log": np.log1p(span / SECONDS_PER_DAY),
     }
     return pd.DataFrame({name: out[name] for name in LENDING_FEATURES}, index=wallets)
+
+
+def lending_summary(features: pd.DataFrame) -> pd.DataFrame:
+    """Plain (not log-scaled) lending quantities for messages and factor explanations."""
+    return pd.DataFrame({
+        "lending_count": np.rint(np.expm1(features["lending_count_log"].to_numpy(float))).astype(np.int64),
+        "supplied_usd": np.expm1(features["log_supplied_usd"].to_numpy(float)),
+        "borrowed_usd": np.expm1(features["log_borrowed_usd"].to_numpy(float)),
+        "liquidated_usd": np.expm1(features["liquidated_usd_log"].to_numpy(float)),
+    }, index=features.index)

@@ -21,7 +21,7 @@ from defi_scoring.core.features import (
 )
 from defi_scoring.core.scoring_config import PatternsConfig
 
-PATTERNS = ["wash_trading", "mev_bot", "sybil_cluster", "rug_pull", "pump_and_dump"]
+PATTERNS = ["wash_trading", "mev_bot", "sybil_cluster", "rug_pull", "pump_and_dump", "fan_in_collector"]
 
 EXPLANATIONS = {
     "wash_trading": "trades back and forth in one pair with repeated sizes at a regular interval "
@@ -35,6 +35,8 @@ EXPLANATIONS = {
                 "{exit_hours:.1f} hours",
     "pump_and_dump": "bought {pump_token} and sold it {pump_dump_hours:.1f} hours later, as did "
                      "{pump_buyers:.0f} wallets in the same window (usual: {pump_expected_buyers:.1f})",
+    "fan_in_collector": "received from {fan_in:.0f} addresses and sent to {fan_out:.0f} "
+                        "(typical receipt ${received_median_usd:,.0f})",
 }
 EVIDENCE = {
     "wash_trading": ["round_trip_share", "repeated_size_share", "gap_cv", "num_swaps"],
@@ -42,6 +44,7 @@ EVIDENCE = {
     "sybil_cluster": ["peer_wallets_same_fingerprint", "transaction_count"],
     "rug_pull": ["total_deposit_usd", "withdraw_ratio", "exit_hours"],
     "pump_and_dump": ["pump_token", "pump_buyers", "pump_expected_buyers", "pump_dump_hours"],
+    "fan_in_collector": ["fan_in", "fan_out", "received_median_usd", "repeated_amount_share"],
 }
 
 
@@ -80,6 +83,16 @@ def rug_pull(w: pd.DataFrame, cfg: PatternsConfig, hours: np.ndarray) -> np.ndar
     score = (0.45 + 0.2 * _clip01((ratio - c.min_withdraw_ratio) / (1 - c.min_withdraw_ratio + 1e-9))
              + 0.2 * _clip01(1 - hours / c.max_exit_hours)
              + 0.15 * _clip01(np.log10(np.maximum(deposit, 1) / c.min_deposit_usd) / 1.5))
+    return np.where(eligible, score, 0.0)
+
+
+def fan_in_collector(w: pd.DataFrame, cfg: PatternsConfig) -> np.ndarray:
+    """Many senders, few recipients: the shape of phishing and scam collection addresses."""
+    c = cfg.fan_in_collector
+    senders, ratio = _col(w, "fan_in"), _col(w, "fan_in_out_log_ratio")
+    eligible = (senders >= c.min_senders) & (ratio >= c.min_fan_ratio)
+    score = (0.6 + 0.2 * _clip01(np.log(np.maximum(senders, 1) / c.min_senders) / np.log(10))
+             + 0.2 * _clip01((ratio - c.min_fan_ratio) / 2))
     return np.where(eligible, score, 0.0)
 
 
@@ -154,6 +167,7 @@ def detect_patterns(wallet_table: pd.DataFrame, transactions: pd.DataFrame, cfg:
         "sybil_cluster": sybil_cluster(w, cfg),
         "rug_pull": rug_pull(w, cfg, exit_hours),
         "pump_and_dump": pump["pump_confidence"].to_numpy(),
+        "fan_in_collector": fan_in_collector(w, cfg),
     }
     weighted_risk = np.zeros(len(w))
     weight = np.zeros(len(w))

@@ -34,6 +34,14 @@ class DimensionConfig(_Strict):
         return factors
 
 
+class Anchor(_Strict):
+    """Feature values that score 0 (`bad`) and 100 (`good`) for an anchored factor."""
+
+    bad: float
+    good: float
+    source: str = "hand-set"  # where the values come from (e.g. the labelled accounts they were fitted on)
+
+
 class RiskBand(_Strict):
     name: str
     min_score: float = Field(ge=0, le=100)
@@ -84,6 +92,11 @@ class PumpAndDumpConfig(_Detector):
     dump_hours: float = 48
 
 
+class FanInCollectorConfig(_Detector):
+    min_senders: int = 30
+    min_fan_ratio: float = 1.0  # log1p(senders) − log1p(recipients)
+
+
 class PatternsConfig(_Strict):
     min_confidence: float = Field(0.6, ge=0, le=1)
     wash_trading: WashTradingConfig = WashTradingConfig()
@@ -91,6 +104,7 @@ class PatternsConfig(_Strict):
     sybil_cluster: SybilConfig = SybilConfig()
     rug_pull: RugPullConfig = RugPullConfig()
     pump_and_dump: PumpAndDumpConfig = PumpAndDumpConfig()
+    fan_in_collector: FanInCollectorConfig = FanInCollectorConfig()
 
 
 class ReasonsConfig(_Strict):
@@ -110,6 +124,7 @@ class AlertsConfig(_Strict):
 class ScoringConfig(_Strict):
     dimensions: dict[str, DimensionConfig]
     risk_levels: list[RiskBand]
+    anchors: dict[str, Anchor] = Field(default_factory=dict)
     thin_history: ThinHistoryConfig = ThinHistoryConfig()
     ml_adjustment: MlAdjustmentConfig = MlAdjustmentConfig()
     patterns: PatternsConfig = PatternsConfig()
@@ -123,6 +138,11 @@ class ScoringConfig(_Strict):
         unknown = sorted({f for d in self.dimensions.values() for f in d.factors} - set(FACTORS))
         if unknown:
             raise ValueError(f"unknown factor(s) {unknown}; known factors: {sorted(FACTORS)}")
+        unanchored = sorted(f for d in self.dimensions.values() for f in d.factors
+                            if FACTORS[f].anchored and f not in self.anchors)
+        if unanchored:
+            raise ValueError(f"factor(s) {unanchored} need `anchors` (bad/good values); "
+                             "run bench/calibrate_factors.py on labelled accounts to fit them")
         if not self.dimensions or sum(d.weight for d in self.dimensions.values()) <= 0:
             raise ValueError("at least one dimension with a positive weight is required")
         minimums = [b.min_score for b in self.risk_levels]

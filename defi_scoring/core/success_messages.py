@@ -25,7 +25,16 @@ from defi_scoring.core.patterns import EVIDENCE, EXPLANATIONS, PATTERNS
 from defi_scoring.core.reasons import sign_points
 from defi_scoring.core.templates import format_rows
 
-INT_FEATURES = {"num_deposits", "num_withdraws", "unique_pools", "num_swaps", "unique_pools_swapped"}
+INT_FEATURES = {"num_deposits", "num_withdraws", "unique_pools", "num_swaps", "unique_pools_swapped", "counterparties",
+                "fan_in", "fan_out", "tokens", "liquidations"}
+# The additive `activity` field: per §1b protocol type, its transaction count and readable features.
+ACTIVITY = {
+    "transfers": ("transfer_count", ["received_usd", "sent_usd", "counterparties", "fan_in", "fan_out",
+                                     "sweep_share_1h", "failed_share", "method_call_share", "tokens",
+                                     "transfer_span_days"]),
+    "lending": ("lending_count", ["supplied_usd", "borrowed_usd", "borrow_to_supply_ratio", "repay_to_borrow_ratio",
+                                  "liquidations", "liquidated_usd"]),
+}
 MIN_REASON_POINTS = 0.05
 
 
@@ -66,8 +75,8 @@ def encode_success_messages(table: pd.DataFrame, addresses: list[str], scores: A
         columns[name] = pl.Series(name, values, dtype=pl.String)
         return pl.col(name)
 
-    def features(names: list[str]) -> pl.Expr:
-        return pl.struct(**{f: integer(f) if f in INT_FEATURES else number(f) for f in names})
+    def features(names: list[str], digits: int | None = None) -> pl.Expr:
+        return pl.struct(**{f: integer(f) if f in INT_FEATURES else number(f, digits) for f in names})
 
     zscores = [f"{z:.18f}" for z in table["zscore"].to_numpy(float).tolist()]
     breakdown = {}
@@ -99,7 +108,10 @@ def encode_success_messages(table: pd.DataFrame, addresses: list[str], scores: A
         pl.struct(category=pl.lit("trading"), score=number("swap_score"),
                   transaction_count=integer("num_swaps"), features=features(SWAP_FEATURES)),
     ]
+    activity = pl.struct(**{kind: pl.struct(transaction_count=integer(count), features=features(names, 4))
+                             for kind, (count, names) in ACTIVITY.items()})
     rest = pl.struct(
+        activity=activity,
         tags=pl.col("tags"),
         hybrid_score=number("hybrid_score", 2),
         confidence=number("confidence", 3),

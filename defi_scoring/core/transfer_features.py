@@ -283,3 +283,22 @@ def transfer_features(transactions: pd.DataFrame, wallets: pd.Index) -> pd.DataF
     out["log_first_receive_usd"] = np.log1p(first_receive_usd)
     return pd.DataFrame({name: out[name] for name in TRANSFER_FEATURES}, index=wallets)
 
+
+
+def transfer_summary(features: pd.DataFrame) -> pd.DataFrame:
+    """Plain (not log-scaled) transfer quantities for messages and factor explanations."""
+    def plain(column: str) -> np.ndarray:
+        return np.expm1(features[column].to_numpy(float))
+
+    return pd.DataFrame({
+        "transfer_count": np.rint(plain("transfer_count_log")).astype(np.int64),
+        "received_usd": plain("log_received_usd"),
+        "sent_usd": plain("log_sent_usd"),
+        "counterparties": np.rint(plain("counterparties_log")),
+        "fan_in": np.rint(plain("fan_in_log")),
+        "fan_out": np.rint(plain("fan_out_log")),
+        "tokens": np.rint(plain("tokens_log")),
+        "transfer_span_days": plain("active_span_days_log"),
+        "received_median_usd": plain("log_median_received_usd"),
+        "first_send_delay_hours": plain("first_send_delay_hours_log"),
+    }, index=features.index)

@@ -10,17 +10,20 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
+import numpy as np
 import pandas as pd
 
 from defi_scoring.core.alerts import alert_columns
 from defi_scoring.core.features import reference_features
 from defi_scoring.core.hybrid_score import hybrid_scores
+from defi_scoring.core.lending_features import lending_summary
 from defi_scoring.core.model_features import model_features
 from defi_scoring.core.model_scoring import ModelScores, no_model
 from defi_scoring.core.patterns import detect_patterns
 from defi_scoring.core.reasons import factor_reason_columns, model_reason_columns
 from defi_scoring.core.reference_score import reference_scores, tags_as_lists
 from defi_scoring.core.scoring_config import ScoringConfig, default_scoring_config
+from defi_scoring.core.transfer_features import transfer_summary
 
 ModelFn = Callable[[pd.DataFrame], ModelScores]
 
@@ -45,6 +48,10 @@ def score_wallet_table(transactions: pd.DataFrame, as_of: float, config: Scoring
     table = reference.join(reference_scores(reference))
     behaviour = model_features(transactions, as_of, reference=reference)
     table = table.join(behaviour[[c for c in behaviour.columns if c not in table.columns]])
+    table = table.join(transfer_summary(behaviour)).join(lending_summary(behaviour))
+    # longevity over every protocol type (the §4 account_age_days covers DEX rows only)
+    table["activity_span_days"] = (table["last_timestamp"] - table["first_timestamp"]) / 86_400
+    table["activity_days"] = np.maximum(table["active_days"], np.expm1(table["transfer_active_days_log"]))
     table = table.join(detect_patterns(table, transactions, config.patterns))
 
     scores = model(behaviour) if model is not None else no_model("no model store configured")
