@@ -13,7 +13,7 @@ from defi_scoring.core.batch_scoring import score_raw_messages
 from defi_scoring.core.synthetic import generate_wallets, iter_messages
 from defi_scoring.score_store import ScoreStore
 from defi_scoring.streaming.broker import free_port
-from defi_scoring_tests.conftest import WALLET, example_message
+from defi_scoring_tests.conftest import WALLET, example_message, transfer, transfers_message
 
 ADMIN_KEY = "test-admin-key"
 
@@ -121,3 +121,14 @@ def test_admin_requires_the_api_key(api):
     assert client.post("/api/v1/admin/reload-model", headers={"X-API-Key": "wrong"}).status_code == 401
     ok = client.post("/api/v1/admin/reload-model", headers={"X-API-Key": ADMIN_KEY})
     assert ok.status_code == 200 and ok.json()["reloaded"] is False  # no champion in this store
+
+
+def test_post_score_of_a_transfers_message(api):
+    client, _ = api
+    message = transfers_message([transfer(f"t{i}", "receive" if i % 2 else "send", ts=1703980800 + 600 * i)
+                                 for i in range(6)])
+    response = client.post("/api/v1/score", content=orjson.dumps(message))
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["zscore"] == "150.000000000000000000" and body["activity"]["transfers"]["transaction_count"] == 6
+    assert "transfer_behaviour" in body["breakdown"]

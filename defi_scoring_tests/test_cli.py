@@ -66,3 +66,18 @@ def test_demo_runs_end_to_end_and_prints_the_summary(tmp_path):
 def test_help_texts():
     for command in ([], ["generate"], ["score"], ["land"], ["demo"], ["ui"], ["mlflow-ui"]):
         assert "Usage" in run_cli(*command, "--help").stdout
+
+
+def test_score_and_evaluate_read_real_transfers_messages(tmp_path, real_sample):
+    lines = (real_sample / "messages.jsonl").read_bytes().splitlines()[:40]
+    source = tmp_path / "real.jsonl"
+    source.write_bytes(b"\n".join([*lines, b'{"wallet_address": "0x' + b"1" * 40 + b'", "data": [{"protocolType": '
+                                   b'"transfers", "transactions": [{"document_id": "x", "action": "mint"}]}]}']) + b"\n")
+    run_cli("score", "--input", str(source), "--output", str(tmp_path / "out.jsonl"), "--no-model")
+    out = [orjson.loads(line) for line in (tmp_path / "out.jsonl").read_bytes().splitlines()]
+    assert len(out) == 41 and all("hybrid_score" in m for m in out[:40])
+    assert "unknown action 'mint' for transfers" in out[40]["error"]
+    env = {**os.environ, "DEFI_SCORING_HOME": str(tmp_path / "home")}
+    result = subprocess.run([*CLI, "evaluate", "--input", str(source), "--labels", str(real_sample / "labels.csv")],
+                            capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode != 0 and "Train one first" in result.stderr  # no champion yet: says what to do

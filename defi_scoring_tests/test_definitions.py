@@ -87,7 +87,8 @@ def test_materialise_the_asset_graph_on_a_temporary_instance(tmp_home):
     stored = store.wallet(example.name)["latest"]
     assert stored["zscore"] == "308.000000000000000000" and stored["wallet_address"] == example.name
     assert stored["hybrid_score"] == round(float(hybrid.loc[example.name, "hybrid_score"]), 2)
-    assert set(stored["breakdown"]) == {"liquidity_provision", "trading", "longevity_consistency", "integrity"}
+    assert set(stored["breakdown"]) == {"liquidity_provision", "trading", "transfer_behaviour", "lending_behaviour", "longevity_consistency",
+                                    "integrity"}
     rejections = pd.read_parquet(tmp_home / "batches" / "synthetic" / "rejections.parquet")
     assert len(rejections) > 0 and rejections["error"].str.startswith("Processing failed").all()
 

@@ -241,7 +241,8 @@ def test_success_message_carries_the_hybrid_fields_additively():
     assert first["zscore"] == "308.000000000000000000"  # the reference fields are untouched
     assert [c["category"] for c in first["categories"]] == ["liquidity_provision", "trading"]
     assert first["risk_level"] == INSUFFICIENT_HISTORY and first["confidence"] <= 0.5  # 2 transactions
-    assert set(first["breakdown"]) == {"liquidity_provision", "trading", "longevity_consistency", "integrity"}
+    assert set(first["breakdown"]) == {"liquidity_provision", "trading", "transfer_behaviour", "lending_behaviour", "longevity_consistency",
+                                    "integrity"}
     factor = first["breakdown"]["liquidity_provision"]["factors"]["lp_capital"]
     assert factor["explanation"] == "Deposited $1,000 as liquidity"
     assert first["ml"]["available"] is False and first["ml"]["note"].startswith("ML analysis unavailable")

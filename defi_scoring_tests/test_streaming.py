@@ -19,7 +19,7 @@ from defi_scoring.streaming import client
 from defi_scoring.streaming.broker import EmbeddedBroker
 from defi_scoring.streaming.client import OffsetRange
 from defi_scoring.streaming.settings import KafkaSettings
-from defi_scoring_tests.conftest import WALLET, example_message
+from defi_scoring_tests.conftest import WALLET, example_message, lending_message, transfer, transfers_message
 
 
 @pytest.fixture(scope="module")
@@ -246,3 +246,24 @@ def test_parallel_driver_scores_each_partition_in_order_in_its_own_process(kafka
     assert sorted(k for k, _ in successes) == sorted(m["wallet_address"] for m in messages)
     assert len(failures) == 1
     assert orjson.loads(failures[0][1])["error"].startswith("Processing failed: invalid JSON")
+
+
+def test_transfers_and_lending_messages_through_range_runs(kafka_env, tmp_home):
+    messages = [transfers_message([transfer(f"a{i}", "receive", ts=1703980800 + 60 * i) for i in range(3)]),
+                transfers_message([transfer(f"a{i}", "send", ts=1703990800 + 60 * i) for i in range(3, 5)]),
+                lending_message([{"document_id": "l1", "action": "borrow", "timestamp": 1703980800,
+                                  "asset": {"amountUSD": 100}}], wallet="0x" + "5" * 40),
+                lending_message([{"document_id": "l2", "action": "stake", "timestamp": 1703980800}],
+                                wallet="0x" + "6" * 40)]
+    _produce(kafka_env, [orjson.dumps(m) for m in messages])
+    defs = build_definitions(Settings(home=tmp_home))
+    with dg.instance_for_test() as instance:
+        _, runs = _run_sensor_and_jobs(defs, instance)
+        assert runs and all(r.success for r in runs)
+    ok = [orjson.loads(v) for _, v in _drain(kafka_env, kafka_env.success_topic)]
+    failed = [orjson.loads(v) for _, v in _drain(kafka_env, kafka_env.failure_topic)]
+    assert len(ok) + len(failed) == 4 and len(failed) == 1 and "'stake' for lending" in failed[0]["error"]
+    # the second message merged into the stored history: the wallet's score covers all five transfers
+    assert ok[1]["activity"]["transfers"]["transaction_count"] == 5
+    stored = ScoreStore(Settings(home=tmp_home).store_url).wallet(WALLET)["latest"]
+    assert stored["activity"]["transfers"]["transaction_count"] == 5

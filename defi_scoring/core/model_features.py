@@ -180,11 +180,14 @@ def _peer_counts(wallet: np.ndarray, ts: np.ndarray, action: np.ndarray, pool: n
     np.add.at(digest, wallet, weighted)
     # Peers: same sequence (digest and length), first transaction within half a window either side.
     # A sliding window, not calendar buckets: no boundary splits a farm, and a time shift moves nothing.
-    first_ts = ts[starts]
-    group = pd.DataFrame({"digest": digest, "length": np.diff(np.r_[starts, len(wallet)])}).groupby(
+    # Only wallets with DEX rows have a sequence (`starts` are theirs); the others have no peers.
+    present = wallet[starts]
+    group = pd.DataFrame({"digest": digest[present], "length": np.diff(np.r_[starts, len(wallet)])}).groupby(
         ["digest", "length"], sort=False).ngroup().to_numpy(np.int64)
-    keys = (group << 33) | first_ts
+    keys = (group << 33) | ts[starts]
     ordered = np.sort(keys)
     half = FINGERPRINT_WINDOW_S // 2
     sizes = np.searchsorted(ordered, keys + half, side="right") - np.searchsorted(ordered, keys - half, side="left")
-    return (sizes - 1).astype(float)
+    peers = np.zeros(n)
+    peers[present] = sizes - 1
+    return peers

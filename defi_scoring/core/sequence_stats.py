@@ -76,7 +76,7 @@ class GapStats:
 
 
 def gap_stats(codes: np.ndarray, ts: np.ndarray, n: int) -> GapStats:
-    same = np.r_[False, codes[1:] == codes[:-1]]
+    same = np.r_[False, codes[1:] == codes[:-1]][: len(codes)]
     gap_codes = codes[same]
     gaps = np.diff(ts)[same[1:]].astype(float) if len(ts) else np.zeros(0)
     count = np.bincount(gap_codes, minlength=n).astype(float)
