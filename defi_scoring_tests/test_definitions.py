@@ -123,3 +123,20 @@ def test_default_instance_serialises_runs_of_one_kafka_partition(tmp_home):
     instance = dg.DagsterInstance.from_config(str(path))
     limits = instance.run_coordinator.get_run_queue_config().tag_concurrency_limits
     assert {"key": "kafka/partition", "value": {"applyLimitPerUniqueValue": True}, "limit": 1} in limits
+
+
+def test_batch_assets_score_real_transfers_messages(tmp_home, real_sample):
+    defs = build_definitions(Settings(home=tmp_home))
+    lines = (real_sample / "messages.jsonl").read_bytes().splitlines()[:60]
+    _land(tmp_home, "real", lines)
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(transaction_batch_partitions.name, ["real"])
+        ingest = defs.resolve_job_def("ingest_batch").execute_in_process(instance=instance, partition_key="real")
+        meta = ingest.asset_materializations_for_node("transaction_batches")[0].metadata
+        assert meta["messages"].value == 60 and meta["rejected_messages"].value == 0
+        assert defs.resolve_job_def("score_wallets").execute_in_process(instance=instance).success
+    scored = pd.read_parquet(tmp_home / "tables" / "scored_wallets.parquet")
+    wallets = {orjson.loads(line)["wallet_address"].lower() for line in lines}
+    assert set(scored.index) == wallets
+    assert (scored["zscore"] == 150.0).all() and scored["hybrid_score"].between(0, 100).all()
+    assert (scored["transfer_count"] > 0).all()
