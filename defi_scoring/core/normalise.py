@@ -340,6 +340,10 @@ def _scatter(n: int, rows: np.ndarray, values: np.ndarray, fill: Any) -> np.ndar
     return out
 
 
+def _is_type(values: list[Any], kind: type) -> np.ndarray:
+    return np.fromiter((type(v) is kind for v in values), bool, len(values))
+
+
 def _unknown_action(action: pd.Series, protocol_type: np.ndarray) -> np.ndarray:
     unknown = np.ones(len(action), dtype=bool)
     for kind, actions in ACTIONS_BY_TYPE.items():
@@ -371,12 +375,11 @@ def _validate_columns(
     is_transfer = other_type == "transfers"
     raw_counterparty = pd.Series(cols.counterparty, dtype=object)
     counterparty_missing = (raw_counterparty.isna().to_numpy() | (raw_counterparty == "").to_numpy()) & is_transfer
-    counterparty_invalid = ~raw_counterparty.isna().to_numpy() & ~raw_counterparty.map(
-        lambda v: type(v) is str).to_numpy(dtype=bool)
+    counterparty_invalid = ~raw_counterparty.isna().to_numpy() & ~_is_type(cols.counterparty, str)
     token_amount, bad_amount_type = _numeric(cols.token_amount)
     bad_amount = bad_amount_type | (token_amount < 0) | np.isinf(token_amount)
     failed_raw = pd.Series(cols.failed, dtype=object)
-    bad_failed = ~failed_raw.isna().to_numpy() & ~failed_raw.map(lambda v: type(v) is bool).to_numpy(dtype=bool)
+    bad_failed = ~failed_raw.isna().to_numpy() & ~_is_type(cols.failed, bool)
     gas_used, bad_gas_used = _numeric(cols.gas_used)
     gas_price, bad_gas_price = _numeric(cols.gas_price)
     bad_gas = bad_gas_used | bad_gas_price | (gas_used < 0) | (gas_price < 0) | np.isinf(gas_used) | np.isinf(gas_price)
