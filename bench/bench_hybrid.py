@@ -28,8 +28,13 @@ from defi_scoring.core.patterns import PATTERNS
 from defi_scoring.core.synthetic import DEFAULT_END_TIME, RISKY_ARCHETYPES, generate_wallets, iter_messages
 from defi_scoring.core.wallet_scoring import score_wallet_table
 
-OWN_DETECTOR = {"wash_trader": "wash_trading", "mev_bot": "mev_bot", "sybil_farm": "sybil_cluster",
-                "rug_puller": "rug_pull", "pump_dumper": "pump_and_dump"}
+OWN_DETECTOR = {
+    "wash_trader": "wash_trading",
+    "mev_bot": "mev_bot",
+    "sybil_farm": "sybil_cluster",
+    "rug_puller": "rug_pull",
+    "pump_dumper": "pump_and_dump",
+}
 
 
 def _labels(data) -> pd.DataFrame:
@@ -71,10 +76,14 @@ def main() -> None:
     table = scores.table.join(_labels(data)[["archetype", "is_risky"]])
     rows = []
     for archetype, group in table.groupby("archetype"):
-        row = {"archetype": archetype, "wallets": len(group), "risky": archetype in RISKY_ARCHETYPES,
-               "mean_hybrid_score": round(float(group["hybrid_score"].mean()), 2),
-               "mean_confidence": round(float(group["confidence"].mean()), 3),
-               "any_pattern": round(float((group["patterns_detected"] > 0).mean()), 4)}
+        row = {
+            "archetype": archetype,
+            "wallets": len(group),
+            "risky": archetype in RISKY_ARCHETYPES,
+            "mean_hybrid_score": round(float(group["hybrid_score"].mean()), 2),
+            "mean_confidence": round(float(group["confidence"].mean()), 3),
+            "any_pattern": round(float((group["patterns_detected"] > 0).mean()), 4),
+        }
         for pattern in PATTERNS:
             row[pattern] = round(float(group[f"{pattern}_counted"].mean()), 4)
         if archetype in OWN_DETECTOR:
@@ -86,23 +95,30 @@ def main() -> None:
     benign = table[~table["is_risky"]]
     means = report["mean_hybrid_score"]
     thin = table[table["transaction_count"] < 3]
-    print(json.dumps({
-        "wallets": len(table),
-        "transactions": len(batch.transactions),
-        "champion": bool(args.champion),
-        "seconds_normalise": round(t1 - t0, 3),
-        "seconds_train_champion": round(t2 - t1, 3) if args.champion else None,
-        "seconds_score": round(t3 - t2, 3),
-        "wallets_per_s": round(len(table) / (t3 - t2)),
-        "recall": {a: report.loc[a, "own_detector_recall"] for a in OWN_DETECTOR if a in report.index},
-        "benign_false_positive_rate": round(float((benign["patterns_detected"] > 0).mean()), 4),
-        "benign_fpr_by_archetype": {a: report.loc[a, "any_pattern"] for a in report.index if not report.loc[a, "risky"]},
-        "min_benign_minus_max_risky_mean_score": round(float(
-            means[~report["risky"]].min() - means[report["risky"]].max()), 2),
-        "thin_wallets": len(thin),
-        "thin_max_confidence": round(float(thin["confidence"].max()), 3) if len(thin) else None,
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-    }))
+    print(
+        json.dumps(
+            {
+                "wallets": len(table),
+                "transactions": len(batch.transactions),
+                "champion": bool(args.champion),
+                "seconds_normalise": round(t1 - t0, 3),
+                "seconds_train_champion": round(t2 - t1, 3) if args.champion else None,
+                "seconds_score": round(t3 - t2, 3),
+                "wallets_per_s": round(len(table) / (t3 - t2)),
+                "recall": {a: report.loc[a, "own_detector_recall"] for a in OWN_DETECTOR if a in report.index},
+                "benign_false_positive_rate": round(float((benign["patterns_detected"] > 0).mean()), 4),
+                "benign_fpr_by_archetype": {
+                    a: report.loc[a, "any_pattern"] for a in report.index if not report.loc[a, "risky"]
+                },
+                "min_benign_minus_max_risky_mean_score": round(
+                    float(means[~report["risky"]].min() - means[report["risky"]].max()), 2
+                ),
+                "thin_wallets": len(thin),
+                "thin_max_confidence": round(float(thin["confidence"].max()), 3) if len(thin) else None,
+                "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ import sys
 import time
 from pathlib import Path
 
-
 from defi_scoring.core.ensemble import train_ensemble
 from defi_scoring.core.ensemble_config import load_ensemble_config
 from defi_scoring.core.evaluation import bootstrap_metrics, point_metrics
@@ -37,8 +36,11 @@ def main() -> None:
     args = parser.parse_args()
     if not args.cache.exists():
         args.cache.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run([sys.executable, str(args.data / "to_messages.py"), str(args.data / "transfers.parquet"),
-                        str(args.cache)], check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [sys.executable, str(args.data / "to_messages.py"), str(args.data / "transfers.parquet"), str(args.cache)],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
     lines = args.cache.read_bytes().splitlines()
     labels = load_labels([args.data / "labels.csv"])
     config = load_ensemble_config()
@@ -56,37 +58,57 @@ def main() -> None:
     t3 = time.perf_counter()
 
     def champion(features):
-        return ModelScores(model.predict(features), "bench", "trained in this bench",
-                           model.feature_contributions(features))
+        return ModelScores(
+            model.predict(features), "bench", "trained in this bench", model.feature_contributions(features)
+        )
 
     scored = score_wallet_table(batch.transactions, as_of, model=champion).table
     t4 = time.perf_counter()
     p = model.predict(x_hold)["risk_probability"].to_numpy()
     metrics = bootstrap_metrics(y_hold, p, config.decision_threshold, rounds=args.rounds)
-    members = {name: round(point_metrics(y_hold, model.member_probabilities(x_hold)[name].to_numpy(),
-                                         config.decision_threshold)["roc_auc"], 4) for name in model.members}
+    members = {
+        name: round(
+            point_metrics(y_hold, model.member_probabilities(x_hold)[name].to_numpy(), config.decision_threshold)[
+                "roc_auc"
+            ],
+            4,
+        )
+        for name in model.members
+    }
     hold = scored.loc[x_hold.index]
     hybrid = hold["hybrid_score"].to_numpy()
     base = hold["base_score"].to_numpy()
     risky = y_hold == 1
-    print(json.dumps({
-        "transfers": len(batch.transactions), "wallets": len(scored), "messages": batch.message_count,
-        "train_wallets": len(x_train), "holdout_wallets": len(x_hold), "holdout_risky": int(risky.sum()),
-        "features": len(model.feature_names),
-        **{f"ensemble_{k}": round(v["value"], 4) for k, v in metrics.items()},
-        **{f"ensemble_{k}_95ci": [round(v["low"], 4), round(v["high"], 4)] for k, v in metrics.items()},
-        "member_roc_auc": members,
-        "hybrid_roc_auc_100_minus_score": round(point_metrics(y_hold, (100 - hybrid) / 100, 0.5)["roc_auc"], 4),
-        "hybrid_mean_risky": round(float(hybrid[risky].mean()), 2),
-        "hybrid_mean_normal": round(float(hybrid[~risky].mean()), 2),
-        "base_score_roc_auc_100_minus_score": round(point_metrics(y_hold, (100 - base) / 100, 0.5)["roc_auc"], 4),
-        "fan_in_collector_recall": round(float(hold["fan_in_collector_counted"].to_numpy()[risky].mean()), 4),
-        "fan_in_collector_fpr": round(float(hold["fan_in_collector_counted"].to_numpy()[~risky].mean()), 4),
-        "normalise_seconds": round(t1 - t0, 2), "features_seconds": round(t2 - t1, 2),
-        "train_seconds": round(t3 - t2, 2), "score_all_seconds": round(t4 - t3, 2),
-        "train_member_seconds": {k: round(v, 2) for k, v in model.train_seconds.items()},
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-    }))
+    print(
+        json.dumps(
+            {
+                "transfers": len(batch.transactions),
+                "wallets": len(scored),
+                "messages": batch.message_count,
+                "train_wallets": len(x_train),
+                "holdout_wallets": len(x_hold),
+                "holdout_risky": int(risky.sum()),
+                "features": len(model.feature_names),
+                **{f"ensemble_{k}": round(v["value"], 4) for k, v in metrics.items()},
+                **{f"ensemble_{k}_95ci": [round(v["low"], 4), round(v["high"], 4)] for k, v in metrics.items()},
+                "member_roc_auc": members,
+                "hybrid_roc_auc_100_minus_score": round(point_metrics(y_hold, (100 - hybrid) / 100, 0.5)["roc_auc"], 4),
+                "hybrid_mean_risky": round(float(hybrid[risky].mean()), 2),
+                "hybrid_mean_normal": round(float(hybrid[~risky].mean()), 2),
+                "base_score_roc_auc_100_minus_score": round(
+                    point_metrics(y_hold, (100 - base) / 100, 0.5)["roc_auc"], 4
+                ),
+                "fan_in_collector_recall": round(float(hold["fan_in_collector_counted"].to_numpy()[risky].mean()), 4),
+                "fan_in_collector_fpr": round(float(hold["fan_in_collector_counted"].to_numpy()[~risky].mean()), 4),
+                "normalise_seconds": round(t1 - t0, 2),
+                "features_seconds": round(t2 - t1, 2),
+                "train_seconds": round(t3 - t2, 2),
+                "score_all_seconds": round(t4 - t3, 2),
+                "train_member_seconds": {k: round(v, 2) for k, v in model.train_seconds.items()},
+                "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

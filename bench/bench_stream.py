@@ -37,8 +37,9 @@ import numpy as np
 import orjson
 
 
-def _produce(bootstrap: str, topic: str, lines: list[bytes], rate: float, partitions: int = 1,
-             cpu_seconds=None) -> None:
+def _produce(
+    bootstrap: str, topic: str, lines: list[bytes], rate: float, partitions: int = 1, cpu_seconds=None
+) -> None:
     """Send `lines` at `rate` per second, keyed by wallet. Keys and partitions (Kafka's murmur2, as the
     default partitioner would choose) are computed before the clock starts and the pacing sleeps once
     per 50 messages: kafka-python spends ~0.1 ms of CPU per send, and this load generator shares the
@@ -121,8 +122,16 @@ def main() -> None:
             driver.warm_up()
             producer_cpu = multiprocessing.get_context("spawn").Value("d", 0.0)
             producer = multiprocessing.get_context("spawn").Process(
-                target=_produce, args=(broker.bootstrap_servers, kafka.input_topic, lines,
-                                       float("inf") if args.backlog else args.rate, args.partitions, producer_cpu))
+                target=_produce,
+                args=(
+                    broker.bootstrap_servers,
+                    kafka.input_topic,
+                    lines,
+                    float("inf") if args.backlog else args.rate,
+                    args.partitions,
+                    producer_cpu,
+                ),
+            )
             if args.backlog:
                 producer.start()
                 producer.join()
@@ -135,9 +144,11 @@ def main() -> None:
                 tick = time.perf_counter()
                 runs = driver.tick()
                 if runs:
-                    print(f"t={tick - started:6.1f}s tick {time.perf_counter() - tick:5.2f}s, {len(runs)} runs done",
-                          [(r["messages"], round(r["run_seconds"], 2), r["stages"]) for r in runs
-                           if isinstance(r, dict)], file=sys.stderr)
+                    print(
+                        f"t={tick - started:6.1f}s tick {time.perf_counter() - tick:5.2f}s, {len(runs)} runs done",
+                        [(r["messages"], round(r["run_seconds"], 2), r["stages"]) for r in runs if isinstance(r, dict)],
+                        file=sys.stderr,
+                    )
                 for run in runs:
                     if isinstance(run, dict):
                         answered += run["messages"]
@@ -162,30 +173,40 @@ def main() -> None:
     lat = np.array(latencies_s(inputs, outputs))
     first_in = started_wall if args.backlog else min(r.timestamp for r in inputs) / 1000
     last_out = max(r.timestamp for r in outputs) / 1000
-    print(json.dumps({
-        "messages": len(lines),
-        "mode": ("full_history" if args.full_history else "new_transactions") + ("+backlog" if args.backlog else ""),
-        "message_bytes_mean": round(sum(map(len, lines)) / len(lines)),
-        "answered": len(outputs),
-        "rate_target": None if args.backlog else args.rate,
-        "runs": len(driver.runs),
-        "partitions": args.partitions,
-        "workers": args.workers,
-        "sensor_interval_s": args.interval,
-        "wallets_per_s": round(len(outputs) / (last_out - first_in)),
-        "run_seconds_p50": round(float(np.percentile(run_seconds, 50)), 3),
-        "run_seconds_max": round(float(max(run_seconds)), 3),
-        **({"latency_p50_s": None, "latency_p95_s": None, "latency_p99_s": None} if args.backlog else {
-            "latency_p50_s": round(float(np.percentile(lat, 50)), 3),
-            "latency_p95_s": round(float(np.percentile(lat, 95)), 3),
-            "latency_p99_s": round(float(np.percentile(lat, 99)), 3)}),
-        # CPU spent per answered message: by the run processes (Dagster included), and by the broker
-        "run_cpu_ms_per_wallet": round(1000 * sum(run_cpu) / len(lines), 3) if run_cpu else None,
-        "broker_cpu_ms_per_wallet": round(1000 * broker_cpu / len(lines), 3),
-        "producer_cpu_ms_per_message": round(1000 * producer_cpu.value / len(lines), 3),
-        "elapsed_s": round(elapsed, 1),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-    }))
+    print(
+        json.dumps(
+            {
+                "messages": len(lines),
+                "mode": ("full_history" if args.full_history else "new_transactions")
+                + ("+backlog" if args.backlog else ""),
+                "message_bytes_mean": round(sum(map(len, lines)) / len(lines)),
+                "answered": len(outputs),
+                "rate_target": None if args.backlog else args.rate,
+                "runs": len(driver.runs),
+                "partitions": args.partitions,
+                "workers": args.workers,
+                "sensor_interval_s": args.interval,
+                "wallets_per_s": round(len(outputs) / (last_out - first_in)),
+                "run_seconds_p50": round(float(np.percentile(run_seconds, 50)), 3),
+                "run_seconds_max": round(float(max(run_seconds)), 3),
+                **(
+                    {"latency_p50_s": None, "latency_p95_s": None, "latency_p99_s": None}
+                    if args.backlog
+                    else {
+                        "latency_p50_s": round(float(np.percentile(lat, 50)), 3),
+                        "latency_p95_s": round(float(np.percentile(lat, 95)), 3),
+                        "latency_p99_s": round(float(np.percentile(lat, 99)), 3),
+                    }
+                ),
+                # CPU spent per answered message: by the run processes (Dagster included), and by the broker
+                "run_cpu_ms_per_wallet": round(1000 * sum(run_cpu) / len(lines), 3) if run_cpu else None,
+                "broker_cpu_ms_per_wallet": round(1000 * broker_cpu / len(lines), 3),
+                "producer_cpu_ms_per_message": round(1000 * producer_cpu.value / len(lines), 3),
+                "elapsed_s": round(elapsed, 1),
+                "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

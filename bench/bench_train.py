@@ -8,6 +8,7 @@ import resource
 import time
 
 from _common import generated_lines  # bench/ helper (scripts run from this folder)
+
 from defi_scoring.core.ensemble import evaluate, train_ensemble
 from defi_scoring.core.ensemble_config import load_ensemble_config
 from defi_scoring.core.normalise import normalise_messages
@@ -33,17 +34,21 @@ def main() -> None:
     model.predict(x_all)
     inference_seconds = time.perf_counter() - t2
     metrics = evaluate(model, x_hold, y_hold)
-    print(json.dumps({
-        "wallets": len(frame),
-        "train_wallets": len(x_train),
-        "features_seconds": round(features_seconds, 2),
-        "train_seconds": round(train_seconds, 2),
-        "member_train_seconds": {k: round(v, 2) for k, v in model.train_seconds.items()},
-        "inference_wallets_per_s": round(len(x_all) / inference_seconds),
-        "holdout_roc_auc": {k: round(v["roc_auc"], 5) for k, v in metrics.items()},
-        "holdout_metrics": {k: {m: round(x, 4) for m, x in v.items()} for k, v in metrics.items()},
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-    }))
+    print(
+        json.dumps(
+            {
+                "wallets": len(frame),
+                "train_wallets": len(x_train),
+                "features_seconds": round(features_seconds, 2),
+                "train_seconds": round(train_seconds, 2),
+                "member_train_seconds": {k: round(v, 2) for k, v in model.train_seconds.items()},
+                "inference_wallets_per_s": round(len(x_all) / inference_seconds),
+                "holdout_roc_auc": {k: round(v["roc_auc"], 5) for k, v in metrics.items()},
+                "holdout_metrics": {k: {m: round(x, 4) for m, x in v.items()} for k, v in metrics.items()},
+                "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

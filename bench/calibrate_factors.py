@@ -57,17 +57,30 @@ def main() -> None:
             hit = (senders >= min_senders) & (ratio >= min_ratio)
             fpr, recall = hit[y == 0].mean(), hit[y == 1].mean()
             if fpr <= args.max_fpr and (best is None or recall > best["recall"]):
-                best = {"min_senders": min_senders, "min_fan_ratio": min_ratio, "fpr": round(float(fpr), 4),
-                        "recall": round(float(recall), 4)}
+                best = {
+                    "min_senders": min_senders,
+                    "min_fan_ratio": min_ratio,
+                    "fpr": round(float(fpr), 4),
+                    "recall": round(float(recall), 4),
+                }
 
     source = f"medians of {int((y == 1).sum())} risky / {int((y == 0).sum())} normal labelled accounts"
     print("anchors:", file=sys.stderr)
     for name, anchor in anchors.items():
-        print(f"  {name}: {{bad: {anchor['bad']}, good: {anchor['good']}, source: \"{source}\"}}", file=sys.stderr)
+        print(f'  {name}: {{bad: {anchor["bad"]}, good: {anchor["good"]}, source: "{source}"}}', file=sys.stderr)
     print("weights:", weights, file=sys.stderr)
     print("fan_in_collector:", best, file=sys.stderr)
-    print(json.dumps({"accounts": len(train), "single_feature_auc": {k: round(v, 4) for k, v in auc.items()},
-                      "weights": weights, "anchors": anchors, "fan_in_collector": best}))
+    print(
+        json.dumps(
+            {
+                "accounts": len(train),
+                "single_feature_auc": {k: round(v, 4) for k, v in auc.items()},
+                "weights": weights,
+                "anchors": anchors,
+                "fan_in_collector": best,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -6,13 +6,15 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from defi_scoring.core.config_files import packaged_default
+
 
 @dataclass(frozen=True)
 class Settings:
     home: Path
 
     @classmethod
-    def from_env(cls) -> "Settings":
+    def from_env(cls) -> Settings:
         return cls(home=Path(os.environ.get("DEFI_SCORING_HOME", ".defi_scoring")).expanduser().resolve())
 
     @property
@@ -38,26 +40,12 @@ class Settings:
         return Path(os.environ.get("DAGSTER_HOME") or self.home / "dagster").expanduser().resolve()
 
 
-# Runs of one Kafka partition must score their offset ranges in order (a wallet's later range needs the
-# history the earlier one stored); runs of different partitions may go in parallel.
-DEFAULT_DAGSTER_YAML = """\
-run_coordinator:
-  module: dagster._core.run_coordinator
-  class: QueuedRunCoordinator
-  config:
-    tag_concurrency_limits:
-      - key: kafka/partition
-        value: {applyLimitPerUniqueValue: true}
-        limit: 1
-"""
-
-
 def ensure_dagster_home(settings: Settings) -> Path:
     """Point DAGSTER_HOME at the data home (unless set) so the UI sees the CLI's runs."""
     path = settings.dagster_home
     path.mkdir(parents=True, exist_ok=True)
     config = path / "dagster.yaml"
     if not config.exists() or not config.read_text().strip():
-        config.write_text(DEFAULT_DAGSTER_YAML)  # SQLite storage inside DAGSTER_HOME (the default)
+        config.write_text(packaged_default("dagster.yaml"))
     os.environ["DAGSTER_HOME"] = str(path)
     return path

@@ -5,35 +5,55 @@ import os
 import dagster as dg
 
 from defi_scoring.assets import reference_scores, scored_wallets, transaction_batches, wallet_features
+from defi_scoring.assets.freshness import champion_is_fresh, scored_wallets_is_fresh
 from defi_scoring.assets.streaming import kafka_scored_ranges
 from defi_scoring.assets.training import challenger_beats_champion, champion_model, ensemble_model, training_set
 from defi_scoring.config import Settings
-from defi_scoring.jobs import ingest_batch_job, kafka_scoring_job, score_wallets_job, train_model_job
+from defi_scoring.jobs import (
+    data_freshness_job,
+    ingest_batch_job,
+    kafka_scoring_job,
+    score_wallets_job,
+    train_model_job,
+)
 from defi_scoring.resources.data_home import DataHomeResource
 from defi_scoring.resources.kafka import KafkaResource
 from defi_scoring.resources.mlflow_store import MlflowResource
 from defi_scoring.resources.score_store import ScoreStoreResource
-from defi_scoring.schedules import retraining_schedule
+from defi_scoring.schedules import freshness_schedule, retraining_schedule
 from defi_scoring.sensors import kafka_scoring_sensor, landing_folder_sensor
 from defi_scoring.streaming.settings import KafkaSettings
+
+
+def _secret(variable: str, default: str):
+    """A value that may carry credentials: read through dg.EnvVar when set, so the UI shows only its name."""
+    return dg.EnvVar(variable) if os.environ.get(variable) else default
 
 
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     settings = settings or Settings.from_env()
     return dg.Definitions(
-        assets=[transaction_batches, wallet_features, reference_scores, scored_wallets, training_set, ensemble_model,
-                champion_model, kafka_scored_ranges],
-        asset_checks=[challenger_beats_champion],
-        jobs=[ingest_batch_job, score_wallets_job, train_model_job, kafka_scoring_job],
-        schedules=[retraining_schedule],
+        assets=[
+            transaction_batches,
+            wallet_features,
+            reference_scores,
+            scored_wallets,
+            training_set,
+            ensemble_model,
+            champion_model,
+            kafka_scored_ranges,
+        ],
+        asset_checks=[challenger_beats_champion, scored_wallets_is_fresh, champion_is_fresh],
+        jobs=[ingest_batch_job, score_wallets_job, train_model_job, kafka_scoring_job, data_freshness_job],
+        schedules=[retraining_schedule, freshness_schedule],
         sensors=[landing_folder_sensor, kafka_scoring_sensor],
         resources={
             "data_home": DataHomeResource(home=str(settings.home)),
             "kafka": KafkaResource.from_settings(KafkaSettings.from_env()),
-            "score_store": ScoreStoreResource(url=settings.store_url),
+            "score_store": ScoreStoreResource(url=_secret("DEFI_SCORING_STORE_URL", settings.store_url)),
             "mlflow_store": MlflowResource(
                 home=str(settings.home),
-                tracking_uri=os.environ.get("MLFLOW_TRACKING_URI", ""),
+                tracking_uri=_secret("MLFLOW_TRACKING_URI", ""),
                 artifact_root=os.environ.get("MLFLOW_ARTIFACT_ROOT", ""),
             ),
         },

@@ -1,5 +1,6 @@
 import dagster as dg
 
+from defi_scoring.assets.freshness import champion_is_fresh, scored_wallets_is_fresh
 from defi_scoring.assets.partitions import kafka_offset_ranges, transaction_batch_partitions
 
 ingest_batch_job = dg.define_asset_job(
@@ -24,4 +25,9 @@ kafka_scoring_job = dg.define_asset_job(
     partitions_def=kafka_offset_ranges,
     executor_def=dg.in_process_executor,  # one step: skip the per-step subprocess for latency
     description="Score one Kafka offset range and publish the results (launched by kafka_scoring_sensor).",
+)
+data_freshness_job = dg.define_asset_job(
+    "data_freshness",
+    selection=dg.AssetSelection.checks(scored_wallets_is_fresh, champion_is_fresh),
+    description="Evaluate the freshness checks of scored_wallets and the champion (no materialisation).",
 )

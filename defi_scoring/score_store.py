@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import lz4.frame
 import orjson
@@ -26,17 +27,19 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from defi_scoring.core.wallet_history import TX_COLUMNS, decode_histories, encode_histories, merge_history
 
-__all__ = ["ScoreStore", "HistoryConflict", "TX_COLUMNS"]
+__all__ = ["TX_COLUMNS", "HistoryConflict", "ScoreStore"]
 
 
 class HistoryConflict(RuntimeError):
     """Another writer changed a wallet's history between our read and our write; score again."""
 
+
 metadata = sa.MetaData()
 # One row per wallet: its whole normalised history as one blob (core.wallet_history says why).
 # `transactions` and `writer` let a writer detect that someone else changed the history meanwhile.
 wallet_histories = sa.Table(
-    "wallet_histories", metadata,
+    "wallet_histories",
+    metadata,
     sa.Column("wallet", sa.String(64), primary_key=True),
     sa.Column("transactions", sa.Integer, nullable=False),
     sa.Column("columns", sa.LargeBinary, nullable=False),
@@ -44,7 +47,8 @@ wallet_histories = sa.Table(
     sa.Column("updated_at", sa.Float),
 )
 wallet_scores = sa.Table(
-    "wallet_scores", metadata,
+    "wallet_scores",
+    metadata,
     sa.Column("wallet", sa.String(64), primary_key=True),
     sa.Column("zscore", sa.Float),
     sa.Column("hybrid_score", sa.Float),
@@ -56,7 +60,8 @@ wallet_scores = sa.Table(
     sa.Column("message", sa.Text, nullable=False),
 )
 score_events = sa.Table(
-    "score_events", metadata,
+    "score_events",
+    metadata,
     sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
     sa.Column("wallet", sa.String(64), nullable=False, index=True),
     sa.Column("run_id", sa.String(128)),
@@ -72,7 +77,8 @@ score_events = sa.Table(
     sa.Column("recorded_at", sa.Float),
 )
 processed_ranges = sa.Table(
-    "processed_ranges", metadata,
+    "processed_ranges",
+    metadata,
     sa.Column("range_key", sa.String(), primary_key=True),
     sa.Column("outputs", sa.LargeBinary, nullable=False),
     sa.Column("recorded_at", sa.Float),
@@ -93,8 +99,9 @@ class ScoreStore:
         is_sqlite = url.startswith("sqlite")
         # Pre-ping guards against server-side disconnects (PostgreSQL); a SQLite file has none, and the
         # extra round trip would double the cost of every API read.
-        self.engine = sa.create_engine(url, pool_pre_ping=not is_sqlite,
-                                       **({} if is_sqlite else {"pool_size": 10, "max_overflow": 20}))
+        self.engine = sa.create_engine(
+            url, pool_pre_ping=not is_sqlite, **({} if is_sqlite else {"pool_size": 10, "max_overflow": 20})
+        )
         if self.engine.dialect.name == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         if create:
@@ -117,7 +124,7 @@ class ScoreStore:
         return self.engine.dialect.name
 
     def _insert(self, table: sa.Table):
-        return (postgresql.insert(table) if self.dialect == "postgresql" else sqlite.insert(table))
+        return postgresql.insert(table) if self.dialect == "postgresql" else sqlite.insert(table)
 
     def ping(self) -> bool:
         with self.engine.connect() as conn:
@@ -126,15 +133,17 @@ class ScoreStore:
 
     # --- wallet history (incremental scoring) -----------------------------------------------------
 
-    def wallet_history(self, wallets: Iterable[str], conn: sa.Connection | None = None,
-                       chunk: int = 5_000) -> pd.DataFrame:
+    def wallet_history(
+        self, wallets: Iterable[str], conn: sa.Connection | None = None, chunk: int = 5_000
+    ) -> pd.DataFrame:
         """Stored transactions of these (lower-cased) wallets, in the normalised column layout."""
         wallets = list(dict.fromkeys(wallets))
         found_wallets, blobs = [], []
-        with (self.engine.connect() if conn is None else _borrowed(conn)) as c:
+        with self.engine.connect() if conn is None else _borrowed(conn) as c:
             for i in range(0, len(wallets), chunk):
                 query = sa.select(wallet_histories.c.wallet, wallet_histories.c.columns).where(
-                    wallet_histories.c.wallet.in_(wallets[i:i + chunk]))
+                    wallet_histories.c.wallet.in_(wallets[i : i + chunk])
+                )
                 for wallet, blob in c.execute(query):
                     found_wallets.append(wallet)
                     blobs.append(blob)
@@ -166,18 +175,35 @@ class ScoreStore:
         updates = [(blob, n, token, now, w, base_counts[w]) for w, (n, blob) in encoded.items() if base_counts.get(w)]
         inserts = [(w, n, blob, token, now) for w, (n, blob) in encoded.items() if not base_counts.get(w)]
         if updates:
-            self._executemany(conn, "UPDATE wallet_histories SET columns = ?, transactions = ?, writer = ?, "
-                                    "updated_at = ? WHERE wallet = ? AND transactions = ?", updates)
+            self._executemany(
+                conn,
+                "UPDATE wallet_histories SET columns = ?, transactions = ?, writer = ?, "
+                "updated_at = ? WHERE wallet = ? AND transactions = ?",
+                updates,
+            )
         if inserts:
-            self._executemany(conn, "INSERT INTO wallet_histories (wallet, transactions, columns, writer, updated_at) "
-                                    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (wallet) DO NOTHING", inserts)
+            self._executemany(
+                conn,
+                "INSERT INTO wallet_histories (wallet, transactions, columns, writer, updated_at) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (wallet) DO NOTHING",
+                inserts,
+            )
         lost = []
         for i in range(0, len(changed), 5_000):
-            lost += conn.execute(sa.select(wallet_histories.c.wallet).where(
-                wallet_histories.c.wallet.in_(changed[i:i + 5_000]), wallet_histories.c.writer != token)).scalars().all()
+            lost += (
+                conn.execute(
+                    sa.select(wallet_histories.c.wallet).where(
+                        wallet_histories.c.wallet.in_(changed[i : i + 5_000]), wallet_histories.c.writer != token
+                    )
+                )
+                .scalars()
+                .all()
+            )
         if lost:
-            raise HistoryConflict(f"{len(lost)} wallet histories changed while this run scored them "
-                                  f"(e.g. {lost[0]}); the range is scored again")
+            raise HistoryConflict(
+                f"{len(lost)} wallet histories changed while this run scored them "
+                f"(e.g. {lost[0]}); the range is scored again"
+            )
         return len(changed)
 
     def _executemany(self, conn: sa.Connection, sql: str, rows: list[tuple]) -> None:
@@ -195,12 +221,19 @@ class ScoreStore:
         with self.engine.connect() as conn:
             for i in range(0, len(wallets), chunk):
                 query = sa.select(wallet_scores.c.wallet, wallet_scores.c.hybrid_score).where(
-                    wallet_scores.c.wallet.in_(wallets[i:i + chunk]))
+                    wallet_scores.c.wallet.in_(wallets[i : i + chunk])
+                )
                 out.update({w: s for w, s in conn.execute(query) if s is not None})
         return pd.Series(out, dtype=float)
 
-    def record_messages(self, messages: list[dict[str, Any]], run_id: str, source: str,
-                        conn: sa.Connection | None = None, encoded: list[bytes] | None = None) -> None:
+    def record_messages(
+        self,
+        messages: list[dict[str, Any]],
+        run_id: str,
+        source: str,
+        conn: sa.Connection | None = None,
+        encoded: list[bytes] | None = None,
+    ) -> None:
         """Store output messages: every one as an event; successes also as the wallet's latest score.
         `encoded`: the messages as already serialised (then `messages` may be their summaries,
         core.success_messages.EncodedMessages, which carry every field read here)."""
@@ -211,25 +244,62 @@ class ScoreStore:
             ok = "zscore" in m
             wallet = (m.get("wallet_address") or "").lower()
             zscore = float(m["zscore"]) if ok else None
-            events.append((wallet, run_id, source, "success" if ok else "failure", m.get("model_version"), zscore,
-                           m.get("hybrid_score"), m.get("risk_level"), None if ok else m.get("error"),
-                           m.get("processing_time_ms"), m.get("timestamp"), now))
+            events.append(
+                (
+                    wallet,
+                    run_id,
+                    source,
+                    "success" if ok else "failure",
+                    m.get("model_version"),
+                    zscore,
+                    m.get("hybrid_score"),
+                    m.get("risk_level"),
+                    None if ok else m.get("error"),
+                    m.get("processing_time_ms"),
+                    m.get("timestamp"),
+                    now,
+                )
+            )
             if ok:
-                latest[wallet] = (wallet, zscore, m.get("hybrid_score"), m.get("confidence"), m.get("risk_level"),
-                                  m.get("model_version"), run_id, m.get("timestamp"), raw.decode())
+                latest[wallet] = (
+                    wallet,
+                    zscore,
+                    m.get("hybrid_score"),
+                    m.get("confidence"),
+                    m.get("risk_level"),
+                    m.get("model_version"),
+                    run_id,
+                    m.get("timestamp"),
+                    raw.decode(),
+                )
 
         def write(c: sa.Connection) -> None:
             if events:
-                self._executemany(c, "INSERT INTO score_events (wallet, run_id, source, status, model_version, zscore, "
-                                     "hybrid_score, risk_level, error, processing_time_ms, scored_at, recorded_at) "
-                                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", events)
+                self._executemany(
+                    c,
+                    "INSERT INTO score_events (wallet, run_id, source, status, model_version, zscore, "
+                    "hybrid_score, risk_level, error, processing_time_ms, scored_at, recorded_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    events,
+                )
             if latest:
-                updated = ("zscore", "hybrid_score", "confidence", "risk_level", "model_version", "run_id",
-                           "scored_at", "message")
-                self._executemany(c, "INSERT INTO wallet_scores (wallet, zscore, hybrid_score, confidence, risk_level, "
-                                     "model_version, run_id, scored_at, message) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                                     "ON CONFLICT (wallet) DO UPDATE SET "
-                                     + ", ".join(f"{k} = excluded.{k}" for k in updated), list(latest.values()))
+                updated = (
+                    "zscore",
+                    "hybrid_score",
+                    "confidence",
+                    "risk_level",
+                    "model_version",
+                    "run_id",
+                    "scored_at",
+                    "message",
+                )
+                self._executemany(
+                    c,
+                    "INSERT INTO wallet_scores (wallet, zscore, hybrid_score, confidence, risk_level, "
+                    "model_version, run_id, scored_at, message) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT (wallet) DO UPDATE SET " + ", ".join(f"{k} = excluded.{k}" for k in updated),
+                    list(latest.values()),
+                )
 
         self._run(write, conn)
 
@@ -246,44 +316,63 @@ class ScoreStore:
             row = conn.execute(sa.select(wallet_scores.c.message).where(wallet_scores.c.wallet == wallet)).first()
             if row is None:
                 return None
-            history = conn.execute(
-                sa.select(score_events.c.scored_at, score_events.c.run_id, score_events.c.source,
-                          score_events.c.model_version, score_events.c.zscore, score_events.c.hybrid_score,
-                          score_events.c.risk_level, score_events.c.status)
-                .where(score_events.c.wallet == wallet)
-                .order_by(score_events.c.id.desc()).limit(history_limit)
-            ).mappings().all()
+            history = (
+                conn.execute(
+                    sa.select(
+                        score_events.c.scored_at,
+                        score_events.c.run_id,
+                        score_events.c.source,
+                        score_events.c.model_version,
+                        score_events.c.zscore,
+                        score_events.c.hybrid_score,
+                        score_events.c.risk_level,
+                        score_events.c.status,
+                    )
+                    .where(score_events.c.wallet == wallet)
+                    .order_by(score_events.c.id.desc())
+                    .limit(history_limit)
+                )
+                .mappings()
+                .all()
+            )
         return row[0], orjson.dumps([{str(k): v for k, v in h.items()} for h in history])
 
     def stats(self) -> dict[str, Any]:
         e = score_events.c
         with self.engine.connect() as conn:
-            row = conn.execute(sa.select(
-                sa.func.count(),
-                sa.func.sum(sa.case((e.status == "success", 1), else_=0)),
-                sa.func.avg(e.processing_time_ms),
-                sa.func.max(e.scored_at),
-                sa.func.max(e.recorded_at),
-            )).one()
+            row = conn.execute(
+                sa.select(
+                    sa.func.count(),
+                    sa.func.sum(sa.case((e.status == "success", 1), else_=0)),
+                    sa.func.avg(e.processing_time_ms),
+                    sa.func.max(e.scored_at),
+                    sa.func.max(e.recorded_at),
+                )
+            ).one()
         total, ok, avg_ms, last_scored, last_recorded = row
-        return {"total_processed": int(total or 0), "successful_processed": int(ok or 0),
-                "failed_processed": int((total or 0) - (ok or 0)),
-                "average_processing_time_ms": float(avg_ms or 0.0),
-                "last_processed_timestamp": int(last_recorded) if last_recorded else None,
-                "last_scored_as_of": int(last_scored) if last_scored else None}
+        return {
+            "total_processed": int(total or 0),
+            "successful_processed": int(ok or 0),
+            "failed_processed": int((total or 0) - (ok or 0)),
+            "average_processing_time_ms": float(avg_ms or 0.0),
+            "last_processed_timestamp": int(last_recorded) if last_recorded else None,
+            "last_scored_as_of": int(last_scored) if last_scored else None,
+        }
 
     # --- Kafka offset ranges ----------------------------------------------------------------------
 
     def range_outputs(self, range_key: str) -> list[tuple[str, str, bytes]] | None:
         with self.engine.connect() as conn:
-            row = conn.execute(sa.select(processed_ranges.c.outputs)
-                               .where(processed_ranges.c.range_key == range_key)).first()
+            row = conn.execute(
+                sa.select(processed_ranges.c.outputs).where(processed_ranges.c.range_key == range_key)
+            ).first()
         return None if row is None else _unpack_outputs(row[0])
 
     def save_range(self, range_key: str, outputs: list[tuple[str, str, bytes]], conn: sa.Connection) -> None:
         blob = _pack_outputs(outputs)
         statement = self._insert(processed_ranges).on_conflict_do_update(
-            index_elements=["range_key"], set_={"outputs": blob, "recorded_at": time.time()})
+            index_elements=["range_key"], set_={"outputs": blob, "recorded_at": time.time()}
+        )
         conn.execute(statement, {"range_key": range_key, "outputs": blob, "recorded_at": time.time()})
 
     def transaction(self):
@@ -319,7 +408,7 @@ def _unpack_outputs(blob: bytes) -> list[tuple[str, str, bytes]]:
     topics, keys, lengths = orjson.loads(raw[:newline])
     out, position = [], newline + 1
     for topic, key, length in zip(topics, keys, lengths):
-        out.append((topic, key, raw[position:position + length]))
+        out.append((topic, key, raw[position : position + length]))
         position += length
     return out
 

@@ -1,6 +1,5 @@
 """Sensors: landing folder (each new JSONL file → a batch) and Kafka (each new offset range → a run)."""
 
-
 import json
 import os
 
@@ -37,7 +36,8 @@ def landing_folder_sensor(context: dg.SensorEvaluationContext, data_home: DataHo
     job=kafka_scoring_job,
     minimum_interval_seconds=KafkaSettings.from_env().sensor_interval_seconds,
     # On by default only where a broker is configured, so a plain `dagster dev` does not log errors every tick.
-    default_status=dg.DefaultSensorStatus.RUNNING if os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    default_status=dg.DefaultSensorStatus.RUNNING
+    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     else dg.DefaultSensorStatus.STOPPED,
     description="Turns new messages on the input topic into offset ranges: one dynamic partition and one run each.",
 )
@@ -48,17 +48,24 @@ def kafka_scoring_sensor(context: dg.SensorEvaluationContext, kafka: KafkaResour
     try:
         ranges, new_cursor = plan_ranges(settings, cursor)
     except KafkaError as exc:
-        return dg.SkipReason(f"Kafka at {settings.bootstrap_servers} not reachable ({type(exc).__name__}: {exc}); "
-                             f"start one with `defi-scoring broker` or set KAFKA_BOOTSTRAP_SERVERS.")
+        return dg.SkipReason(
+            f"Kafka at {settings.bootstrap_servers} not reachable ({type(exc).__name__}: {exc}); "
+            f"start one with `defi-scoring broker` or set KAFKA_BOOTSTRAP_SERVERS."
+        )
     if not ranges:
         return dg.SkipReason(f"no new messages on {settings.input_topic}")
     keys = [r.key for r in ranges]
     # kafka/partition: the default dagster.yaml limits runs per tag value to 1, so one partition's
     # ranges are scored in offset order while different partitions run in parallel.
     return dg.SensorResult(
-        run_requests=[dg.RunRequest(run_key=r.key, partition_key=r.key,
-                                    tags={"kafka/range": r.key, "kafka/partition": f"{r.topic}.{r.partition}"})
-                      for r in ranges],
+        run_requests=[
+            dg.RunRequest(
+                run_key=r.key,
+                partition_key=r.key,
+                tags={"kafka/range": r.key, "kafka/partition": f"{r.topic}.{r.partition}"},
+            )
+            for r in ranges
+        ],
         dynamic_partitions_requests=[kafka_offset_ranges.build_add_request(keys)],
         cursor=json.dumps(new_cursor),
     )

@@ -16,26 +16,55 @@ EXAMPLE_MESSAGE = {
         {
             "protocolType": "dexes",
             "transactions": [
-                {"document_id": "507f1f77bcf86cd799439011", "action": "swap", "timestamp": 1703980800,
-                 "caller": WALLET, "protocol": "uniswap_v3", "poolId": POOL,
-                 "poolName": "Uniswap V3 USDC/WETH 0.05%",
-                 "tokenIn": {"amount": 1000000000, "amountUSD": 1000.0,
-                             "address": "0xa0b86991c6218b36c1d19d4a2e9eb0ce3606eb48", "symbol": "USDC"},
-                 "tokenOut": {"amount": 500000000000000000, "amountUSD": 1000.0,
-                              "address": "0xc02aaa39b223fe8d0a0e5c4f27ead9083c756cc2", "symbol": "WETH"}},
-                {"document_id": "507f1f77bcf86cd799439012", "action": "deposit", "timestamp": DEPOSIT_TIME,
-                 "poolId": POOL,
-                 "token0": {"amount": 500000000, "amountUSD": 500.0,
-                            "address": "0xa0b86991c6218b36c1d19d4a2e9eb0ce3606eb48", "symbol": "USDC"},
-                 "token1": {"amount": 250000000000000000, "amountUSD": 500.0,
-                            "address": "0xc02aaa39b223fe8d0a0e5c4f27ead9083c756cc2", "symbol": "WETH"}},
+                {
+                    "document_id": "507f1f77bcf86cd799439011",
+                    "action": "swap",
+                    "timestamp": 1703980800,
+                    "caller": WALLET,
+                    "protocol": "uniswap_v3",
+                    "poolId": POOL,
+                    "poolName": "Uniswap V3 USDC/WETH 0.05%",
+                    "tokenIn": {
+                        "amount": 1000000000,
+                        "amountUSD": 1000.0,
+                        "address": "0xa0b86991c6218b36c1d19d4a2e9eb0ce3606eb48",
+                        "symbol": "USDC",
+                    },
+                    "tokenOut": {
+                        "amount": 500000000000000000,
+                        "amountUSD": 1000.0,
+                        "address": "0xc02aaa39b223fe8d0a0e5c4f27ead9083c756cc2",
+                        "symbol": "WETH",
+                    },
+                },
+                {
+                    "document_id": "507f1f77bcf86cd799439012",
+                    "action": "deposit",
+                    "timestamp": DEPOSIT_TIME,
+                    "poolId": POOL,
+                    "token0": {
+                        "amount": 500000000,
+                        "amountUSD": 500.0,
+                        "address": "0xa0b86991c6218b36c1d19d4a2e9eb0ce3606eb48",
+                        "symbol": "USDC",
+                    },
+                    "token1": {
+                        "amount": 250000000000000000,
+                        "amountUSD": 500.0,
+                        "address": "0xc02aaa39b223fe8d0a0e5c4f27ead9083c756cc2",
+                        "symbol": "WETH",
+                    },
+                },
             ],
         }
     ],
 }
 
 EXAMPLE_WITHDRAW = {
-    "document_id": "507f1f77bcf86cd799439013", "action": "withdraw", "timestamp": 1703981800, "poolId": POOL,
+    "document_id": "507f1f77bcf86cd799439013",
+    "action": "withdraw",
+    "timestamp": 1703981800,
+    "poolId": POOL,
     "token0": {"amount": 250000000, "amountUSD": 250.0, "symbol": "USDC"},
     "token1": {"amount": 125000000000000000, "amountUSD": 250.0, "symbol": "WETH"},
 }
@@ -52,10 +81,15 @@ def dex_message(transactions: list, wallet: str = WALLET) -> dict:
     return {"wallet_address": wallet, "data": [{"protocolType": "dexes", "transactions": transactions}]}
 
 
-def swap(doc: str, ts: int = 1703980800, usd_in=100.0, usd_out=99.0, sym_in="USDC", sym_out="WETH",
-         pool=POOL) -> dict:
-    return {"document_id": doc, "action": "swap", "timestamp": ts, "poolId": pool,
-            "tokenIn": {"amountUSD": usd_in, "symbol": sym_in}, "tokenOut": {"amountUSD": usd_out, "symbol": sym_out}}
+def swap(doc: str, ts: int = 1703980800, usd_in=100.0, usd_out=99.0, sym_in="USDC", sym_out="WETH", pool=POOL) -> dict:
+    return {
+        "document_id": doc,
+        "action": "swap",
+        "timestamp": ts,
+        "poolId": pool,
+        "tokenIn": {"amountUSD": usd_in, "symbol": sym_in},
+        "tokenOut": {"amountUSD": usd_out, "symbol": sym_out},
+    }
 
 
 @pytest.fixture
@@ -72,10 +106,23 @@ REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "eltontay-
 COUNTERPARTY = "0x28c6c06298d514db089934071355e5743bf21d60"
 
 
-def transfer(doc: str, action: str = "receive", ts: int = 1703980800, usd: float = 2000.0, amount: float = 1.0,
-             counterparty: str = COUNTERPARTY, **extra) -> dict:
-    return {"document_id": doc, "action": action, "timestamp": ts, "counterparty": counterparty,
-            "token": {"amount": amount, "amountUSD": usd, "address": "native", "symbol": "ETH"}, **extra}
+def transfer(
+    doc: str,
+    action: str = "receive",
+    ts: int = 1703980800,
+    usd: float = 2000.0,
+    amount: float = 1.0,
+    counterparty: str = COUNTERPARTY,
+    **extra,
+) -> dict:
+    return {
+        "document_id": doc,
+        "action": action,
+        "timestamp": ts,
+        "counterparty": counterparty,
+        "token": {"amount": amount, "amountUSD": usd, "address": "native", "symbol": "ETH"},
+        **extra,
+    }
 
 
 def transfers_message(transactions: list, wallet: str = WALLET) -> dict:
@@ -102,6 +149,14 @@ def real_sample(tmp_path_factory):
     transfers = transfers.groupby("wallet", observed=True, group_keys=False).head(400)  # keep the suite fast
     transfers.to_parquet(folder / "transfers.parquet")
     sample.to_csv(folder / "labels.csv", index=False)
-    subprocess.run([sys.executable, str(REAL_DATA / "to_messages.py"), str(folder / "transfers.parquet"),
-                    str(folder / "messages.jsonl")], check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            str(REAL_DATA / "to_messages.py"),
+            str(folder / "transfers.parquet"),
+            str(folder / "messages.jsonl"),
+        ],
+        check=True,
+        capture_output=True,
+    )
     return folder

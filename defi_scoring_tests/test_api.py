@@ -28,8 +28,12 @@ def api(tmp_path_factory):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "MLFLOW_", "DEFI_SCORING_"))}
     env.update(DEFI_SCORING_HOME=str(home), DEFI_SCORING_ADMIN_KEY=ADMIN_KEY, DEFI_SCORING_API_MAX_BODY_BYTES="200000")
-    process = subprocess.Popen([sys.executable, "-m", "defi_scoring.cli", "serve", "--port", str(port)], env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "defi_scoring.cli", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -97,11 +101,14 @@ def test_post_score_then_read_it_back(api):
     assert client.get("/api/v1/stats").json()["total_processed"] == before + 1
 
 
-@pytest.mark.parametrize("payload, fragment", [
-    (b"{not json", "JSON"),
-    (orjson.dumps({"data": []}), "wallet_address"),
-    (orjson.dumps({**example_message(), "wallet_address": "0x123"}), "wallet_address"),
-])
+@pytest.mark.parametrize(
+    "payload, fragment",
+    [
+        (b"{not json", "JSON"),
+        (orjson.dumps({"data": []}), "wallet_address"),
+        (orjson.dumps({**example_message(), "wallet_address": "0x123"}), "wallet_address"),
+    ],
+)
 def test_invalid_score_request_is_422_with_the_specific_error(api, payload, fragment):
     client, _ = api
     response = client.post("/api/v1/score", content=payload)
@@ -125,8 +132,9 @@ def test_admin_requires_the_api_key(api):
 
 def test_post_score_of_a_transfers_message(api):
     client, _ = api
-    message = transfers_message([transfer(f"t{i}", "receive" if i % 2 else "send", ts=1703980800 + 600 * i)
-                                 for i in range(6)])
+    message = transfers_message(
+        [transfer(f"t{i}", "receive" if i % 2 else "send", ts=1703980800 + 600 * i) for i in range(6)]
+    )
     response = client.post("/api/v1/score", content=orjson.dumps(message))
     assert response.status_code == 200, response.text
     body = response.json()

@@ -197,8 +197,13 @@ def test_row22_extra_fields_are_ignored():
 
 
 def test_all_bad_transactions_fail_the_message_with_per_category_reasons():
-    message = dex_message([{**swap("a"), "action": "stake"}, {**swap("b"), "timestamp": "x"},
-                           {"document_id": "c", "action": "deposit", "timestamp": 1}])
+    message = dex_message(
+        [
+            {**swap("a"), "action": "stake"},
+            {**swap("b"), "timestamp": "x"},
+            {"document_id": "c", "action": "deposit", "timestamp": 1},
+        ]
+    )
     out = only(message)
     assert out["error"].startswith("Processing failed: No valid transactions found")
     by_category = {c["category"]: c for c in out["categories"]}

@@ -20,13 +20,17 @@ def run_cli(*args, cwd=None, env=None):
 def test_score_reproduces_the_worked_examples(tmp_path):
     src = tmp_path / "in.jsonl"
     src.write_bytes(orjson.dumps(example_message()) + b"\n")
-    run_cli("score", "--input", str(src), "--output", str(tmp_path / "out.jsonl"), "--as-of", str(DEPOSIT_TIME + 30 * DAY))
-    (out,) = [orjson.loads(l) for l in (tmp_path / "out.jsonl").read_bytes().splitlines()]
+    run_cli(
+        "score", "--input", str(src), "--output", str(tmp_path / "out.jsonl"), "--as-of", str(DEPOSIT_TIME + 30 * DAY)
+    )
+    (out,) = [orjson.loads(line) for line in (tmp_path / "out.jsonl").read_bytes().splitlines()]
     assert out["zscore"] == "308.000000000000000000" and out["timestamp"] == DEPOSIT_TIME + 30 * DAY
 
     src.write_bytes(orjson.dumps(example_message(with_withdraw=True)) + b"\n")
-    run_cli("score", "--input", str(src), "--output", str(tmp_path / "out.jsonl"), "--as-of", str(DEPOSIT_TIME + 30 * DAY))
-    (out,) = [orjson.loads(l) for l in (tmp_path / "out.jsonl").read_bytes().splitlines()]
+    run_cli(
+        "score", "--input", str(src), "--output", str(tmp_path / "out.jsonl"), "--as-of", str(DEPOSIT_TIME + 30 * DAY)
+    )
+    (out,) = [orjson.loads(line) for line in (tmp_path / "out.jsonl").read_bytes().splitlines()]
     assert out["zscore"] == "143.031250000000000000"
 
 
@@ -36,19 +40,21 @@ def test_score_writes_one_line_per_input_line_on_mixed_input(tmp_path):
     src = tmp_path / "mixed.jsonl"
     src.write_bytes(b"\n".join(lines) + b"\n")
     result = run_cli("score", "--input", str(src), "--output", str(tmp_path / "out.jsonl"), "--as-of", "1735689600")
-    out = [orjson.loads(l) for l in (tmp_path / "out.jsonl").read_bytes().splitlines()]
+    out = [orjson.loads(line) for line in (tmp_path / "out.jsonl").read_bytes().splitlines()]
     assert len(out) == len(lines)
     assert ["error" in m for m in out] == [False, True, True, True, True, False, True]
     assert "2 messages, 5 failures" in result.stderr
 
 
 def test_generate_then_score_accounts_for_every_message(tmp_path):
-    run_cli("generate", "--wallets", "300", "--seed", "4", "--bad-fraction", "0.05", "--output", str(tmp_path / "g.jsonl"))
+    run_cli(
+        "generate", "--wallets", "300", "--seed", "4", "--bad-fraction", "0.05", "--output", str(tmp_path / "g.jsonl")
+    )
     assert (tmp_path / "g.labels.csv").exists()
     run_cli("score", "--input", str(tmp_path / "g.jsonl"), "--output", str(tmp_path / "o.jsonl"))
     out = (tmp_path / "o.jsonl").read_bytes().splitlines()
     assert len(out) == 300
-    failures = sum("error" in orjson.loads(l) for l in out)
+    failures = sum("error" in orjson.loads(line) for line in out)
     assert 3 <= failures <= 40
 
 
@@ -56,9 +62,45 @@ def test_demo_runs_end_to_end_and_prints_the_summary(tmp_path):
     env = {**os.environ, "DEFI_SCORING_HOME": str(tmp_path / "home")}
     env.pop("DAGSTER_HOME", None)
     result = run_cli("demo", "--wallets", "400", cwd=tmp_path, env=env)
-    for heading in ("Batch", "zscore distribution", "Top wallets", "Bottom wallets", "Open the Dagster UI",
-                    "Ensemble on the time-based holdout", "neural_network", "defi-scoring mlflow-ui"):
+    for heading in (
+        "Batch",
+        "zscore distribution",
+        "Top wallets",
+        "Bottom wallets",
+        "Open the Dagster UI",
+        "Ensemble on the holdout accounts",
+        "neural_network",
+        "defi-scoring mlflow-ui",
+    ):
         assert heading in result.stdout
+    # A person reads it: tables and one line per step, no event stream, banner or third-party warnings.
+    printed = result.stdout + result.stderr
+    for noise in (
+        " - DEBUG - ",
+        " - INFO - ",
+        "Telemetry",
+        "Welcome to Dagster",
+        "Warning",
+        "INFO mlflow",
+        "Downloading artifacts",
+        "Successfully registered model",
+    ):
+        assert noise not in printed, noise
+    steps = [line for line in result.stderr.splitlines() if line.startswith("✓")]
+    assert [s.split()[1] for s in steps[:5]] == [
+        "generated",
+        "ingest_batch",
+        "score_wallets",
+        "train_model",
+        "score_wallets",
+    ]
+    # ... while everything is kept: the log file the demo names holds the runs' events and MLflow's lines.
+    log_file = result.stdout.split("Logs of this demo: ")[1].split()[0]
+    assert log_file.startswith(str(tmp_path / "home" / "logs"))
+    with open(log_file) as handle:
+        logged = handle.read()
+    assert "train_model" in logged and "Finished execution of step" in logged
+    assert "mlflow" in logged
     assert (tmp_path / "home" / "dagster").is_dir()  # the UI command's instance holds the demo's runs
     assert (tmp_path / "home" / "tables" / "reference_scores.parquet").exists()
 
@@ -71,13 +113,26 @@ def test_help_texts():
 def test_score_and_evaluate_read_real_transfers_messages(tmp_path, real_sample):
     lines = (real_sample / "messages.jsonl").read_bytes().splitlines()[:40]
     source = tmp_path / "real.jsonl"
-    source.write_bytes(b"\n".join([*lines, b'{"wallet_address": "0x' + b"1" * 40 + b'", "data": [{"protocolType": '
-                                   b'"transfers", "transactions": [{"document_id": "x", "action": "mint"}]}]}']) + b"\n")
+    source.write_bytes(
+        b"\n".join(
+            [
+                *lines,
+                b'{"wallet_address": "0x' + b"1" * 40 + b'", "data": [{"protocolType": '
+                b'"transfers", "transactions": [{"document_id": "x", "action": "mint"}]}]}',
+            ]
+        )
+        + b"\n"
+    )
     run_cli("score", "--input", str(source), "--output", str(tmp_path / "out.jsonl"), "--no-model")
     out = [orjson.loads(line) for line in (tmp_path / "out.jsonl").read_bytes().splitlines()]
     assert len(out) == 41 and all("hybrid_score" in m for m in out[:40])
     assert "unknown action 'mint' for transfers" in out[40]["error"]
     env = {**os.environ, "DEFI_SCORING_HOME": str(tmp_path / "home")}
-    result = subprocess.run([*CLI, "evaluate", "--input", str(source), "--labels", str(real_sample / "labels.csv")],
-                            capture_output=True, text=True, env=env, timeout=300)
+    result = subprocess.run(
+        [*CLI, "evaluate", "--input", str(source), "--labels", str(real_sample / "labels.csv")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert result.returncode != 0 and "Train one first" in result.stderr  # no champion yet: says what to do

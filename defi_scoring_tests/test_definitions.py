@@ -21,8 +21,16 @@ def _land(home, name, lines):
 def test_definitions_load_with_every_asset_job_and_sensor(tmp_home):
     defs = build_definitions(Settings(home=tmp_home))
     keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
-    assert keys == {"transaction_batches", "wallet_features", "reference_scores", "scored_wallets", "training_set",
-                    "ensemble_model", "champion_model", "kafka_scored_ranges"}
+    assert keys == {
+        "transaction_batches",
+        "wallet_features",
+        "reference_scores",
+        "scored_wallets",
+        "training_set",
+        "ensemble_model",
+        "champion_model",
+        "kafka_scored_ranges",
+    }
     for job in ("ingest_batch", "score_wallets", "train_model", "kafka_scoring"):
         assert defs.resolve_job_def(job)
     assert defs.resolve_sensor_def("kafka_scoring_sensor")
@@ -36,7 +44,9 @@ def test_landing_sensor_adds_a_partition_and_a_run_per_new_file(tmp_home):
     _land(tmp_home, "batch b", [orjson.dumps(example_message())])  # space: renamed to a safe key
     sensor = defs.resolve_sensor_def("landing_folder_sensor")
     with dg.instance_for_test() as instance:
-        result = sensor(dg.build_sensor_context(instance=instance, resources={"data_home": defs.resources["data_home"]}))
+        result = sensor(
+            dg.build_sensor_context(instance=instance, resources={"data_home": defs.resources["data_home"]})
+        )
         assert sorted(r.partition_key for r in result.run_requests) == ["batch-a", "batch_b"]
         assert sorted(r.run_key for r in result.run_requests) == ["batch-a", "batch_b"]
         (add,) = result.dynamic_partitions_requests
@@ -87,8 +97,14 @@ def test_materialise_the_asset_graph_on_a_temporary_instance(tmp_home):
     stored = store.wallet(example.name)["latest"]
     assert stored["zscore"] == "308.000000000000000000" and stored["wallet_address"] == example.name
     assert stored["hybrid_score"] == round(float(hybrid.loc[example.name, "hybrid_score"]), 2)
-    assert set(stored["breakdown"]) == {"liquidity_provision", "trading", "transfer_behaviour", "lending_behaviour", "longevity_consistency",
-                                    "integrity"}
+    assert set(stored["breakdown"]) == {
+        "liquidity_provision",
+        "trading",
+        "transfer_behaviour",
+        "lending_behaviour",
+        "longevity_consistency",
+        "integrity",
+    }
     rejections = pd.read_parquet(tmp_home / "batches" / "synthetic" / "rejections.parquet")
     assert len(rejections) > 0 and rejections["error"].str.startswith("Processing failed").all()
 
@@ -105,12 +121,18 @@ def test_workspace_yaml_and_dg_both_load_the_code_location(tmp_home):
 
     bin_dir = Path(sys.executable).parent
     root = Path(__file__).resolve().parents[1]
-    validate = subprocess.run([str(bin_dir / "dagster"), "definitions", "validate", "-w", "workspace.yaml"],
-                              cwd=root, capture_output=True, text=True, timeout=300)
+    validate = subprocess.run(
+        [str(bin_dir / "dagster"), "definitions", "validate", "-w", "workspace.yaml"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert validate.returncode == 0, validate.stderr
     assert "All code locations passed validation" in validate.stderr + validate.stdout
-    listed = subprocess.run([str(bin_dir / "dg"), "list", "defs"], cwd=root, capture_output=True, text=True,
-                            timeout=300)
+    listed = subprocess.run(
+        [str(bin_dir / "dg"), "list", "defs"], cwd=root, capture_output=True, text=True, timeout=300
+    )
     assert listed.returncode == 0, listed.stderr
     for name in ("transaction_batches", "wallet_features", "reference_scores", "landing_folder_sensor"):
         assert name in listed.stdout

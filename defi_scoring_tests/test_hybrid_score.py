@@ -32,6 +32,7 @@ def constant_factors(monkeypatch):
         def compute(frame):
             score, conf = values[name]
             return np.full(len(frame), score, dtype=float), np.full(len(frame), conf, dtype=float)
+
         return compute
 
     for name in ("fa", "fb"):
@@ -44,8 +45,9 @@ def _table(n=1, transactions=20):
 
 
 def _predictions(risk, confidence, anomaly, index=("w0",)):
-    return pd.DataFrame({"risk_probability": risk, "confidence": confidence, "anomaly_score": anomaly},
-                        index=list(index))
+    return pd.DataFrame(
+        {"risk_probability": risk, "confidence": confidence, "anomaly_score": anomaly}, index=list(index)
+    )
 
 
 def test_dimension_is_confidence_weighted_mean(constant_factors):
@@ -96,10 +98,10 @@ def test_factor_returning_nan_for_one_wallet_falls_back_for_that_wallet_only(mon
 @pytest.mark.parametrize(
     "risk, confidence, expected_adjustment",
     [
-        (0.0, 0.95, 15.0),           # p·100 = 100, base 40: (100 − 40)·0.3 = 18 → capped at +15
-        (0.5, 0.95, 3.0),            # p·100 = 50: (50 − 40)·0.3 = 3
-        (1.0, 0.95, -12.0),          # p·100 = 0: (0 − 40)·0.3 = −12
-        (0.0, 0.80, 0.0),            # confidence not above the 0.8 gate → no adjustment
+        (0.0, 0.95, 15.0),  # p·100 = 100, base 40: (100 − 40)·0.3 = 18 → capped at +15
+        (0.5, 0.95, 3.0),  # p·100 = 50: (50 − 40)·0.3 = 3
+        (1.0, 0.95, -12.0),  # p·100 = 0: (0 − 40)·0.3 = −12
+        (0.0, 0.80, 0.0),  # confidence not above the 0.8 gate → no adjustment
         (0.0, 0.81, 15.0),
     ],
 )
@@ -164,6 +166,7 @@ def test_config_rejects_unknown_factor_and_bad_bands():
 
 # --- end to end on generated wallets ------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def generated():
     data = generate_wallets(6000, seed=11)
@@ -173,8 +176,13 @@ def generated():
     return scores, scores.table.join(labels[["archetype", "is_risky"]])
 
 
-OWN_DETECTOR = {"wash_trader": "wash_trading", "mev_bot": "mev_bot", "sybil_farm": "sybil_cluster",
-                "rug_puller": "rug_pull", "pump_dumper": "pump_and_dump"}
+OWN_DETECTOR = {
+    "wash_trader": "wash_trading",
+    "mev_bot": "mev_bot",
+    "sybil_farm": "sybil_cluster",
+    "rug_puller": "rug_pull",
+    "pump_dumper": "pump_and_dump",
+}
 
 
 def test_each_risky_archetype_is_caught_by_its_detector_and_benign_wallets_rarely_flagged(generated):
@@ -202,7 +210,7 @@ def test_thin_wallets_have_low_confidence_and_everything_is_bounded(generated):
 
 
 def test_reasons_are_signed_readable_sentences(generated):
-    scores, table = generated
+    _, table = generated
     wash = table[table["archetype"] == "wash_trader"].iloc[0]
     assert wash["reason_1_points"] < 0 and "Detected wash trading" in wash["reason_1_text"]
     assert wash["reason_1_text"].endswith("points)")
@@ -215,10 +223,12 @@ def test_with_a_champion_the_adjustment_and_model_reasons_appear():
 
     def champion(features):
         risk = np.where(features["round_trip_share"] > 0.5, 0.99, 0.01)
-        predictions = pd.DataFrame({"risk_probability": risk, "confidence": 0.95, "anomaly_score": 0.5},
-                                   index=features.index)
-        contributions = pd.DataFrame({"round_trip_share": np.where(risk > 0.5, 2.0, -1.0), "num_swaps": 0.1},
-                                     index=features.index)
+        predictions = pd.DataFrame(
+            {"risk_probability": risk, "confidence": 0.95, "anomaly_score": 0.5}, index=features.index
+        )
+        contributions = pd.DataFrame(
+            {"round_trip_share": np.where(risk > 0.5, 2.0, -1.0), "num_swaps": 0.1}, index=features.index
+        )
         return ModelScores(predictions, "7", "test champion", contributions)
 
     scores = score_wallet_table(batch.transactions, AS_OF, model=champion)
@@ -241,8 +251,14 @@ def test_success_message_carries_the_hybrid_fields_additively():
     assert first["zscore"] == "308.000000000000000000"  # the reference fields are untouched
     assert [c["category"] for c in first["categories"]] == ["liquidity_provision", "trading"]
     assert first["risk_level"] == INSUFFICIENT_HISTORY and first["confidence"] <= 0.5  # 2 transactions
-    assert set(first["breakdown"]) == {"liquidity_provision", "trading", "transfer_behaviour", "lending_behaviour", "longevity_consistency",
-                                    "integrity"}
+    assert set(first["breakdown"]) == {
+        "liquidity_provision",
+        "trading",
+        "transfer_behaviour",
+        "lending_behaviour",
+        "longevity_consistency",
+        "integrity",
+    }
     factor = first["breakdown"]["liquidity_provision"]["factors"]["lp_capital"]
     assert factor["explanation"] == "Deposited $1,000 as liquidity"
     assert first["ml"]["available"] is False and first["ml"]["note"].startswith("ML analysis unavailable")

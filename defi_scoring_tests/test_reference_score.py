@@ -1,6 +1,7 @@
 """CONTRACTS.md §4: the worked examples exactly, and the vectorised batch equal to the plain formulas."""
 
 import math
+from itertools import pairwise
 
 import numpy as np
 import orjson
@@ -32,14 +33,24 @@ def test_worked_example_one_features_match_the_contract_message():
     assert out["timestamp"] == DEPOSIT_TIME + 30 * DAY
     lp, trading = out["categories"]
     assert lp["features"] == {
-        "total_deposit_usd": 1000.0, "total_withdraw_usd": 0.0, "num_deposits": 1, "num_withdraws": 0,
-        "withdraw_ratio": 0.0, "account_age_days": lp["features"]["account_age_days"],
-        "avg_holding_time_days": 30.0, "unique_pools": 1, "lp_frequency_score": 20.0,
+        "total_deposit_usd": 1000.0,
+        "total_withdraw_usd": 0.0,
+        "num_deposits": 1,
+        "num_withdraws": 0,
+        "withdraw_ratio": 0.0,
+        "account_age_days": lp["features"]["account_age_days"],
+        "avg_holding_time_days": 30.0,
+        "unique_pools": 1,
+        "lp_frequency_score": 20.0,
     }
     assert math.isclose(lp["features"]["account_age_days"], 100 / 86400, abs_tol=1e-12)
     assert trading["features"] == {
-        "total_swap_volume_usd": 1000.0, "num_swaps": 1, "unique_pools_swapped": 1, "avg_swap_size_usd": 1000.0,
-        "token_diversity_score": 25.0, "swap_frequency_score": 0.0,
+        "total_swap_volume_usd": 1000.0,
+        "num_swaps": 1,
+        "unique_pools_swapped": 1,
+        "avg_swap_size_usd": 1000.0,
+        "token_diversity_score": 25.0,
+        "swap_frequency_score": 0.0,
     }
 
 
@@ -62,8 +73,10 @@ def test_worked_example_two_with_fast_withdraw():
 # ---------------------------------------------------------------------------------------------
 # Property: the vectorised batch equals a plain per-wallet reading of the formulas.
 
+
 def _plain_reference(txs: list[dict], as_of: float) -> float:
     """The formulas of CONTRACTS.md §4 read literally, one wallet at a time."""
+
     def usd(tx):
         if tx["action"] == "swap":
             return max(tx["tokenIn"]["amountUSD"], tx["tokenOut"]["amountUSD"])
@@ -80,8 +93,13 @@ def _plain_reference(txs: list[dict], as_of: float) -> float:
         holds.append(((min(later) if later else as_of) - d["timestamp"]) / 86400)
     hold = sum(holds) / len(holds) if holds else 0.0
     pools = {t["poolId"] for t in txs}
-    lp = (min(total_dep / 10000 * 300, 300) + min(len(deps) * 20, 200) + max(0, (1 - ratio) * 250)
-          + min(hold / 30 * 150, 150) + min(len(pools) * 20, 100))
+    lp = (
+        min(total_dep / 10000 * 300, 300)
+        + min(len(deps) * 20, 200)
+        + max(0, (1 - ratio) * 250)
+        + min(hold / 30 * 150, 150)
+        + min(len(pools) * 20, 100)
+    )
     volume = sum(map(usd, swaps))
     symbols = {t["tokenIn"]["symbol"] for t in swaps} | {t["tokenOut"]["symbol"] for t in swaps}
     diversity = min(sum(10 if s in STABLECOINS else 15 for s in symbols), 150)
@@ -89,11 +107,12 @@ def _plain_reference(txs: list[dict], as_of: float) -> float:
         freq = 0
     else:
         times = sorted(t["timestamp"] for t in swaps)
-        gap = sum(b - a for a, b in zip(times, times[1:])) / (len(times) - 1) / 3600
+        gap = sum(b - a for a, b in pairwise(times)) / (len(times) - 1) / 3600
         freq = 100 if gap <= 1 else 80 if gap <= 24 else 60 if gap <= 168 else 40 if gap <= 720 else 20
     swap_pools = {t["poolId"] for t in swaps}
-    swap = (min(volume / 50000 * 250, 250) + min(len(swaps) * 10, 200) + diversity + freq
-            + min(len(swap_pools) * 25, 100))
+    swap = (
+        min(volume / 50000 * 250, 250) + min(len(swaps) * 10, 200) + diversity + freq + min(len(swap_pools) * 25, 100)
+    )
     return 0.6 * lp + 0.4 * swap
 
 
@@ -105,8 +124,12 @@ _usd = st.floats(min_value=0, max_value=2_000_000, allow_nan=False)
 @st.composite
 def _transaction(draw, doc: str):
     action = draw(st.sampled_from(["swap", "deposit", "withdraw"]))
-    tx = {"document_id": doc, "action": action, "timestamp": draw(st.integers(1_600_000_000, 1_700_000_000)),
-          "poolId": draw(_pools)}
+    tx = {
+        "document_id": doc,
+        "action": action,
+        "timestamp": draw(st.integers(1_600_000_000, 1_700_000_000)),
+        "poolId": draw(_pools),
+    }
     keys = ("tokenIn", "tokenOut") if action == "swap" else ("token0", "token1")
     for key in keys:
         tx[key] = {"amountUSD": draw(_usd), "symbol": draw(_symbols)}
@@ -128,10 +151,12 @@ def _wallets(draw):
 def test_vectorised_batch_equals_plain_per_wallet_formulas(wallets, as_of_offset):
     as_of = 1_700_000_000 + as_of_offset
     addresses = [f"0x{i + 1:040x}" for i in range(len(wallets))]
-    lines = [orjson.dumps({"wallet_address": a, "data": [{"protocolType": "dexes", "transactions": t}]})
-             for a, t in zip(addresses, wallets)]
+    lines = [
+        orjson.dumps({"wallet_address": a, "data": [{"protocolType": "dexes", "transactions": t}]})
+        for a, t in zip(addresses, wallets)
+    ]
     out = score_raw_messages(lines, as_of=as_of).messages()
-    for address, txs, message in zip(addresses, wallets, out):
+    for txs, message in zip(wallets, out):
         expected = _plain_reference(txs, as_of)
         assert abs(float(message["zscore"]) - expected) <= 1e-9 * max(1.0, abs(expected)), (txs, message)
 

@@ -24,7 +24,7 @@ def _postgres_reachable() -> str | None:
         with sa.create_engine(POSTGRES_URL, connect_args={"connect_timeout": 3}).connect() as conn:
             conn.execute(sa.text("SELECT 1"))
         return None
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         return f"PostgreSQL not reachable at {POSTGRES_URL} ({type(exc).__name__}); set DEFI_SCORING_TEST_POSTGRES_URL"
 
 
@@ -186,9 +186,8 @@ def test_a_history_changed_meanwhile_is_not_overwritten(store, stored_before):
     base = history_counts(history)
     with store.transaction() as conn:
         assert store.save_histories(merge_history(history, part_a), base, conn) == 1
-    with pytest.raises(HistoryConflict, match="changed while this run scored them"):
-        with store.transaction() as conn:
-            store.save_histories(merge_history(history, part_b), base, conn)
+    with pytest.raises(HistoryConflict, match="changed while this run scored them"), store.transaction() as conn:
+        store.save_histories(merge_history(history, part_b), base, conn)
     stored = set(store.wallet_history([wallet])["document_id"])
     expected = set(part_a["document_id"]) | (set(old["document_id"]) if stored_before else set())
     assert stored == expected

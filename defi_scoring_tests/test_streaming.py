@@ -32,9 +32,14 @@ def broker():
 def kafka_env(broker, tmp_home, monkeypatch):
     """Fresh topic names per test (the broker is shared), pointed at by the environment."""
     suffix = uuid.uuid4().hex[:8]
-    env = {"KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers, "KAFKA_INPUT_TOPIC": f"in-{suffix}",
-           "KAFKA_SUCCESS_TOPIC": f"ok-{suffix}", "KAFKA_FAILURE_TOPIC": f"fail-{suffix}",
-           "KAFKA_ALERTS_TOPIC": f"alerts-{suffix}", "KAFKA_MAX_RANGE_MESSAGES": "40"}
+    env = {
+        "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
+        "KAFKA_INPUT_TOPIC": f"in-{suffix}",
+        "KAFKA_SUCCESS_TOPIC": f"ok-{suffix}",
+        "KAFKA_FAILURE_TOPIC": f"fail-{suffix}",
+        "KAFKA_ALERTS_TOPIC": f"alerts-{suffix}",
+        "KAFKA_MAX_RANGE_MESSAGES": "40",
+    }
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     settings = KafkaSettings.from_env()
@@ -44,8 +49,10 @@ def kafka_env(broker, tmp_home, monkeypatch):
 
 def _produce(settings, values, compression=None, keys=None):
     producer = client.producer(settings, compression_type=compression)
-    futures = [producer.send(settings.input_topic, key=(keys[i] if keys else b"k"), value=value)
-               for i, value in enumerate(values)]
+    futures = [
+        producer.send(settings.input_topic, key=(keys[i] if keys else b"k"), value=value)
+        for i, value in enumerate(values)
+    ]
     producer.flush()
     for future in futures:
         future.get(timeout=30)  # raise if the broker refused a record
@@ -53,8 +60,9 @@ def _produce(settings, values, compression=None, keys=None):
 
 
 def _drain(settings, topic):
-    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=None, enable_auto_commit=False,
-                             consumer_timeout_ms=1500)
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.bootstrap_servers, group_id=None, enable_auto_commit=False, consumer_timeout_ms=1500
+    )
     tp = TopicPartition(topic, 0)
     consumer.assign([tp])
     consumer.seek_to_beginning(tp)
@@ -66,15 +74,22 @@ def _drain(settings, topic):
 def _run_sensor_and_jobs(defs, instance, run_config=None):
     """What the daemon does: evaluate the sensor, register its partitions, execute each requested run."""
     sensor = defs.resolve_sensor_def("kafka_scoring_sensor")
-    result = sensor(dg.build_sensor_context(instance=instance, cursor=_run_sensor_and_jobs.cursor,
-                                            resources={"kafka": defs.resources["kafka"]}))
+    result = sensor(
+        dg.build_sensor_context(
+            instance=instance, cursor=_run_sensor_and_jobs.cursor, resources={"kafka": defs.resources["kafka"]}
+        )
+    )
     if isinstance(result, dg.SkipReason):
         return result, []
     for request in result.dynamic_partitions_requests:
         instance.add_dynamic_partitions(kafka_offset_ranges.name, list(request.partition_keys))
     _run_sensor_and_jobs.cursor = result.cursor
-    runs = [defs.resolve_job_def("kafka_scoring").execute_in_process(
-        instance=instance, partition_key=r.partition_key, run_config=run_config or {}) for r in result.run_requests]
+    runs = [
+        defs.resolve_job_def("kafka_scoring").execute_in_process(
+            instance=instance, partition_key=r.partition_key, run_config=run_config or {}
+        )
+        for r in result.run_requests
+    ]
     return result, runs
 
 
@@ -93,8 +108,12 @@ def _bad_messages():
     for tx in ms["data"][0]["transactions"]:  # every transaction unusable → the message fails
         tx["timestamp"] *= 1000
     huge = b'{"wallet_address": "' + WALLET.encode() + b'", "data": [], "pad": "' + b"x" * (6 * 1024 * 1024) + b'"}'
-    return {"unparseable": b"\x00\xff not json", "oversized": huge, "no_wallet": orjson.dumps(no_wallet),
-            "timestamp_ms": orjson.dumps(ms)}
+    return {
+        "unparseable": b"\x00\xff not json",
+        "oversized": huge,
+        "no_wallet": orjson.dumps(no_wallet),
+        "timestamp_ms": orjson.dumps(ms),
+    }
 
 
 def test_sensor_plans_ranges_and_runs_account_for_every_message(kafka_env, tmp_home):
@@ -172,13 +191,13 @@ def test_incremental_update_equals_full_recompute(kafka_env, tmp_home):
     txs = message["data"][0]["transactions"]
     assert len(txs) >= 4
     half = len(txs) // 2
-    part = lambda t: orjson.dumps({**message, "data": [{"protocolType": "dexes", "transactions": t}]})  # noqa: E731
+    part = lambda t: orjson.dumps({**message, "data": [{"protocolType": "dexes", "transactions": t}]})
     defs = build_definitions(Settings(home=tmp_home))
     with dg.instance_for_test() as instance:
         _produce(settings, [part(txs[:half])])
         _run_sensor_and_jobs(defs, instance)
-        _produce(settings, [part(txs[half - 1:])])  # overlaps by one document_id
-        result, runs = _run_sensor_and_jobs(defs, instance)
+        _produce(settings, [part(txs[half - 1 :])])  # overlaps by one document_id
+        result, _ = _run_sensor_and_jobs(defs, instance)
         assert [r.partition_key for r in result.run_requests] == [f"{settings.input_topic}.0.1-1"]
     outputs = [orjson.loads(v) for _, v in _drain(settings, settings.success_topic)]
     latest = outputs[-1]
@@ -249,12 +268,15 @@ def test_parallel_driver_scores_each_partition_in_order_in_its_own_process(kafka
 
 
 def test_transfers_and_lending_messages_through_range_runs(kafka_env, tmp_home):
-    messages = [transfers_message([transfer(f"a{i}", "receive", ts=1703980800 + 60 * i) for i in range(3)]),
-                transfers_message([transfer(f"a{i}", "send", ts=1703990800 + 60 * i) for i in range(3, 5)]),
-                lending_message([{"document_id": "l1", "action": "borrow", "timestamp": 1703980800,
-                                  "asset": {"amountUSD": 100}}], wallet="0x" + "5" * 40),
-                lending_message([{"document_id": "l2", "action": "stake", "timestamp": 1703980800}],
-                                wallet="0x" + "6" * 40)]
+    messages = [
+        transfers_message([transfer(f"a{i}", "receive", ts=1703980800 + 60 * i) for i in range(3)]),
+        transfers_message([transfer(f"a{i}", "send", ts=1703990800 + 60 * i) for i in range(3, 5)]),
+        lending_message(
+            [{"document_id": "l1", "action": "borrow", "timestamp": 1703980800, "asset": {"amountUSD": 100}}],
+            wallet="0x" + "5" * 40,
+        ),
+        lending_message([{"document_id": "l2", "action": "stake", "timestamp": 1703980800}], wallet="0x" + "6" * 40),
+    ]
     _produce(kafka_env, [orjson.dumps(m) for m in messages])
     defs = build_definitions(Settings(home=tmp_home))
     with dg.instance_for_test() as instance:

@@ -57,8 +57,9 @@ def test_archetype_behaviour():
     assert ((joined["first"] - joined["last"]) < 2 * 86400).mean() > 0.95
     # Sybil clusters: members share the same number of transactions and the same pools.
     sybil = tx[tx["archetype"] == "sybil_farm"]
-    shape = sybil.groupby("wallet_index").agg(cluster=("cluster_id", "first"), n=("pool", "size"),
-                                              pools=("pool", lambda p: tuple(sorted(set(p)))))
+    shape = sybil.groupby("wallet_index").agg(
+        cluster=("cluster_id", "first"), n=("pool", "size"), pools=("pool", lambda p: tuple(sorted(set(p))))
+    )
     assert (shape.groupby("cluster")[["n", "pools"]].nunique() == 1).all().all()
     # Wash traders alternate direction in one pool with near-constant sizes.
     wash = tx[tx["archetype"] == "wash_trader"]

@@ -49,11 +49,15 @@ members:
 
 def _train(defs, instance, ensemble_yaml=None):
     config = {"ensemble_config_path": str(ensemble_yaml)} if ensemble_yaml else {}
-    run_config = {"ops": {op: {"config": config} for op in
-                          ("training_set", "ensemble_model", "champion_model",
-                           "ensemble_model_challenger_beats_champion")}}
+    run_config = {
+        "ops": {
+            op: {"config": config}
+            for op in ("training_set", "ensemble_model", "champion_model", "ensemble_model_challenger_beats_champion")
+        }
+    }
     return defs.resolve_job_def("train_model").execute_in_process(
-        instance=instance, raise_on_error=False, run_config=run_config)
+        instance=instance, raise_on_error=False, run_config=run_config
+    )
 
 
 def test_no_labels_skips_training_plainly(world):
@@ -79,8 +83,9 @@ def test_training_registers_promotes_only_a_better_challenger_and_loads_by_alias
     assert first.success
     assert alias_version(store, MODEL, CHALLENGER) == "1" and alias_version(store, MODEL, CHAMPION) == "1"
 
-    run = store.client().get_run(first.asset_materializations_for_node("ensemble_model")[0]
-                                 .metadata["mlflow_run_id"].value)
+    run = store.client().get_run(
+        first.asset_materializations_for_node("ensemble_model")[0].metadata["mlflow_run_id"].value
+    )
     assert run.data.tags["dagster_run_id"] == first.run_id
     for name in ("ensemble", "xgboost"):
         for metric in ("roc_auc", "pr_auc", "ks", "brier", "f1", "log_loss"):
@@ -99,8 +104,9 @@ def test_training_registers_promotes_only_a_better_challenger_and_loads_by_alias
     assert alias_version(store, MODEL, CHAMPION) == "2" and alias_version(store, MODEL, ROLLBACK) == "1"
     clean_auc = second.asset_materializations_for_node("ensemble_model")[0].metadata["holdout_roc_auc"].value
     assert clean_auc >= 0.95 and clean_auc > weak_auc
-    run2 = store.client().get_run(second.asset_materializations_for_node("ensemble_model")[0]
-                                  .metadata["mlflow_run_id"].value)
+    run2 = store.client().get_run(
+        second.asset_materializations_for_node("ensemble_model")[0].metadata["mlflow_run_id"].value
+    )
     for name in ("ensemble", "xgboost", "lightgbm", "random_forest", "neural_network"):
         assert f"{name}.roc_auc" in run2.data.metrics and f"{name}.log_loss" in run2.data.metrics
 
@@ -134,3 +140,22 @@ def test_training_registers_promotes_only_a_better_challenger_and_loads_by_alias
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split()[-2:] == ["True", "20"]
+
+    # Lineage in the registry: descriptions, tags, datasets, and metrics on the LoggedModel.
+    client = store.client()
+    registered = client.get_registered_model(MODEL)
+    assert "Wallet risk ensemble" in registered.description and registered.tags["project"] == "defi-scoring"
+    v2, v3 = client.get_model_version(MODEL, "2"), client.get_model_version(MODEL, "3")
+    assert v2.description.startswith("Trained on") and "Promotion: promoted to champion" in v2.description
+    assert v2.tags["promotion_decision"] == "promoted" and v3.tags["promotion_decision"] == "kept champion"
+    assert "vs champion v2" in v3.tags["promotion_reason"]
+    assert float(v2.tags["holdout_roc_auc"]) == pytest.approx(clean_auc, abs=1e-4)
+    assert " – " in v2.tags["training_window"] and "unknown" not in v2.tags["training_window"]
+    inputs = {d.dataset.name: d.dataset for d in client.get_run(v2.run_id).inputs.dataset_inputs}
+    assert set(inputs) == {"training_set", "holdout"} and v2.tags["data_digest"] == inputs["training_set"].digest
+    assert v2.source == f"models:/{v2.tags['logged_model_id']}"
+    logged = client.get_logged_model(v2.tags["logged_model_id"])
+    attached = {m.key: m for m in logged.metrics}
+    assert attached["ensemble.roc_auc"].value == pytest.approx(clean_auc)
+    assert attached["ensemble.roc_auc"].dataset_digest == inputs["holdout"].digest
+    assert logged.params["decision_threshold"] == "0.5" and logged.params["xgboost.weight"] == "0.35"

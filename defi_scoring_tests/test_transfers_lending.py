@@ -35,8 +35,18 @@ def history(n=12):
     txs = []
     for i in range(n):
         txs.append(transfer(f"r{i}", "receive", ts=1703980800 + i * 3600, counterparty=f"0x{i + 1:040x}"))
-        txs.append(transfer(f"s{i}", "send", ts=1703980800 + i * 3600 + 120, counterparty="0x" + "c" * 40,
-                            method="transfer", failed=False, gasUsed=21000, gasPrice=30_000_000_000))
+        txs.append(
+            transfer(
+                f"s{i}",
+                "send",
+                ts=1703980800 + i * 3600 + 120,
+                counterparty="0x" + "c" * 40,
+                method="transfer",
+                failed=False,
+                gasUsed=21000,
+                gasPrice=30_000_000_000,
+            )
+        )
     return txs
 
 
@@ -50,13 +60,31 @@ def test_transfer_only_wallet_gets_the_empty_section_reference_score_and_a_full_
 
 
 def test_lending_only_wallet_and_a_liquidation():
-    txs = [{"document_id": "d", "action": "deposit", "timestamp": 1703980800, "protocol": "aave_v2",
-            "asset": {"amount": 2, "amountUSD": 4000, "symbol": "WETH"}},
-           {"document_id": "b", "action": "borrow", "timestamp": 1703990800, "protocol": "aave_v2",
-            "asset": {"amount": 3000, "amountUSD": 3000, "symbol": "USDC"}},
-           {"document_id": "l", "action": "liquidation", "timestamp": 1704990800, "protocol": "aave_v2",
-            "collateral": {"amountUSD": 1800, "symbol": "WETH"}, "debt": {"amountUSD": 1500, "symbol": "USDC"},
-            "liquidator": "0x" + "d" * 40}]
+    txs = [
+        {
+            "document_id": "d",
+            "action": "deposit",
+            "timestamp": 1703980800,
+            "protocol": "aave_v2",
+            "asset": {"amount": 2, "amountUSD": 4000, "symbol": "WETH"},
+        },
+        {
+            "document_id": "b",
+            "action": "borrow",
+            "timestamp": 1703990800,
+            "protocol": "aave_v2",
+            "asset": {"amount": 3000, "amountUSD": 3000, "symbol": "USDC"},
+        },
+        {
+            "document_id": "l",
+            "action": "liquidation",
+            "timestamp": 1704990800,
+            "protocol": "aave_v2",
+            "collateral": {"amountUSD": 1800, "symbol": "WETH"},
+            "debt": {"amountUSD": 1500, "symbol": "USDC"},
+            "liquidator": "0x" + "d" * 40,
+        },
+    ]
     (out,) = run(lending_message(txs))
     assert out["zscore"] == EMPTY_SECTIONS_ZSCORE
     lending = out["activity"]["lending"]
@@ -78,16 +106,19 @@ def _bad(**changes):
     return tx
 
 
-@pytest.mark.parametrize("tx, warning", [
-    (_bad(action="mint"), "unknown action 'mint' for transfers (expected one of send, receive)"),
-    (_bad(counterparty=None), "missing required field 'counterparty'"),
-    (_bad(counterparty=42), "counterparty must be an address string, got 42"),
-    (_bad(token={"amount": -1, "amountUSD": 5}), "token amount must be a finite number >= 0, got -1"),
-    (_bad(token={"amount": 1, "amountUSD": -5}), "amountUSD must be a finite number >= 0"),
-    (_bad(failed="yes"), "failed must be true or false, got 'yes'"),
-    (_bad(gasUsed=-1), "gasUsed/gasPrice must be finite numbers >= 0"),
-    (_bad(timestamp=1703980800000), "(milliseconds? expected unix seconds)"),
-])
+@pytest.mark.parametrize(
+    "tx, warning",
+    [
+        (_bad(action="mint"), "unknown action 'mint' for transfers (expected one of send, receive)"),
+        (_bad(counterparty=None), "missing required field 'counterparty'"),
+        (_bad(counterparty=42), "counterparty must be an address string, got 42"),
+        (_bad(token={"amount": -1, "amountUSD": 5}), "token amount must be a finite number >= 0, got -1"),
+        (_bad(token={"amount": 1, "amountUSD": -5}), "amountUSD must be a finite number >= 0"),
+        (_bad(failed="yes"), "failed must be true or false, got 'yes'"),
+        (_bad(gasUsed=-1), "gasUsed/gasPrice must be finite numbers >= 0"),
+        (_bad(timestamp=1703980800000), "(milliseconds? expected unix seconds)"),
+    ],
+)
 def test_bad_transfers_are_dropped_with_a_warning_and_the_rest_scored(tx, warning):
     (out,) = run(transfers_message([transfer("good"), tx]))
     assert "error" not in out and warning in " | ".join(out["warnings"])
@@ -96,26 +127,40 @@ def test_bad_transfers_are_dropped_with_a_warning_and_the_rest_scored(tx, warnin
 def test_a_message_of_only_bad_lending_rows_fails_per_category():
     (out,) = run(lending_message([{"document_id": "x", "action": "stake", "timestamp": 1703980800}]))
     assert out["error"].startswith("Processing failed: No valid transactions found")
-    assert out["categories"] == [{"category": "lending", "transaction_count": 1,
-                                  "error": "unknown action 'stake' for lending (expected one of deposit, withdraw, "
-                                           "borrow, repay, liquidation)"}]
+    assert out["categories"] == [
+        {
+            "category": "lending",
+            "transaction_count": 1,
+            "error": "unknown action 'stake' for lending (expected one of deposit, withdraw, "
+            "borrow, repay, liquidation)",
+        }
+    ]
 
 
-@pytest.mark.parametrize("model, tx, accepted", [
-    (TransferTransaction, transfer("t"), True),
-    (TransferTransaction, {**transfer("t"), "failed": True, "gasUsed": "21000", "method": "approve"}, True),
-    (TransferTransaction, {**transfer("t"), "action": "swap"}, False),
-    (TransferTransaction, {**transfer("t"), "counterparty": None}, False),
-    (TransferTransaction, {**transfer("t"), "failed": "true"}, False),
-    (TransferTransaction, {**transfer("t"), "gasPrice": -3}, False),
-    (TransferTransaction, {**transfer("t"), "token": {"amount": float("inf")}}, False),
-    (TransferTransaction, {**transfer("t"), "token": None}, True),
-    (LendingTransaction, {"document_id": "l", "action": "repay", "timestamp": 1703980800,
-                          "asset": {"amountUSD": "12.5"}}, True),
-    (LendingTransaction, {"document_id": "l", "action": "flashloan", "timestamp": 1703980800}, False),
-    (LendingTransaction, {"document_id": "l", "action": "borrow", "timestamp": 1703980800,
-                          "asset": {"amountUSD": -1}}, False),
-])
+@pytest.mark.parametrize(
+    "model, tx, accepted",
+    [
+        (TransferTransaction, transfer("t"), True),
+        (TransferTransaction, {**transfer("t"), "failed": True, "gasUsed": "21000", "method": "approve"}, True),
+        (TransferTransaction, {**transfer("t"), "action": "swap"}, False),
+        (TransferTransaction, {**transfer("t"), "counterparty": None}, False),
+        (TransferTransaction, {**transfer("t"), "failed": "true"}, False),
+        (TransferTransaction, {**transfer("t"), "gasPrice": -3}, False),
+        (TransferTransaction, {**transfer("t"), "token": {"amount": float("inf")}}, False),
+        (TransferTransaction, {**transfer("t"), "token": None}, True),
+        (
+            LendingTransaction,
+            {"document_id": "l", "action": "repay", "timestamp": 1703980800, "asset": {"amountUSD": "12.5"}},
+            True,
+        ),
+        (LendingTransaction, {"document_id": "l", "action": "flashloan", "timestamp": 1703980800}, False),
+        (
+            LendingTransaction,
+            {"document_id": "l", "action": "borrow", "timestamp": 1703980800, "asset": {"amountUSD": -1}},
+            False,
+        ),
+    ],
+)
 def test_fast_path_and_pydantic_contract_agree_on_section_1b(model, tx, accepted):
     try:
         model.model_validate(copy.deepcopy(tx))
@@ -136,8 +181,12 @@ def _real(real_sample):
 
 def _small_config():
     config = load_ensemble_config()
-    members = [m.model_copy(update={"params": {**m.params, "n_estimators": min(m.params.get("n_estimators", 100), 150)}})
-               if "n_estimators" in m.params else m for m in config.members]
+    members = [
+        m.model_copy(update={"params": {**m.params, "n_estimators": min(m.params.get("n_estimators", 100), 150)}})
+        if "n_estimators" in m.params
+        else m
+        for m in config.members
+    ]
     return config.model_copy(update={"members": members})
 
 
@@ -145,9 +194,19 @@ def test_shifting_every_timestamp_changes_no_feature_and_no_prediction(real_samp
     lines, labels = _real(real_sample)
     shift = 987_654_321  # not a multiple of an hour, a day or a week
     messages = [orjson.loads(line) for line in lines]
-    messages.append(lending_message([{"document_id": f"l{i}", "action": a, "timestamp": 1_600_000_000 + i * 7777,
-                                      "asset": {"amountUSD": 100.0 * (i + 1)}}
-                                     for i, a in enumerate(["deposit", "borrow", "repay", "borrow", "repay"])]))
+    messages.append(
+        lending_message(
+            [
+                {
+                    "document_id": f"l{i}",
+                    "action": a,
+                    "timestamp": 1_600_000_000 + i * 7777,
+                    "asset": {"amountUSD": 100.0 * (i + 1)},
+                }
+                for i, a in enumerate(["deposit", "borrow", "repay", "borrow", "repay"])
+            ]
+        )
+    )
     messages.append(example_message(with_withdraw=True))
     shifted = copy.deepcopy(messages)
     for message in shifted:

@@ -37,8 +37,9 @@ DEX_STRINGS = ["document_id", "protocol_type", "action", "protocol", "pool_id", 
 
 def _old_layout_blob(frame: pd.DataFrame, compressed: bool) -> bytes:
     """A blob as versions 0x01 (plain) and 0x02 (lz4) wrote it: DEX columns only."""
-    numbers = np.vstack([frame["timestamp"].to_numpy(np.int64).view("<f8")]
-                        + [frame[c].to_numpy(float) for c in DEX_NUMBERS[1:]])
+    numbers = np.vstack(
+        [frame["timestamp"].to_numpy(np.int64).view("<f8")] + [frame[c].to_numpy(float) for c in DEX_NUMBERS[1:]]
+    )
     strings = [[None if pd.isna(v) else v for v in frame[c].astype(object)] for c in DEX_STRINGS]
     body = len(frame).to_bytes(4, "little") + numbers.astype("<f8").tobytes() + orjson.dumps(strings)
     return b"\x02" + lz4.block.compress(body) if compressed else b"\x01" + body
@@ -67,7 +68,7 @@ def test_an_unknown_blob_version_is_refused_with_a_clear_error():
 
 def test_merge_keeps_the_stored_row_and_adds_only_new_document_ids():
     tx = normalise_messages(iter_messages(generate_wallets(5, seed=6))).transactions
-    history, new = tx.iloc[: len(tx) // 2], tx.iloc[len(tx) // 3:].copy()  # overlapping halves
+    history, new = tx.iloc[: len(tx) // 2], tx.iloc[len(tx) // 3 :].copy()  # overlapping halves
     new["amount_usd"] = -1.0  # a resent transaction with other values must not replace the stored one
     merged = merge_history(history, new)
     assert len(merged) == len(tx)

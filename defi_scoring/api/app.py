@@ -71,9 +71,13 @@ def _kafka_status(kafka: KafkaSettings) -> dict[str, Any]:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     state = ServiceState(settings or Settings.from_env())
-    app = FastAPI(title="defi-scoring", version=VERSION, default_response_class=ORJSONResponse,
-                  description="Wallet reputation and risk scores for DeFi: reference zscore (compatible), hybrid "
-                              "score 0–100 with confidence, risk level, reasons, patterns and alerts.")
+    app = FastAPI(
+        title="defi-scoring",
+        version=VERSION,
+        default_response_class=ORJSONResponse,
+        description="Wallet reputation and risk scores for DeFi: reference zscore (compatible), hybrid "
+        "score 0–100 with confidence, risk level, reasons, patterns and alerts.",
+    )
     app.state.service = state
 
     def require_admin(x_api_key: str | None = Header(default=None, description=f"the value of ${ADMIN_KEY_ENV}")):
@@ -85,29 +89,48 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/", summary="Service information")
     def root() -> dict[str, Any]:
-        return {"service": "defi-scoring", "version": VERSION, "docs": "/docs",
-                "endpoints": ["/health", "/stats", "/api/v1/wallets/{address}", "/api/v1/score",
-                              "/api/v1/admin/reload-model"]}
+        return {
+            "service": "defi-scoring",
+            "version": VERSION,
+            "docs": "/docs",
+            "endpoints": [
+                "/health",
+                "/stats",
+                "/api/v1/wallets/{address}",
+                "/api/v1/score",
+                "/api/v1/admin/reload-model",
+            ],
+        }
 
     def health() -> dict[str, Any]:
         components: dict[str, Any] = {}
         try:
             state.store.ping()
             components["store"] = {"status": "ok", "dialect": state.store.dialect}
-        except Exception as exc:  # noqa: BLE001 — reported, not raised
+        except Exception as exc:
             components["store"] = {"status": "error", "detail": str(exc)}
         components["kafka"] = _kafka_status(state.kafka)
         try:
             champion = alias_version(state.mlflow, state.model_name, CHAMPION)
-            components["mlflow_champion"] = ({"status": "ok", "model": state.model_name, "version": champion}
-                                             if champion else
-                                             {"status": "missing", "detail": "no champion yet: scores carry no ML "
-                                              "adjustment (train with `defi-scoring demo` or the train_model job)"})
-        except Exception as exc:  # noqa: BLE001
+            components["mlflow_champion"] = (
+                {"status": "ok", "model": state.model_name, "version": champion}
+                if champion
+                else {
+                    "status": "missing",
+                    "detail": "no champion yet: scores carry no ML "
+                    "adjustment (train with `defi-scoring demo` or the train_model job)",
+                }
+            )
+        except Exception as exc:
             components["mlflow_champion"] = {"status": "error", "detail": str(exc)}
         healthy = components["store"]["status"] == "ok"
-        return {"status": "ok" if healthy else "error", "timestamp": int(time.time()), "version": VERSION,
-                "uptime_seconds": state.uptime(), "components": components}
+        return {
+            "status": "ok" if healthy else "error",
+            "timestamp": int(time.time()),
+            "version": VERSION,
+            "uptime_seconds": state.uptime(),
+            "components": components,
+        }
 
     app.get("/health", summary="Health of the service and its components")(health)
     app.get("/api/v1/health", summary="Health of the service and its components")(health)
@@ -118,23 +141,36 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.get("/stats", summary="Processing statistics (batch, sensor and API scoring)")(stats)
     app.get("/api/v1/stats", summary="Processing statistics (batch, sensor and API scoring)")(stats)
 
-    @app.get("/api/v1/wallets/{address}", summary="Latest score of a wallet, with its history",
-             responses={200: {"description": "the latest success message (CONTRACTS.md §2) plus `history`"},
-                        404: {"description": "wallet never scored"}})
-    async def wallet(address: str = Path(pattern=ADDRESS_PATTERN, description="0x + 40 hex digits, any case"),
-                     history_limit: int = Query(50, ge=1, le=1000)) -> Response:
+    @app.get(
+        "/api/v1/wallets/{address}",
+        summary="Latest score of a wallet, with its history",
+        responses={
+            200: {"description": "the latest success message (CONTRACTS.md §2) plus `history`"},
+            404: {"description": "wallet never scored"},
+        },
+    )
+    async def wallet(
+        address: str = Path(pattern=ADDRESS_PATTERN, description="0x + 40 hex digits, any case"),
+        history_limit: int = Query(50, ge=1, le=1000),
+    ) -> Response:
         # Two primary-key/index reads (well under a millisecond): cheaper inline than a threadpool hop.
         found = state.store.wallet_json(address, history_limit=history_limit)
         if found is None:
-            raise HTTPException(404, f"wallet {address} has not been scored yet; POST its transactions to "
-                                     f"/api/v1/score or send them to the {state.kafka.input_topic} topic")
+            raise HTTPException(
+                404,
+                f"wallet {address} has not been scored yet; POST its transactions to "
+                f"/api/v1/score or send them to the {state.kafka.input_topic} topic",
+            )
         latest, history = found
         # The stored message is already JSON: splice the history in instead of parsing and re-encoding.
         body = latest.encode()[:-1] + b',"history":' + history + b"}"
         return Response(body, media_type="application/json")
 
-    @app.post("/api/v1/score", summary="Score one wallet-transactions message now (CONTRACTS.md §1)",
-              responses={413: {"description": "body too large"}, 422: {"description": "invalid message"}})
+    @app.post(
+        "/api/v1/score",
+        summary="Score one wallet-transactions message now (CONTRACTS.md §1)",
+        responses={413: {"description": "body too large"}, 422: {"description": "invalid message"}},
+    )
     async def score(request: Request) -> dict[str, Any]:
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > state.max_body_bytes:
@@ -145,12 +181,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return _score_body(body)
 
     def _score_body(body: bytes) -> dict[str, Any]:
-        scored = score_raw_messages([body], config=default_scoring_config(), model=state.model,
-                                    previous_scores=_previous(body))
+        scored = score_raw_messages(
+            [body], config=default_scoring_config(), model=state.model, previous_scores=_previous(body)
+        )
         (message,) = scored.messages()
         if "error" in message:
-            raise HTTPException(422, {"error": message["error"], "categories": message["categories"],
-                                      "wallet_address": message["wallet_address"]})
+            raise HTTPException(
+                422,
+                {
+                    "error": message["error"],
+                    "categories": message["categories"],
+                    "wallet_address": message["wallet_address"],
+                },
+            )
         state.store.record_messages([message], run_id="api", source="api")
         return message
 
@@ -159,15 +202,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             import orjson
 
             address = orjson.loads(body).get("wallet_address")
-        except Exception:  # noqa: BLE001 — the scorer reports unreadable bodies
+        except Exception:
             return None
         return state.store.latest_hybrid_scores([address.lower()]) if isinstance(address, str) else None
 
-    @app.post("/api/v1/admin/reload-model", summary="Reload the champion model from MLflow (admin)",
-              dependencies=[Depends(require_admin)])
+    @app.post(
+        "/api/v1/admin/reload-model",
+        summary="Reload the champion model from MLflow (admin)",
+        dependencies=[Depends(require_admin)],
+    )
     def reload_model() -> dict[str, Any]:
         champion = load_champion(state.mlflow, state.model_name, refresh=True)
-        return {"model": state.model_name, "champion_version": champion[1] if champion else None,
-                "reloaded": champion is not None}
+        return {
+            "model": state.model_name,
+            "champion_version": champion[1] if champion else None,
+            "reloaded": champion is not None,
+        }
 
     return app

@@ -1,12 +1,13 @@
 """`wallet_features` and `reference_scores`: per-wallet tables over every landed batch."""
 
-
 import time
 
 import dagster as dg
 import pandas as pd
 
 from defi_scoring.assets.ingestion import transaction_batches
+from defi_scoring.assets.metadata import check_result, frame_table, table_metadata
+from defi_scoring.core.data_checks import Verdict, judge, load_data_checks_config, non_finite_rates, score_drift
 from defi_scoring.core.ensemble_config import load_ensemble_config
 from defi_scoring.core.features import reference_features
 from defi_scoring.core.model_scoring import score_with_model
@@ -28,6 +29,8 @@ from defi_scoring.resources.data_home import DataHomeResource
 from defi_scoring.resources.mlflow_store import MlflowResource
 from defi_scoring.resources.score_store import ScoreStoreResource
 
+DRIFT_COLUMNS = ("hybrid_score", "zscore")
+
 
 class FeaturesConfig(dg.Config):
     as_of: int | None = None
@@ -40,6 +43,13 @@ class FeaturesConfig(dg.Config):
     kinds={"python", "parquet"},
     automation_condition=dg.AutomationCondition.eager(),
     description="Reference features (CONTRACTS.md §4) of every wallet over all its distinct transactions.",
+    check_specs=[
+        dg.AssetCheckSpec(
+            "feature_non_finite",
+            asset="wallet_features",
+            description="Worst column's share of null or ±inf values, against data_checks.yaml (warn / error).",
+        )
+    ],
 )
 def wallet_features(
     context: dg.AssetExecutionContext, config: FeaturesConfig, data_home: DataHomeResource
@@ -47,19 +57,34 @@ def wallet_features(
     as_of = config.as_of if config.as_of is not None else int(time.time())
     transactions = data_home.read_all_transactions()
     if transactions.empty:
-        raise dg.Failure(description="No transaction batches have been materialised yet.",
-                         metadata={"hint": "Materialise `transaction_batches` first (defi-scoring land FILE)."})
+        raise dg.Failure(
+            description="No transaction batches have been materialised yet.",
+            metadata={"hint": "Materialise `transaction_batches` first (defi-scoring land FILE)."},
+        )
     features = reference_features(transactions, as_of).assign(as_of=as_of)
     path = data_home.write_table("wallet_features", features)
     context.log.info("features for %d wallets from %d transactions", len(features), len(transactions))
+    rates = non_finite_rates(features)
+    limits = load_data_checks_config().feature_non_finite_rate
+    worst = rates.iloc[0] if len(rates) else None
+    verdict = judge("non-finite share", float(worst["non_finite"]) if worst is not None else 0.0, limits)
     return dg.MaterializeResult(
+        check_results=[
+            check_result(
+                "feature_non_finite",
+                verdict,
+                worst_column=str(rates.index[0]) if len(rates) else "none",
+                columns=frame_table(rates[rates["non_finite"] > 0].head(20), index_name="column"),
+            )
+        ],
         metadata={
+            **table_metadata(features, index_name="wallet"),
             "wallets": dg.MetadataValue.int(len(features)),
             "transactions": dg.MetadataValue.int(len(transactions)),
             "batches": dg.MetadataValue.int(int(transactions["batch_key"].nunique())),
             "as_of": dg.MetadataValue.timestamp(float(as_of)),
             "path": dg.MetadataValue.path(str(path)),
-        }
+        },
     )
 
 
@@ -79,12 +104,13 @@ def reference_scores(data_home: DataHomeResource) -> dg.MaterializeResult:
     stats = describe(scores)
     return dg.MaterializeResult(
         metadata={
+            **table_metadata(scores, index_name="wallet"),
             **{k: dg.MetadataValue.float(float(v)) for k, v in stats.items() if k != "wallets"},
             "wallets": dg.MetadataValue.int(stats["wallets"]),
             "zscore_distribution": dg.MetadataValue.md(distribution_markdown(scores)),
-            "tags": dg.MetadataValue.md(pd.DataFrame({"wallets": tags}).to_markdown()),
-            "top_wallets": dg.MetadataValue.md(top.round(2).to_markdown()),
-            "bottom_wallets": dg.MetadataValue.md(bottom.round(2).to_markdown()),
+            "tags": frame_table(pd.DataFrame({"wallets": tags}), index_name="tag"),
+            "top_wallets": frame_table(top, index_name="wallet", digits=2),
+            "bottom_wallets": frame_table(bottom, index_name="wallet", digits=2),
             "path": dg.MetadataValue.path(str(path)),
         }
     )
@@ -92,7 +118,7 @@ def reference_scores(data_home: DataHomeResource) -> dg.MaterializeResult:
 
 class ScoredWalletsConfig(dg.Config):
     scoring_config_path: str = ""
-    """models/scoring.yaml by default."""
+    """scoring.yaml from DEFI_SCORING_CONFIG_DIR, ./models or the package by default."""
     use_champion: bool = True
     """Apply the champion model's adjustment when one is registered."""
 
@@ -103,22 +129,37 @@ class ScoredWalletsConfig(dg.Config):
     kinds={"python", "parquet", "mlflow"},
     automation_condition=dg.AutomationCondition.eager(),
     description="Every wallet: reference zscore and categories, hybrid score, confidence, risk level, breakdown, "
-                "reasons, patterns, alerts, tags and the champion model version that scored it (CONTRACTS.md §5).",
+    "reasons, patterns, alerts, tags and the champion model version that scored it (CONTRACTS.md §5).",
+    check_specs=[
+        dg.AssetCheckSpec(
+            "score_drift",
+            asset="scored_wallets",
+            description="PSI (and KS) of hybrid_score and zscore against the previous materialisation, against "
+            "data_checks.yaml (warn / error).",
+        )
+    ],
 )
-def scored_wallets(context: dg.AssetExecutionContext, config: ScoredWalletsConfig, data_home: DataHomeResource,
-                   mlflow_store: MlflowResource, score_store: ScoreStoreResource) -> dg.MaterializeResult:
+def scored_wallets(
+    context: dg.AssetExecutionContext,
+    config: ScoredWalletsConfig,
+    data_home: DataHomeResource,
+    mlflow_store: MlflowResource,
+    score_store: ScoreStoreResource,
+) -> dg.MaterializeResult:
     features = data_home.read_table("wallet_features")
     as_of = int(features["as_of"].iloc[0]) if len(features) else int(time.time())
     transactions = data_home.read_all_transactions()
     scoring_config = load_scoring_config(config.scoring_config_path or None)
     previous = None
     if data_home.table_exists("scored_wallets"):
-        previous = data_home.read_table("scored_wallets", columns=["hybrid_score"])["hybrid_score"]
+        previous = data_home.read_table("scored_wallets", columns=list(DRIFT_COLUMNS))
     model = None
     if config.use_champion:
         store, name = mlflow_store.store, load_ensemble_config().registered_model_name
-        model = lambda behaviour: score_with_model(behaviour, store, name)  # noqa: E731
-    scores = score_wallet_table(transactions, as_of, scoring_config, model, previous)
+        model = lambda behaviour: score_with_model(behaviour, store, name)
+    scores = score_wallet_table(
+        transactions, as_of, scoring_config, model, None if previous is None else previous["hybrid_score"]
+    )
     table = scores.table.assign(as_of=as_of)
     path = data_home.write_table("scored_wallets", table)
     # The store serves the API: every wallet's success message becomes its latest score and an event.
@@ -127,26 +168,51 @@ def scored_wallets(context: dg.AssetExecutionContext, config: ScoredWalletsConfi
     score_store.store.record_messages(messages.summaries, context.run_id, "batch", encoded=messages.values)
     context.log.info("wrote %d scores to the score store in %.1fs", len(messages.values), time.perf_counter() - started)
     context.log.info("scored %d wallets; %s", len(table), scores.model_note)
-    for name, error in scores.factor_errors.items():
+    for error in scores.factor_errors.values():
         context.log.warning("neutral fallback used: %s", error)
     hybrid = table["hybrid_score"]
     levels = [band.name for band in scoring_config.risk_levels] + ["insufficient_history"]
     worst = table.sort_values("hybrid_score").head(10)
-    return dg.MaterializeResult(metadata={
-        "wallets": dg.MetadataValue.int(len(table)),
-        "hybrid_score_mean": dg.MetadataValue.float(float(hybrid.mean())),
-        "hybrid_score_p10": dg.MetadataValue.float(float(hybrid.quantile(0.1))),
-        "hybrid_score_p50": dg.MetadataValue.float(float(hybrid.quantile(0.5))),
-        "confidence_mean": dg.MetadataValue.float(float(table["confidence"].mean())),
-        "risk_levels": dg.MetadataValue.md(risk_level_markdown(table, levels)),
-        "hybrid_score_distribution": dg.MetadataValue.md(hybrid_distribution_markdown(table)),
-        "patterns": dg.MetadataValue.md(pattern_counts(table, PATTERNS).to_frame().to_markdown()),
-        "alerts": dg.MetadataValue.int(int((table["alert_count"] > 0).sum())),
-        "lowest_scored": dg.MetadataValue.md(
-            worst[["hybrid_score", "risk_level", "reason_1_text"]].round(2).to_markdown()),
-        "model_version": dg.MetadataValue.text(scores.model_version or "none"),
-        "model_note": dg.MetadataValue.text(scores.model_note),
-        "factor_fallbacks": dg.MetadataValue.int(len(scores.factor_errors)),
-        "as_of": dg.MetadataValue.timestamp(float(as_of)),
-        "path": dg.MetadataValue.path(str(path)),
-    })
+    return dg.MaterializeResult(
+        check_results=[_drift_check(previous, table)],
+        metadata={
+            **table_metadata(table, index_name="wallet"),
+            "wallets": dg.MetadataValue.int(len(table)),
+            "hybrid_score_mean": dg.MetadataValue.float(float(hybrid.mean())),
+            "hybrid_score_p10": dg.MetadataValue.float(float(hybrid.quantile(0.1))),
+            "hybrid_score_p50": dg.MetadataValue.float(float(hybrid.quantile(0.5))),
+            "confidence_mean": dg.MetadataValue.float(float(table["confidence"].mean())),
+            "risk_levels": dg.MetadataValue.md(risk_level_markdown(table, levels)),
+            "hybrid_score_distribution": dg.MetadataValue.md(hybrid_distribution_markdown(table)),
+            "patterns": frame_table(pattern_counts(table, PATTERNS).to_frame(), index_name="pattern"),
+            "alerts": dg.MetadataValue.int(int((table["alert_count"] > 0).sum())),
+            "lowest_scored": frame_table(
+                worst[["hybrid_score", "risk_level", "reason_1_text"]], index_name="wallet", digits=2
+            ),
+            "model_version": dg.MetadataValue.text(scores.model_version or "none"),
+            "model_note": dg.MetadataValue.text(scores.model_note),
+            "factor_fallbacks": dg.MetadataValue.int(len(scores.factor_errors)),
+            "as_of": dg.MetadataValue.timestamp(float(as_of)),
+            "path": dg.MetadataValue.path(str(path)),
+        },
+    )
+
+
+def _drift_check(previous, table) -> dg.AssetCheckResult:
+    """Score drift against the previous materialisation; the first one has nothing to drift from."""
+    limits = load_data_checks_config().score_drift_psi
+    if previous is None or previous.empty:
+        verdict = Verdict(0.0, True, "WARN", "first materialisation of scored_wallets: nothing to compare with")
+        return check_result("score_drift", verdict)
+    drift = score_drift(previous, table, DRIFT_COLUMNS)
+    worst = str(drift["psi"].idxmax())
+    verdict = judge(f"{worst} PSI", float(drift["psi"].max()), limits)
+    return check_result(
+        "score_drift",
+        verdict,
+        wallets_before=len(previous),
+        wallets_after=len(table),
+        drift=frame_table(drift, index_name="score"),
+        warn=limits.warn,
+        error=limits.error,
+    )

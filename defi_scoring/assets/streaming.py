@@ -24,24 +24,43 @@ class RangeScoringConfig(dg.Config):
     group_name="streaming",
     kinds={"kafka", "python"},
     description="Reads exactly one offset range of the input topic, scores the touched wallets with their stored "
-                "history and the champion model, publishes success/failure/alert messages keyed by wallet and "
-                "persists the new state. Re-running a range republishes the same outputs.",
+    "history and the champion model, publishes success/failure/alert messages keyed by wallet and "
+    "persists the new state. Re-running a range republishes the same outputs.",
 )
-def kafka_scored_ranges(context: dg.AssetExecutionContext, config: RangeScoringConfig, kafka: KafkaResource,
-                        score_store: ScoreStoreResource, mlflow_store: MlflowResource) -> dg.MaterializeResult:
+def kafka_scored_ranges(
+    context: dg.AssetExecutionContext,
+    config: RangeScoringConfig,
+    kafka: KafkaResource,
+    score_store: ScoreStoreResource,
+    mlflow_store: MlflowResource,
+) -> dg.MaterializeResult:
     offsets = OffsetRange.parse(context.partition_key)
     model = None
     if config.use_champion:
         store, name = mlflow_store.store, load_ensemble_config().registered_model_name
-        model = lambda behaviour: score_with_model(behaviour, store, name)  # noqa: E731
-    result = process_range(kafka.settings(), offsets, score_store.store, context.run_id, load_scoring_config(),
-                           model, force=config.force)
-    context.log.info("%s: %d messages → %d success, %d failure, %d alerts%s", offsets.key, result.messages,
-                     result.successes, result.failures, result.alerts, " (replayed)" if result.replayed else "")
-    return dg.MaterializeResult(metadata={
-        "messages": result.messages, "successes": result.successes, "failures": result.failures,
-        "alerts": result.alerts, "wallets": result.wallets, "replayed": result.replayed,
-        "seconds": dg.MetadataValue.float(round(result.seconds, 3)),
-        "model_version": result.model_version or "none",
-        "stage_seconds": dg.MetadataValue.json(result.stage_seconds),
-    })
+        model = lambda behaviour: score_with_model(behaviour, store, name)
+    result = process_range(
+        kafka.settings(), offsets, score_store.store, context.run_id, load_scoring_config(), model, force=config.force
+    )
+    context.log.info(
+        "%s: %d messages → %d success, %d failure, %d alerts%s",
+        offsets.key,
+        result.messages,
+        result.successes,
+        result.failures,
+        result.alerts,
+        " (replayed)" if result.replayed else "",
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "messages": result.messages,
+            "successes": result.successes,
+            "failures": result.failures,
+            "alerts": result.alerts,
+            "wallets": result.wallets,
+            "replayed": result.replayed,
+            "seconds": dg.MetadataValue.float(round(result.seconds, 3)),
+            "model_version": result.model_version or "none",
+            "stage_seconds": dg.MetadataValue.json(result.stage_seconds),
+        }
+    )

@@ -14,6 +14,7 @@ from defi_scoring.core.model_registry import (
     load_version,
     log_training_run,
     promote,
+    record_promotion_decision,
 )
 from defi_scoring.core.training import build_training_set, label_files, load_labels, split_xy
 from defi_scoring.resources.data_home import DataHomeResource
@@ -24,22 +25,41 @@ class TrainingConfig(dg.Config):
     as_of: int | None = None
     """Unix seconds the features are computed at; default: the newest transaction time."""
     ensemble_config_path: str = ""
-    """models/ensemble.yaml by default."""
+    """ensemble.yaml from DEFI_SCORING_CONFIG_DIR, ./models or the package by default."""
 
 
-def _metrics_table(metrics: dict) -> str:
-    names = ("roc_auc", "pr_auc", "ks", "brier", "f1", "log_loss")
-    rows = [f"| {m} | " + " | ".join(f"{v[k]:.4f}" for k in names) + " |" for m, v in metrics.items()]
-    return "\n".join(["| model | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|", *rows])
+METRIC_NAMES = ("roc_auc", "pr_auc", "ks", "brier", "f1", "log_loss")
 
 
-@dg.asset(deps=[wallet_features], group_name="training", kinds={"python", "parquet"}, output_required=False,
-          description="Model features + is_risky labels, split by account (stratified, fixed per wallet).")
+def _metrics_table(metrics: dict) -> dg.TableMetadataValue:
+    """Holdout metrics of the ensemble and each member as a Dagster table (sortable in the UI)."""
+    schema = dg.TableSchema(
+        columns=[dg.TableColumn("model", "string"), *(dg.TableColumn(k, "float") for k in METRIC_NAMES)]
+    )
+    records = [
+        dg.TableRecord({"model": m, **{k: round(float(v[k]), 4) for k in METRIC_NAMES}}) for m, v in metrics.items()
+    ]
+    return dg.MetadataValue.table(records, schema=schema)
+
+
+def _first(frame, column: str) -> int | None:
+    return int(frame[column].iloc[0]) if column in frame.columns and len(frame) else None
+
+
+@dg.asset(
+    deps=[wallet_features],
+    group_name="training",
+    kinds={"python", "parquet"},
+    output_required=False,
+    description="Model features + is_risky labels, split by account (stratified, fixed per wallet).",
+)
 def training_set(context: dg.AssetExecutionContext, config: TrainingConfig, data_home: DataHomeResource):
     files = label_files(data_home.settings.home / "labels")
     if not files:
-        context.log.warning("No labels in %s (CSV/Parquet with wallet_address, is_risky): training skipped.",
-                            data_home.settings.home / "labels")
+        context.log.warning(
+            "No labels in %s (CSV/Parquet with wallet_address, is_risky): training skipped.",
+            data_home.settings.home / "labels",
+        )
         return
     transactions = data_home.read_all_transactions()
     labels = load_labels(files)
@@ -49,19 +69,31 @@ def training_set(context: dg.AssetExecutionContext, config: TrainingConfig, data
     if frame["is_risky"].nunique() < 2:
         context.log.warning("Labels cover %d wallets but only one class: training skipped.", len(frame))
         return
-    frame = frame.assign(as_of=as_of)
+    frame = frame.assign(
+        as_of=as_of, window_start=int(transactions["timestamp"].min()), window_end=int(transactions["timestamp"].max())
+    )
     path = data_home.write_table("training_set", frame)
-    yield dg.MaterializeResult(metadata={
-        "wallets": len(frame), "holdout_wallets": int(frame["holdout"].sum()),
-        "risky_share": float(frame["is_risky"].mean()), "label_files": ", ".join(p.name for p in files),
-        "as_of": dg.MetadataValue.timestamp(float(as_of)), "path": dg.MetadataValue.path(str(path)),
-    })
+    yield dg.MaterializeResult(
+        metadata={
+            "wallets": len(frame),
+            "holdout_wallets": int(frame["holdout"].sum()),
+            "risky_share": float(frame["is_risky"].mean()),
+            "label_files": ", ".join(p.name for p in files),
+            "as_of": dg.MetadataValue.timestamp(float(as_of)),
+            "path": dg.MetadataValue.path(str(path)),
+        }
+    )
 
 
-@dg.asset(deps=[training_set], group_name="training", kinds={"xgboost", "lightgbm", "scikitlearn", "mlflow"},
-          description="Trains the ensemble, logs it to MLflow and registers a version with alias `challenger`.")
-def ensemble_model(context: dg.AssetExecutionContext, config: TrainingConfig, data_home: DataHomeResource,
-                   mlflow_store: MlflowResource) -> dg.MaterializeResult:
+@dg.asset(
+    deps=[training_set],
+    group_name="training",
+    kinds={"xgboost", "lightgbm", "scikitlearn", "mlflow"},
+    description="Trains the ensemble, logs it to MLflow and registers a version with alias `challenger`.",
+)
+def ensemble_model(
+    context: dg.AssetExecutionContext, config: TrainingConfig, data_home: DataHomeResource, mlflow_store: MlflowResource
+) -> dg.MaterializeResult:
     frame = data_home.read_table("training_set")
     ensemble_config = load_ensemble_config(config.ensemble_config_path or None)
     x_train, y_train = split_xy(frame, holdout=False)
@@ -70,31 +102,52 @@ def ensemble_model(context: dg.AssetExecutionContext, config: TrainingConfig, da
     model = train_ensemble(ensemble_config, x_train, y_train, progress=lambda m: context.log.info("training %s", m))
     train_seconds = time.perf_counter() - started
     metrics = evaluate(model, x_hold, y_hold)
-    data_info = {"train_wallets": len(x_train), "holdout_wallets": len(x_hold),
-                 "risky_share": round(float(frame["is_risky"].mean()), 4),
-                 "as_of": int(frame["as_of"].iloc[0]), "features": len(model.feature_names)}
-    registered = log_training_run(mlflow_store.store, ensemble_config, model, metrics, x_hold, y_hold, data_info,
-                                  tags={"dagster_run_id": context.run.run_id})
+    data_info = {
+        "train_wallets": len(x_train),
+        "holdout_wallets": len(x_hold),
+        "risky_share": round(float(frame["is_risky"].mean()), 4),
+        "as_of": int(frame["as_of"].iloc[0]),
+        "features": len(model.feature_names),
+        "window_start": _first(frame, "window_start"),
+        "window_end": _first(frame, "window_end"),
+    }
+    registered = log_training_run(
+        mlflow_store.store,
+        ensemble_config,
+        model,
+        metrics,
+        frame,
+        data_info,
+        tags={"dagster_run_id": context.run.run_id},
+    )
     ensemble = metrics["ensemble"]
-    return dg.MaterializeResult(metadata={
-        "model_version": registered.version, "mlflow_run_id": registered.run_id,
-        "train_seconds": round(train_seconds, 2),
-        **{f"holdout_{k}": v for k, v in ensemble.items()},
-        "metrics": dg.MetadataValue.md(_metrics_table(metrics)),
-    })
+    return dg.MaterializeResult(
+        metadata={
+            "model_version": registered.version,
+            "mlflow_run_id": registered.run_id,
+            "train_seconds": round(train_seconds, 2),
+            **{f"holdout_{k}": v for k, v in ensemble.items()},
+            "metrics": _metrics_table(metrics),
+        }
+    )
 
 
-@dg.asset_check(asset=ensemble_model, blocking=True,
-                description="Challenger beats the champion's holdout ROC-AUC by the promotion margin "
-                            "(or there is no champion yet). Blocks champion_model otherwise.")
-def challenger_beats_champion(config: TrainingConfig, data_home: DataHomeResource,
-                              mlflow_store: MlflowResource) -> dg.AssetCheckResult:
+@dg.asset_check(
+    asset=ensemble_model,
+    blocking=True,
+    description="Challenger beats the champion's holdout ROC-AUC by the promotion margin "
+    "(or there is no champion yet). Blocks champion_model otherwise.",
+)
+def challenger_beats_champion(
+    config: TrainingConfig, data_home: DataHomeResource, mlflow_store: MlflowResource
+) -> dg.AssetCheckResult:
     store = mlflow_store.store
     ensemble_config = load_ensemble_config(config.ensemble_config_path or None)
     name = ensemble_config.registered_model_name
     challenger = alias_version(store, name, CHALLENGER)
     champion = alias_version(store, name, CHAMPION)
     if champion is None:
+        record_promotion_decision(store, name, challenger, True, "no champion yet")
         return dg.AssetCheckResult(passed=True, metadata={"challenger": challenger, "reason": "no champion yet"})
     x_hold, y_hold = split_xy(data_home.read_table("training_set"), holdout=True)
     scores = {}
@@ -103,18 +156,30 @@ def challenger_beats_champion(config: TrainingConfig, data_home: DataHomeResourc
         scores[label] = classification_metrics(y_hold, p, ensemble_config.decision_threshold)["roc_auc"]
     margin = ensemble_config.promotion_margin
     passed = challenger != champion and scores["challenger"] >= scores["champion"] + margin
+    reason = (
+        f"holdout ROC-AUC {scores['challenger']:.4f} vs champion v{champion} {scores['champion']:.4f} (needs +{margin})"
+    )
+    record_promotion_decision(store, name, challenger, passed, reason)
     return dg.AssetCheckResult(
-        passed=passed, severity=dg.AssetCheckSeverity.ERROR,
-        metadata={"challenger_version": challenger, "champion_version": champion,
-                  "challenger_roc_auc": scores["challenger"], "champion_roc_auc": scores["champion"],
-                  "margin": margin},
-        description=f"challenger v{challenger} ROC-AUC {scores['challenger']:.4f} vs champion v{champion} "
-                    f"{scores['champion']:.4f} (margin {margin})",
+        passed=passed,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={
+            "challenger_version": challenger,
+            "champion_version": champion,
+            "challenger_roc_auc": scores["challenger"],
+            "champion_roc_auc": scores["champion"],
+            "margin": margin,
+        },
+        description=f"challenger v{challenger} {reason}",
     )
 
 
-@dg.asset(deps=[ensemble_model], group_name="training", kinds={"mlflow"},
-          description="Moves the `champion` alias to the challenger; the previous champion keeps `rollback`.")
+@dg.asset(
+    deps=[ensemble_model],
+    group_name="training",
+    kinds={"mlflow"},
+    description="Moves the `champion` alias to the challenger; the previous champion keeps `rollback`.",
+)
 def champion_model(config: TrainingConfig, mlflow_store: MlflowResource) -> dg.MaterializeResult:
     name = load_ensemble_config(config.ensemble_config_path or None).registered_model_name
     store = mlflow_store.store

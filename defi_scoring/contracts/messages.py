@@ -8,7 +8,7 @@ non-finite USD amounts, timestamps outside the blockchain era, unknown DEX actio
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -130,8 +130,10 @@ def _section_tag(section: Any) -> str:
 
 
 ProtocolSection = Annotated[
-    Union[Annotated[DexSection, Tag("dexes")], Annotated[TransfersSection, Tag("transfers")],
-          Annotated[LendingSection, Tag("lending")], Annotated[OtherSection, Tag("other")]],
+    Annotated[DexSection, Tag("dexes")]
+    | Annotated[TransfersSection, Tag("transfers")]
+    | Annotated[LendingSection, Tag("lending")]
+    | Annotated[OtherSection, Tag("other")],
     Discriminator(_section_tag),
 ]
 

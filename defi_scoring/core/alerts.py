@@ -26,18 +26,22 @@ def alert_columns(scored: pd.DataFrame, cfg: AlertsConfig, previous_scores: pd.S
         worst_pattern[better] = name
         worst_risk = np.where(better, risk, worst_risk)
     score = scored["hybrid_score"].to_numpy(float)
-    previous = (previous_scores.reindex(scored.index).to_numpy(float) if previous_scores is not None
-                else np.full(n, np.nan))
+    previous = (
+        previous_scores.reindex(scored.index).to_numpy(float) if previous_scores is not None else np.full(n, np.nan)
+    )
     drop = previous - score
     dropped = np.nan_to_num(drop, nan=0.0) >= cfg.score_drop_points
     low = scored["confidence"].to_numpy(float) < cfg.low_confidence
-    out = pd.DataFrame({
-        "previous_score": previous,
-        "alert_pattern": worst_pattern,
-        "alert_pattern_risk": worst_risk,
-        "alert_score_drop": np.where(dropped, drop, np.nan),
-        "alert_low_confidence": low,
-    }, index=scored.index)
+    out = pd.DataFrame(
+        {
+            "previous_score": previous,
+            "alert_pattern": worst_pattern,
+            "alert_pattern_risk": worst_risk,
+            "alert_score_drop": np.where(dropped, drop, np.nan),
+            "alert_low_confidence": low,
+        },
+        index=scored.index,
+    )
     out["alert_count"] = (worst_pattern != "").astype(int) + dropped.astype(int) + low.astype(int)
     return out
 
@@ -47,20 +51,34 @@ def alerts_of(row: dict, cfg: AlertsConfig) -> list[dict]:
     severity = cfg.severities
     alerts = []
     if row["alert_pattern"]:
-        alerts.append({"type": "high_risk_pattern", "severity": severity.get("high_risk_pattern", "critical"),
-                       "pattern": row["alert_pattern"],
-                       "message": f"{row['alert_pattern'].replace('_', ' ')} detected "
-                                  f"(risk {row['alert_pattern_risk']:.0f})"})
+        alerts.append(
+            {
+                "type": "high_risk_pattern",
+                "severity": severity.get("high_risk_pattern", "critical"),
+                "pattern": row["alert_pattern"],
+                "message": f"{row['alert_pattern'].replace('_', ' ')} detected (risk {row['alert_pattern_risk']:.0f})",
+            }
+        )
     drop = row["alert_score_drop"]
     if drop == drop:  # not NaN
-        alerts.append({"type": "score_drop", "severity": severity.get("score_drop", "warning"),
-                       "previous_score": round(float(row["previous_score"]), 2),
-                       "score": round(float(row["hybrid_score"]), 2),
-                       "message": f"score fell {drop:.1f} points, from {row['previous_score']:.1f} "
-                                  f"to {row['hybrid_score']:.1f}"})
+        alerts.append(
+            {
+                "type": "score_drop",
+                "severity": severity.get("score_drop", "warning"),
+                "previous_score": round(float(row["previous_score"]), 2),
+                "score": round(float(row["hybrid_score"]), 2),
+                "message": f"score fell {drop:.1f} points, from {row['previous_score']:.1f} "
+                f"to {row['hybrid_score']:.1f}",
+            }
+        )
     if row["alert_low_confidence"]:
         why = "too few transactions" if row["thin_history"] else "little evidence behind the factors or the model"
-        alerts.append({"type": "low_confidence", "severity": severity.get("low_confidence", "info"),
-                       "confidence": round(float(row["confidence"]), 3),
-                       "message": f"confidence {row['confidence']:.2f}: {why}"})
+        alerts.append(
+            {
+                "type": "low_confidence",
+                "severity": severity.get("low_confidence", "info"),
+                "confidence": round(float(row["confidence"]), 3),
+                "message": f"confidence {row['confidence']:.2f}: {why}",
+            }
+        )
     return alerts

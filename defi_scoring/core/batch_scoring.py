@@ -9,8 +9,9 @@ transactions were all unusable fails, even if the same wallet scores from anothe
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 import orjson
 import pandas as pd
@@ -45,8 +46,13 @@ def score_wallets(transactions: pd.DataFrame, as_of: float) -> tuple[pd.DataFram
     return features, reference_scores(features)
 
 
-def score_raw_messages(raw_messages: Iterable[Any], as_of: int | None = None, config: ScoringConfig | None = None,
-                       model: ModelFn | None = None, previous_scores: pd.Series | None = None) -> ScoredBatch:
+def score_raw_messages(
+    raw_messages: Iterable[Any],
+    as_of: int | None = None,
+    config: ScoringConfig | None = None,
+    model: ModelFn | None = None,
+    previous_scores: pd.Series | None = None,
+) -> ScoredBatch:
     """Normalise and score a batch of raw messages (bytes, str or dicts); see module docstring."""
     started = time.perf_counter()
     as_of = int(time.time()) if as_of is None else int(as_of)
@@ -59,12 +65,17 @@ def encode_outputs(scored: ScoredBatch) -> EncodedMessages:
     """One output message per input message, in input order, as JSON bytes plus summaries."""
     batch = scored.batch
     n = batch.message_count
-    processing_ms = int(round(scored.seconds * 1000 / max(n, 1)))
+    processing_ms = round(scored.seconds * 1000 / max(n, 1))
     values: list[bytes | None] = [None] * n
     summaries: list[dict[str, Any] | None] = [None] * n
     for rejection in batch.rejections:
-        failure = {"wallet_address": rejection.wallet_address, "error": rejection.error, "timestamp": scored.as_of,
-                   "processing_time_ms": processing_ms, "categories": rejection.categories}
+        failure = {
+            "wallet_address": rejection.wallet_address,
+            "error": rejection.error,
+            "timestamp": scored.as_of,
+            "processing_time_ms": processing_ms,
+            "categories": rejection.categories,
+        }
         values[rejection.message_index] = orjson.dumps(failure)
         summaries[rejection.message_index] = failure
 

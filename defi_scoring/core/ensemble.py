@@ -61,8 +61,9 @@ class TrainedEnsemble:
 
     def member_probabilities(self, features: pd.DataFrame) -> pd.DataFrame:
         x = features[self.feature_names].to_numpy(dtype=np.float32)
-        return pd.DataFrame({name: model.predict_proba(x)[:, 1] for name, model in self.members.items()},
-                            index=features.index)
+        return pd.DataFrame(
+            {name: model.predict_proba(x)[:, 1] for name, model in self.members.items()}, index=features.index
+        )
 
     def predict(self, features: pd.DataFrame) -> pd.DataFrame:
         """risk_probability, member_<name> probabilities, confidence and anomaly_score per wallet."""
@@ -93,8 +94,9 @@ class TrainedEnsemble:
             if module.startswith("xgboost"):
                 from xgboost import DMatrix
 
-                parts.append(model.get_booster().predict(DMatrix(x), pred_contribs=True,
-                                                         approx_contribs=not exact)[:, :-1])
+                parts.append(
+                    model.get_booster().predict(DMatrix(x), pred_contribs=True, approx_contribs=not exact)[:, :-1]
+                )
             elif module.startswith("lightgbm") and exact:
                 parts.append(np.asarray(model.predict(x, pred_contrib=True))[:, :-1])
         if not parts:
@@ -109,8 +111,9 @@ class TrainedEnsemble:
         return np.searchsorted(self.anomaly_reference, raw, side="right") / len(self.anomaly_reference)
 
 
-def train_ensemble(config: EnsembleConfig, x_train: pd.DataFrame, y_train: np.ndarray,
-                   progress=None) -> TrainedEnsemble:
+def train_ensemble(
+    config: EnsembleConfig, x_train: pd.DataFrame, y_train: np.ndarray, progress=None
+) -> TrainedEnsemble:
     x = x_train.to_numpy(dtype=np.float32)
     members, seconds = {}, {}
     for member in config.classifiers:
@@ -126,9 +129,13 @@ def train_ensemble(config: EnsembleConfig, x_train: pd.DataFrame, y_train: np.nd
         reference = np.sort(-anomaly_model.score_samples(x))
         seconds[config.anomaly_member.name] = time.perf_counter() - started
     return TrainedEnsemble(
-        feature_names=list(x_train.columns), members=members,
-        weights={m.name: m.weight for m in config.classifiers}, anomaly_model=anomaly_model,
-        anomaly_reference=reference, threshold=config.decision_threshold, train_seconds=seconds,
+        feature_names=list(x_train.columns),
+        members=members,
+        weights={m.name: m.weight for m in config.classifiers},
+        anomaly_model=anomaly_model,
+        anomaly_reference=reference,
+        threshold=config.decision_threshold,
+        train_seconds=seconds,
     )
 
 

@@ -1,14 +1,13 @@
-"""`models/ensemble.yaml`, validated: members, hyper-parameters, weights, promotion rules."""
+"""`ensemble.yaml`, validated: members, hyper-parameters, weights, promotion rules."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-DEFAULT_ENSEMBLE_YAML = Path(__file__).resolve().parents[2] / "models" / "ensemble.yaml"
+from defi_scoring.core.config_files import load_validated
 
 MemberKind = Literal["xgboost", "lightgbm", "random_forest", "mlp", "isolation_forest"]
 
@@ -31,7 +30,7 @@ class EnsembleConfig(BaseModel):
     retrain_cron: str = "0 3 * * 1"
 
     @model_validator(mode="after")
-    def _check_members(self) -> "EnsembleConfig":
+    def _check_members(self) -> EnsembleConfig:
         names = [m.name for m in self.members]
         if len(set(names)) != len(names):
             raise ValueError(f"member names must be unique, got {names}")
@@ -53,9 +52,4 @@ class EnsembleConfig(BaseModel):
 
 def load_ensemble_config(path: Path | str | None = None) -> EnsembleConfig:
     """Load and validate; a bad file raises a ValueError that names the file and the field."""
-    path = Path(path or DEFAULT_ENSEMBLE_YAML)
-    try:
-        raw = yaml.safe_load(path.read_text())
-        return EnsembleConfig.model_validate(raw)
-    except Exception as exc:  # noqa: BLE001 — re-raised with the file name, the fix starts there
-        raise ValueError(f"{path}: invalid ensemble configuration: {exc}") from exc
+    return load_validated("ensemble.yaml", EnsembleConfig, path)

@@ -14,13 +14,18 @@ METRICS = ("roc_auc", "pr_auc", "f1", "ks", "brier")
 
 def point_metrics(y: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, float]:
     fpr, tpr, _ = roc_curve(y, p)
-    return {"roc_auc": float(roc_auc_score(y, p)), "pr_auc": float(average_precision_score(y, p)),
-            "f1": float(f1_score(y, p >= threshold)), "ks": float(np.max(tpr - fpr)),
-            "brier": float(brier_score_loss(y, p))}
+    return {
+        "roc_auc": float(roc_auc_score(y, p)),
+        "pr_auc": float(average_precision_score(y, p)),
+        "f1": float(f1_score(y, p >= threshold)),
+        "ks": float(np.max(tpr - fpr)),
+        "brier": float(brier_score_loss(y, p)),
+    }
 
 
-def bootstrap_metrics(y: np.ndarray, p: np.ndarray, threshold: float, rounds: int = 500,
-                      seed: int = 0) -> dict[str, dict[str, float]]:
+def bootstrap_metrics(
+    y: np.ndarray, p: np.ndarray, threshold: float, rounds: int = 500, seed: int = 0
+) -> dict[str, dict[str, float]]:
     """Each metric with a 95% percentile interval over `rounds` resamples of the wallets (stratified,
     so every resample has both classes)."""
     y, p = np.asarray(y), np.asarray(p, dtype=float)
@@ -32,8 +37,14 @@ def bootstrap_metrics(y: np.ndarray, p: np.ndarray, threshold: float, rounds: in
         for name, value in point_metrics(y[rows], p[rows], threshold).items():
             samples[name].append(value)
     point = point_metrics(y, p, threshold)
-    return {m: {"value": point[m], "low": float(np.percentile(samples[m], 2.5)),
-                "high": float(np.percentile(samples[m], 97.5))} for m in METRICS}
+    return {
+        m: {
+            "value": point[m],
+            "low": float(np.percentile(samples[m], 2.5)),
+            "high": float(np.percentile(samples[m], 97.5)),
+        }
+        for m in METRICS
+    }
 
 
 def calibration_table(y: np.ndarray, p: np.ndarray, bins: int = 10) -> pd.DataFrame:

@@ -7,8 +7,8 @@ name and weights them; the engine in `hybrid_score.py` handles failures (neutral
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -131,50 +131,114 @@ def _lending(feature: str) -> AnchoredMetric:
 
 
 FACTORS: dict[str, Factor] = {
-    "lp_capital": Factor(lp_capital, "Deposited ${total_deposit_usd:,.0f} as liquidity",
-                         "Size of the liquidity committed, log scale ($100 → 0, $1M → 100)."),
-    "lp_retention": Factor(lp_retention, "Withdrew {withdraw_ratio:.0%} of what it deposited",
-                           "Share of deposits still in the pools."),
-    "lp_holding_time": Factor(lp_holding_time, "Kept liquidity {avg_holding_time_days:.1f} days on average",
-                              "Average time from a deposit to the next withdraw (180 days → 100)."),
-    "trade_volume": Factor(trade_volume, "Swapped ${total_swap_volume_usd:,.0f} in total",
-                           "Swap volume, log scale ($100 → 0, $5M → 100)."),
-    "trade_diversity": Factor(trade_diversity, "Traded a token-diversity score of {token_diversity_score:.0f} "
-                              "across {unique_pools_swapped:.0f} pools", "Tokens and pools traded."),
-    "trade_cadence": Factor(trade_cadence, "{same_block_share:.0%} of its transactions came within a block of "
-                            "the previous one (gap variation {gap_cv:.2f})",
-                            "Irregular, human cadence scores high; same-block or metronome trading low."),
-    "account_age": Factor(account_age, "Has been active for {activity_span_days:.0f} days",
-                          "First to last transaction, log scale (a year → 100)."),
-    "active_days": Factor(active_days, "Was active on {activity_days:.0f} distinct days",
-                          "Distinct days with activity (30 → 100)."),
-    "pattern_integrity": Factor(pattern_integrity, "{pattern_summary}",
-                                "100 minus the risk of the manipulation patterns detected."),
-    "independence": Factor(independence, "{peer_wallets_same_fingerprint:.0f} other wallets replay the same "
-                           "action/pool sequence", "Penalises wallets that move in lockstep with others."),
-    "size_naturalness": Factor(size_naturalness, "{repeated_size_share:.0%} of its swaps repeat the previous size",
-                               "Penalises repeated identical trade sizes."),
+    "lp_capital": Factor(
+        lp_capital,
+        "Deposited ${total_deposit_usd:,.0f} as liquidity",
+        "Size of the liquidity committed, log scale ($100 → 0, $1M → 100).",
+    ),
+    "lp_retention": Factor(
+        lp_retention, "Withdrew {withdraw_ratio:.0%} of what it deposited", "Share of deposits still in the pools."
+    ),
+    "lp_holding_time": Factor(
+        lp_holding_time,
+        "Kept liquidity {avg_holding_time_days:.1f} days on average",
+        "Average time from a deposit to the next withdraw (180 days → 100).",
+    ),
+    "trade_volume": Factor(
+        trade_volume, "Swapped ${total_swap_volume_usd:,.0f} in total", "Swap volume, log scale ($100 → 0, $5M → 100)."
+    ),
+    "trade_diversity": Factor(
+        trade_diversity,
+        "Traded a token-diversity score of {token_diversity_score:.0f} across {unique_pools_swapped:.0f} pools",
+        "Tokens and pools traded.",
+    ),
+    "trade_cadence": Factor(
+        trade_cadence,
+        "{same_block_share:.0%} of its transactions came within a block of "
+        "the previous one (gap variation {gap_cv:.2f})",
+        "Irregular, human cadence scores high; same-block or metronome trading low.",
+    ),
+    "account_age": Factor(
+        account_age,
+        "Has been active for {activity_span_days:.0f} days",
+        "First to last transaction, log scale (a year → 100).",
+    ),
+    "active_days": Factor(
+        active_days, "Was active on {activity_days:.0f} distinct days", "Distinct days with activity (30 → 100)."
+    ),
+    "pattern_integrity": Factor(
+        pattern_integrity, "{pattern_summary}", "100 minus the risk of the manipulation patterns detected."
+    ),
+    "independence": Factor(
+        independence,
+        "{peer_wallets_same_fingerprint:.0f} other wallets replay the same action/pool sequence",
+        "Penalises wallets that move in lockstep with others.",
+    ),
+    "size_naturalness": Factor(
+        size_naturalness,
+        "{repeated_size_share:.0%} of its swaps repeat the previous size",
+        "Penalises repeated identical trade sizes.",
+    ),
     # transfers (CONTRACTS.md §1b): anchored on labelled accounts
-    "receipt_size": Factor(_transfer("log_median_received_usd"), "Typical receipt ${received_median_usd:,.0f} "
-                           "(${received_usd:,.0f} received in all)", "Median USD value of what it receives.", True),
-    "sender_concentration": Factor(_transfer("sender_top_share"), "{sender_top_share:.0%} of its receipts come from "
-                                   "its most frequent sender ({fan_in:.0f} senders)",
-                                   "Regular counterparties vs. many one-off senders.", True),
-    "fan_in_balance": Factor(_transfer("fan_in_out_log_ratio"), "Receives from {fan_in:.0f} addresses, sends to "
-                             "{fan_out:.0f}", "Collector wallets receive from many and send to few.", True),
-    "forwarding_habit": Factor(_transfer("sweep_share_1h"), "Forwarded {sweep_share_1h:.0%} of receipts within an "
-                               "hour", "How promptly received funds move on.", True),
-    "amount_precision": Factor(_transfer("fine_value_share"), "{fine_value_share:.0%} of its amounts have more than "
-                               "3 decimals", "Exact, computed amounts vs. typed round ones.", True),
-    "repeated_amounts": Factor(_transfer("repeated_amount_share"), "{repeated_amount_share:.0%} of its transfers repeat "
-                               "an amount it already moved", "The same amount over and over.", True),
-    "first_send_delay": Factor(_transfer("first_send_delay_hours_log"), "First sent funds {first_send_delay_hours:.1f} "
-                               "hours after its first receipt", "Time from first receipt to first send.", True),
+    "receipt_size": Factor(
+        _transfer("log_median_received_usd"),
+        "Typical receipt ${received_median_usd:,.0f} (${received_usd:,.0f} received in all)",
+        "Median USD value of what it receives.",
+        True,
+    ),
+    "sender_concentration": Factor(
+        _transfer("sender_top_share"),
+        "{sender_top_share:.0%} of its receipts come from its most frequent sender ({fan_in:.0f} senders)",
+        "Regular counterparties vs. many one-off senders.",
+        True,
+    ),
+    "fan_in_balance": Factor(
+        _transfer("fan_in_out_log_ratio"),
+        "Receives from {fan_in:.0f} addresses, sends to {fan_out:.0f}",
+        "Collector wallets receive from many and send to few.",
+        True,
+    ),
+    "forwarding_habit": Factor(
+        _transfer("sweep_share_1h"),
+        "Forwarded {sweep_share_1h:.0%} of receipts within an hour",
+        "How promptly received funds move on.",
+        True,
+    ),
+    "amount_precision": Factor(
+        _transfer("fine_value_share"),
+        "{fine_value_share:.0%} of its amounts have more than 3 decimals",
+        "Exact, computed amounts vs. typed round ones.",
+        True,
+    ),
+    "repeated_amounts": Factor(
+        _transfer("repeated_amount_share"),
+        "{repeated_amount_share:.0%} of its transfers repeat an amount it already moved",
+        "The same amount over and over.",
+        True,
+    ),
+    "first_send_delay": Factor(
+        _transfer("first_send_delay_hours_log"),
+        "First sent funds {first_send_delay_hours:.1f} hours after its first receipt",
+        "Time from first receipt to first send.",
+        True,
+    ),
     # lending (CONTRACTS.md §1b): anchors set by hand until labelled lending accounts exist (scoring.yaml)
-    "liquidation_history": Factor(_lending("liquidations"), "Liquidated {liquidations:.0f} times "
-                                  "(${liquidated_usd:,.0f} of collateral)", "Liquidations suffered.", True),
-    "debt_repayment": Factor(_lending("repay_to_borrow_ratio"), "Repaid {repay_to_borrow_ratio:.0%} of what it "
-                             "borrowed", "Share of borrowed value repaid.", True),
-    "leverage": Factor(_lending("borrow_to_supply_ratio"), "Borrowed {borrow_to_supply_ratio:.0%} of the value it "
-                       "supplied", "Debt against collateral supplied.", True),
+    "liquidation_history": Factor(
+        _lending("liquidations"),
+        "Liquidated {liquidations:.0f} times (${liquidated_usd:,.0f} of collateral)",
+        "Liquidations suffered.",
+        True,
+    ),
+    "debt_repayment": Factor(
+        _lending("repay_to_borrow_ratio"),
+        "Repaid {repay_to_borrow_ratio:.0%} of what it borrowed",
+        "Share of borrowed value repaid.",
+        True,
+    ),
+    "leverage": Factor(
+        _lending("borrow_to_supply_ratio"),
+        "Borrowed {borrow_to_supply_ratio:.0%} of the value it supplied",
+        "Debt against collateral supplied.",
+        True,
+    ),
 }

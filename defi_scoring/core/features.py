@@ -137,9 +137,7 @@ def reference_features(transactions: pd.DataFrame, as_of: float) -> pd.DataFrame
 
     holding = _next_withdraw_holding(wallet[is_dep], ts[is_dep], wallet[is_wd], ts[is_wd], as_of)
     holding_sum = np.bincount(wallet[is_dep], weights=holding, minlength=n)
-    avg_holding_days = np.divide(
-        holding_sum, num_deposits * SECONDS_PER_DAY, out=np.zeros(n), where=num_deposits > 0
-    )
+    avg_holding_days = np.divide(holding_sum, num_deposits * SECONDS_PER_DAY, out=np.zeros(n), where=num_deposits > 0)
 
     pool_wallets, _ = _distinct_per_group(wallet, pool, n)
     swap_pool_wallets, _ = _distinct_per_group(wallet[is_swap], pool[is_swap], n)

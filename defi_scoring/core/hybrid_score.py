@@ -42,13 +42,14 @@ def evaluate_factor(name: str, wallet_table: pd.DataFrame, config: ScoringConfig
     n = len(wallet_table)
     try:
         factor = FACTORS[name]
-        score, confidence = (factor.compute(wallet_table, config.anchors[name]) if factor.anchored
-                             else factor.compute(wallet_table))
+        score, confidence = (
+            factor.compute(wallet_table, config.anchors[name]) if factor.anchored else factor.compute(wallet_table)
+        )
         score = np.asarray(score, dtype=float).reshape(n)
         confidence = np.asarray(confidence, dtype=float).reshape(n)
         failed = ~(np.isfinite(score) & np.isfinite(confidence))
         error = f"factor {name} could not be computed for this wallet" if failed.any() else None
-    except Exception as exc:  # noqa: BLE001 — a broken factor must never fail the wallets
+    except Exception as exc:
         score, confidence = np.full(n, NEUTRAL_SCORE), np.full(n, FALLBACK_CONFIDENCE)
         failed = np.ones(n, dtype=bool)
         error = f"factor {name} failed: {type(exc).__name__}: {exc}"
@@ -60,8 +61,7 @@ def evaluate_factor(name: str, wallet_table: pd.DataFrame, config: ScoringConfig
 def weighted_mean(scores: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Row-wise Σ w·s / Σ w (scores, weights: wallets × items); NEUTRAL_SCORE where Σ w = 0."""
     total = weights.sum(axis=1)
-    mean = np.divide((scores * weights).sum(axis=1), total, out=np.full(len(scores), NEUTRAL_SCORE),
-                     where=total > 0)
+    mean = np.divide((scores * weights).sum(axis=1), total, out=np.full(len(scores), NEUTRAL_SCORE), where=total > 0)
     return mean, total
 
 
@@ -70,8 +70,9 @@ def risk_levels(score: np.ndarray, config: ScoringConfig) -> np.ndarray:
     return np.select(conditions, [band.name for band in config.risk_levels], default=config.risk_levels[-1].name)
 
 
-def hybrid_scores(wallet_table: pd.DataFrame, config: ScoringConfig,
-                  model_predictions: pd.DataFrame | None = None) -> HybridResult:
+def hybrid_scores(
+    wallet_table: pd.DataFrame, config: ScoringConfig, model_predictions: pd.DataFrame | None = None
+) -> HybridResult:
     """wallet_table: one row per wallet with the columns the configured factors read, plus
     `transaction_count`. model_predictions: the champion's risk_probability, confidence and
     anomaly_score per wallet (same index), or None when there is no champion."""
@@ -144,9 +145,12 @@ def hybrid_scores(wallet_table: pd.DataFrame, config: ScoringConfig,
     out["thin_history"] = thin
     out["confidence"] = np.where(thin, np.minimum(confidence, config.thin_history.confidence_cap), confidence)
     # A counted manipulation pattern is evidence enough: a two-transaction rug pull is not "unknown".
-    flagged = (wallet_table["patterns_detected"].to_numpy() > 0 if "patterns_detected" in wallet_table
-               else np.zeros(n, dtype=bool))
-    out["risk_level"] = np.where(thin & ~flagged, INSUFFICIENT_HISTORY,
-                                 risk_levels(out["hybrid_score"], config))
-    return HybridResult(pd.DataFrame(out, index=wallet_table.index),
-                        pd.DataFrame(contributions, index=wallet_table.index), errors)
+    flagged = (
+        wallet_table["patterns_detected"].to_numpy() > 0
+        if "patterns_detected" in wallet_table
+        else np.zeros(n, dtype=bool)
+    )
+    out["risk_level"] = np.where(thin & ~flagged, INSUFFICIENT_HISTORY, risk_levels(out["hybrid_score"], config))
+    return HybridResult(
+        pd.DataFrame(out, index=wallet_table.index), pd.DataFrame(contributions, index=wallet_table.index), errors
+    )

@@ -15,12 +15,27 @@ from defi_scoring.core.features import SECONDS_PER_DAY, _codes, wallet_positions
 from defi_scoring.core.sequence_stats import distinct_count, gap_stats, group_sum, safe_ratio, seconds_to_next
 
 LENDING_FEATURES = [
-    "lending_count_log", "log_supplied_usd", "log_borrowed_usd", "borrow_to_supply_ratio", "repay_to_borrow_ratio",
-    "withdraw_to_supply_ratio", "liquidations", "liquidated_usd_log", "lending_protocols", "repay_gap_cv",
-    "borrow_to_repay_days_log", "unrepaid_borrow_share", "lending_span_days_log",
+    "lending_count_log",
+    "log_supplied_usd",
+    "log_borrowed_usd",
+    "borrow_to_supply_ratio",
+    "repay_to_borrow_ratio",
+    "withdraw_to_supply_ratio",
+    "liquidations",
+    "liquidated_usd_log",
+    "lending_protocols",
+    "repay_gap_cv",
+    "borrow_to_repay_days_log",
+    "unrepaid_borrow_share",
+    "lending_span_days_log",
 ]
-ACTION_COLUMNS = {"deposit": "supplied", "withdraw": "withdrawn", "borrow": "borrowed", "repay": "repaid",
-                  "liquidation": "liquidated"}
+ACTION_COLUMNS = {
+    "deposit": "supplied",
+    "withdraw": "withdrawn",
+    "borrow": "borrowed",
+    "repay": "repaid",
+    "liquidation": "liquidated",
+}
 
 
 def lending_features(transactions: pd.DataFrame, wallets: pd.Index) -> pd.DataFrame:
@@ -58,8 +73,9 @@ def lending_features(transactions: pd.DataFrame, wallets: pd.Index) -> pd.DataFr
         "lending_count_log": np.log1p(count),
         "log_supplied_usd": np.log1p(totals["supplied"]),
         "log_borrowed_usd": np.log1p(totals["borrowed"]),
-        "borrow_to_supply_ratio": np.clip(safe_ratio(totals["borrowed"], totals["supplied"],
-                                                     empty=np.where(totals["borrowed"] > 0, 2.0, 0.0)), 0, 2),
+        "borrow_to_supply_ratio": np.clip(
+            safe_ratio(totals["borrowed"], totals["supplied"], empty=np.where(totals["borrowed"] > 0, 2.0, 0.0)), 0, 2
+        ),
         "repay_to_borrow_ratio": np.clip(safe_ratio(totals["repaid"], totals["borrowed"]), 0, 2),
         "withdraw_to_supply_ratio": np.clip(safe_ratio(totals["withdrawn"], totals["supplied"]), 0, 2),
         "liquidations": liquidations,
@@ -75,9 +91,12 @@ def lending_features(transactions: pd.DataFrame, wallets: pd.Index) -> pd.DataFr
 
 def lending_summary(features: pd.DataFrame) -> pd.DataFrame:
     """Plain (not log-scaled) lending quantities for messages and factor explanations."""
-    return pd.DataFrame({
-        "lending_count": np.rint(np.expm1(features["lending_count_log"].to_numpy(float))).astype(np.int64),
-        "supplied_usd": np.expm1(features["log_supplied_usd"].to_numpy(float)),
-        "borrowed_usd": np.expm1(features["log_borrowed_usd"].to_numpy(float)),
-        "liquidated_usd": np.expm1(features["liquidated_usd_log"].to_numpy(float)),
-    }, index=features.index)
+    return pd.DataFrame(
+        {
+            "lending_count": np.rint(np.expm1(features["lending_count_log"].to_numpy(float))).astype(np.int64),
+            "supplied_usd": np.expm1(features["log_supplied_usd"].to_numpy(float)),
+            "borrowed_usd": np.expm1(features["log_borrowed_usd"].to_numpy(float)),
+            "liquidated_usd": np.expm1(features["liquidated_usd_log"].to_numpy(float)),
+        },
+        index=features.index,
+    )

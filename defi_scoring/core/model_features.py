@@ -35,14 +35,39 @@ NO_WITHDRAW_HOURS = 24.0 * 365  # "never withdrew" as a large, finite number of 
 DEX_FEATURES = [
     # reference features (log-scaled where heavy-tailed)
     # (not avg_holding_time_days: an open deposit is held "until as_of", which reads the scoring time)
-    "log_total_deposit_usd", "log_total_withdraw_usd", "num_deposits", "num_withdraws", "withdraw_ratio",
-    "account_age_days", "unique_pools", "log_total_swap_volume_usd", "num_swaps",
-    "unique_pools_swapped", "log_avg_swap_size_usd", "token_diversity_score", "swap_frequency_score",
+    "log_total_deposit_usd",
+    "log_total_withdraw_usd",
+    "num_deposits",
+    "num_withdraws",
+    "withdraw_ratio",
+    "account_age_days",
+    "unique_pools",
+    "log_total_swap_volume_usd",
+    "num_swaps",
+    "unique_pools_swapped",
+    "log_avg_swap_size_usd",
+    "token_diversity_score",
+    "swap_frequency_score",
     # behavioural
-    "log_transaction_count", "active_days", "tx_per_active_day", "mean_gap_hours_log",
-    "gap_cv", "burstiness", "same_block_share", "same_minute_share", "pool_top_share", "pool_hhi",
-    "token_top_share", "round_trip_share", "repeated_size_share", "swap_size_cv", "swap_share",
-    "lp_churn", "min_deposit_to_withdraw_hours_log", "max_deposit_share", "peer_wallets_same_fingerprint",
+    "log_transaction_count",
+    "active_days",
+    "tx_per_active_day",
+    "mean_gap_hours_log",
+    "gap_cv",
+    "burstiness",
+    "same_block_share",
+    "same_minute_share",
+    "pool_top_share",
+    "pool_hhi",
+    "token_top_share",
+    "round_trip_share",
+    "repeated_size_share",
+    "swap_size_cv",
+    "swap_share",
+    "lp_churn",
+    "min_deposit_to_withdraw_hours_log",
+    "max_deposit_share",
+    "peer_wallets_same_fingerprint",
 ]
 MODEL_FEATURES = [*DEX_FEATURES, *TRANSFER_FEATURES, *LENDING_FEATURES]
 
@@ -56,8 +81,14 @@ def model_features(transactions: pd.DataFrame, as_of: float, reference: pd.DataF
     `reference`: the reference features of the same transactions, when already computed."""
     ref = reference_features(transactions, as_of) if reference is None else reference
     wallets = pd.Index(ref.index)
-    return pd.concat([dex_features(transactions, ref), transfer_features(transactions, wallets),
-                      lending_features(transactions, wallets)], axis=1)
+    return pd.concat(
+        [
+            dex_features(transactions, ref),
+            transfer_features(transactions, wallets),
+            lending_features(transactions, wallets),
+        ],
+        axis=1,
+    )
 
 
 def dex_features(transactions: pd.DataFrame, ref: pd.DataFrame) -> pd.DataFrame:
@@ -77,8 +108,8 @@ def dex_features(transactions: pd.DataFrame, ref: pd.DataFrame) -> pd.DataFrame:
     amount = tx["amount_usd"].to_numpy(float)[order]
     pool, _ = _codes(tx["pool_id"])
     pool = pool[order]
-    sym_a, sym_names = _codes(stacked(tx["token_a_symbol"], tx["token_b_symbol"]))
-    sym_b = sym_a[len(tx):][order]
+    sym_a, _ = _codes(stacked(tx["token_a_symbol"], tx["token_b_symbol"]))
+    sym_b = sym_a[len(tx) :][order]
     sym_a = sym_a[: len(tx)][order]
     is_swap, is_dep, is_wd = action == "swap", action == "deposit", action == "withdraw"
 
@@ -95,8 +126,9 @@ def dex_features(transactions: pd.DataFrame, ref: pd.DataFrame) -> pd.DataFrame:
     burstiness = np.divide(gap_std - gap_mean, gap_std + gap_mean, out=np.zeros(n), where=(gap_std + gap_mean) > 0)
 
     def gap_share(limit: float) -> np.ndarray:
-        return np.divide(_group_sum(wallet, (has_gap & (g <= limit)).astype(float), n), n_gaps,
-                         out=np.zeros(n), where=n_gaps > 0)
+        return np.divide(
+            _group_sum(wallet, (has_gap & (g <= limit)).astype(float), n), n_gaps, out=np.zeros(n), where=n_gaps > 0
+        )
 
     active_days = relative_active_days(wallet, ts, n)
 
@@ -110,10 +142,12 @@ def dex_features(transactions: pd.DataFrame, ref: pd.DataFrame) -> pd.DataFrame:
     repeated = prev_same & (np.abs(s_amt - prev_amt) <= 0.005 * np.maximum(s_amt, 1e-9))
     n_swaps = ref["num_swaps"].to_numpy(float)
     swap_pairs = np.maximum(n_swaps - 1, 0)
-    round_trip_share = np.divide(_group_sum(s_wallet, round_trip.astype(float), n), swap_pairs,
-                                 out=np.zeros(n), where=swap_pairs > 0)
-    repeated_share = np.divide(_group_sum(s_wallet, repeated.astype(float), n), swap_pairs,
-                               out=np.zeros(n), where=swap_pairs > 0)
+    round_trip_share = np.divide(
+        _group_sum(s_wallet, round_trip.astype(float), n), swap_pairs, out=np.zeros(n), where=swap_pairs > 0
+    )
+    repeated_share = np.divide(
+        _group_sum(s_wallet, repeated.astype(float), n), swap_pairs, out=np.zeros(n), where=swap_pairs > 0
+    )
     s_mean = np.divide(_group_sum(s_wallet, s_amt, n), n_swaps, out=np.zeros(n), where=n_swaps > 0)
     s_sq = np.divide(_group_sum(s_wallet, s_amt**2, n), n_swaps, out=np.zeros(n), where=n_swaps > 0)
     swap_size_cv = np.divide(np.sqrt(np.maximum(s_sq - s_mean**2, 0)), s_mean, out=np.zeros(n), where=s_mean > 0)
@@ -134,8 +168,17 @@ def dex_features(transactions: pd.DataFrame, ref: pd.DataFrame) -> pd.DataFrame:
     out: dict[str, np.ndarray] = {}
     for name in ("total_deposit_usd", "total_withdraw_usd", "total_swap_volume_usd", "avg_swap_size_usd"):
         out[f"log_{name}"] = np.log1p(ref[name].to_numpy())
-    for name in ("num_deposits", "num_withdraws", "withdraw_ratio", "account_age_days", "unique_pools", "num_swaps", "unique_pools_swapped", "token_diversity_score",
-                 "swap_frequency_score"):
+    for name in (
+        "num_deposits",
+        "num_withdraws",
+        "withdraw_ratio",
+        "account_age_days",
+        "unique_pools",
+        "num_swaps",
+        "unique_pools_swapped",
+        "token_diversity_score",
+        "swap_frequency_score",
+    ):
         out[name] = ref[name].to_numpy(float)
     out["log_transaction_count"] = np.log1p(count)
     out["active_days"] = active_days
@@ -152,8 +195,12 @@ def dex_features(transactions: pd.DataFrame, ref: pd.DataFrame) -> pd.DataFrame:
     out["repeated_size_share"] = repeated_share
     out["swap_size_cv"] = swap_size_cv
     out["swap_share"] = safe_ratio(n_swaps, count)
-    out["lp_churn"] = np.divide(ref["num_withdraws"].to_numpy(float), ref["num_deposits"].to_numpy(float),
-                                out=np.zeros(n), where=ref["num_deposits"].to_numpy() > 0)
+    out["lp_churn"] = np.divide(
+        ref["num_withdraws"].to_numpy(float),
+        ref["num_deposits"].to_numpy(float),
+        out=np.zeros(n),
+        where=ref["num_deposits"].to_numpy() > 0,
+    )
     out["min_deposit_to_withdraw_hours_log"] = np.log1p(min_hold)
     out["max_deposit_share"] = np.divide(max_dep, total_dep, out=np.zeros(n), where=total_dep > 0)
     out["peer_wallets_same_fingerprint"] = _peer_counts(wallet, ts, action, pool, n)
@@ -170,7 +217,7 @@ def _peer_counts(wallet: np.ndarray, ts: np.ndarray, action: np.ndarray, pool: n
         return np.zeros(0)
     starts = np.r_[0, np.flatnonzero(wallet[1:] != wallet[:-1]) + 1]
     position = np.arange(len(wallet)) - np.repeat(starts, np.diff(np.r_[starts, len(wallet)]))
-    token = (pd.factorize(action)[0].astype(np.uint64) * np.uint64(1_000_003) + (pool + 1).astype(np.uint64))
+    token = pd.factorize(action)[0].astype(np.uint64) * np.uint64(1_000_003) + (pool + 1).astype(np.uint64)
     power = np.ones(max(int(position.max()) + 1, 1), dtype=np.uint64)
     with np.errstate(over="ignore"):
         for i in range(1, len(power)):
@@ -182,8 +229,12 @@ def _peer_counts(wallet: np.ndarray, ts: np.ndarray, action: np.ndarray, pool: n
     # A sliding window, not calendar buckets: no boundary splits a farm, and a time shift moves nothing.
     # Only wallets with DEX rows have a sequence (`starts` are theirs); the others have no peers.
     present = wallet[starts]
-    group = pd.DataFrame({"digest": digest[present], "length": np.diff(np.r_[starts, len(wallet)])}).groupby(
-        ["digest", "length"], sort=False).ngroup().to_numpy(np.int64)
+    group = (
+        pd.DataFrame({"digest": digest[present], "length": np.diff(np.r_[starts, len(wallet)])})
+        .groupby(["digest", "length"], sort=False)
+        .ngroup()
+        .to_numpy(np.int64)
+    )
     keys = (group << 33) | ts[starts]
     ordered = np.sort(keys)
     half = FINGERPRINT_WINDOW_S // 2

@@ -1,30 +1,31 @@
 """MLflow side of the ensemble: log a training run, register it, move aliases, load the champion.
 
-Uses registry aliases (`challenger`, `champion`, `rollback`), never stages. No Dagster import.
+Uses registry aliases (`challenger`, `champion`, `rollback`), never stages. Lineage a reviewer reads in
+the MLflow UI: the training set and holdout as dataset inputs (with digests), parameters and holdout
+metrics attached to the LoggedModel, and registered model/version descriptions and tags (training
+window, data digest, holdout metrics, promotion decision and why). No Dagster import.
 """
 
 from __future__ import annotations
 
+import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import joblib
-import matplotlib
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow import MlflowClient
+from mlflow.models import infer_signature
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import mlflow  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from mlflow import MlflowClient  # noqa: E402
-from mlflow.models import infer_signature  # noqa: E402
-from sklearn.calibration import calibration_curve  # noqa: E402
-from sklearn.metrics import precision_recall_curve, roc_curve  # noqa: E402
-
-from defi_scoring.core.ensemble import TrainedEnsemble  # noqa: E402
-from defi_scoring.core.ensemble_config import EnsembleConfig  # noqa: E402
+from defi_scoring.core.ensemble import TrainedEnsemble
+from defi_scoring.core.ensemble_config import EnsembleConfig
+from defi_scoring.core.model_card import model_card
+from defi_scoring.core.model_plots import feature_importance, importance_plot, quality_plots
 
 CHALLENGER, CHAMPION, ROLLBACK = "challenger", "champion", "rollback"
 PYFUNC_FILE = Path(__file__).with_name("ensemble_pyfunc.py")
@@ -37,12 +38,23 @@ class MlflowStore:
     experiment_name: str = "defi-scoring"
 
     def activate(self) -> str:
-        """Point mlflow at this store and return the experiment id (created on first use)."""
+        """Point mlflow at this store and return the experiment id (created on first use).
+
+        mlflow.set_tracking_uri also exports MLFLOW_TRACKING_URI; the variable is put back, so a store
+        activated once does not become every later store's configuration in this process."""
+        exported = {name: os.environ.get(name) for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
         mlflow.set_tracking_uri(self.tracking_uri)
         mlflow.set_registry_uri(self.tracking_uri)
+        for name, value in exported.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
         experiment = mlflow.get_experiment_by_name(self.experiment_name)
         if experiment is None:
-            Path(self.artifact_root.removeprefix("file://")).mkdir(parents=True, exist_ok=True)
+            location = urlparse(self.artifact_root)
+            if location.scheme in ("", "file"):  # a local folder; s3://, mlflow-artifacts:/ … exist remotely
+                Path(location.path).mkdir(parents=True, exist_ok=True)
             return mlflow.create_experiment(self.experiment_name, artifact_location=self.artifact_root)
         return experiment.experiment_id
 
@@ -83,125 +95,144 @@ class RegisteredVersion:
     run_id: str
 
 
-def _plots(y: np.ndarray, probabilities: dict[str, np.ndarray], folder: Path) -> list[Path]:
-    paths = []
-    for kind in ("roc", "pr", "calibration"):
-        fig, ax = plt.subplots(figsize=(6, 5))
-        for name, p in probabilities.items():
-            if kind == "roc":
-                fpr, tpr, _ = roc_curve(y, p)
-                ax.plot(fpr, tpr, label=name)
-                ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC (holdout)")
-            elif kind == "pr":
-                precision, recall, _ = precision_recall_curve(y, p)
-                ax.plot(recall, precision, label=name)
-                ax.set(xlabel="recall", ylabel="precision", title="Precision–recall (holdout)")
-            else:
-                frac, mean = calibration_curve(y, p, n_bins=10, strategy="quantile")
-                ax.plot(mean, frac, marker="o", label=name)
-                ax.plot([0, 1], [0, 1], "k--", lw=0.8)
-                ax.set(xlabel="predicted risk", ylabel="observed risky share", title="Calibration (holdout)")
-        ax.legend(fontsize=8)
-        path = folder / f"{kind}.png"
-        fig.tight_layout()
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        paths.append(path)
-    return paths
+def log_training_run(
+    store: MlflowStore,
+    config: EnsembleConfig,
+    model: TrainedEnsemble,
+    metrics: dict[str, dict[str, float]],
+    training_frame: pd.DataFrame,
+    data_info: dict[str, Any],
+    tags: dict[str, str],
+) -> RegisteredVersion:
+    """One MLflow run: params, datasets, plots, importance, model card and the LoggedModel with its
+    params and holdout metrics; registers a version (described and tagged) with alias `challenger`.
 
+    `training_frame` is the `training_set` table (model features, `is_risky`, `holdout`)."""
+    from defi_scoring.core.training import split_xy
 
-def feature_importance(model: TrainedEnsemble) -> pd.DataFrame:
-    """Normalised importances of the tree members that expose them, one column per member."""
-    columns = {}
-    for name, member in model.members.items():
-        values = getattr(member, "feature_importances_", None)
-        if values is not None:
-            values = np.asarray(values, dtype=float)
-            columns[name] = values / values.sum() if values.sum() > 0 else values
-    frame = pd.DataFrame(columns, index=model.feature_names)
-    frame["mean"] = frame.mean(axis=1)
-    return frame.sort_values("mean", ascending=False)
-
-
-def _importance_plot(importance: pd.DataFrame, folder: Path) -> Path:
-    top = importance["mean"].head(20).iloc[::-1]
-    fig, ax = plt.subplots(figsize=(7, 6))
-    ax.barh(top.index, top.to_numpy())
-    ax.set(title="Feature importance (mean of tree members)", xlabel="share")
-    fig.tight_layout()
-    path = folder / "feature_importance.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
-def model_card(config: EnsembleConfig, metrics: dict[str, dict[str, float]], data_info: dict[str, Any]) -> str:
-    rows = "\n".join(
-        f"| {name} | " + " | ".join(f"{m[k]:.4f}" for k in ("roc_auc", "pr_auc", "ks", "brier", "f1", "log_loss")) + " |"
-        for name, m in metrics.items()
-    )
-    info = "\n".join(f"- {k}: {v}" for k, v in data_info.items())
-    weights = ", ".join(f"{m.name} {m.weight}" for m in config.classifiers)
-    return f"""# Model card — {config.registered_model_name}
-
-Weighted-vote ensemble of wallet-risk classifiers ({weights}); an IsolationForest feeds the anomaly
-score. Output: risk probability (1 = risky), member probabilities, ensemble confidence, anomaly score.
-
-## Data
-{info}
-
-## Holdout metrics (threshold {config.decision_threshold})
-| model | ROC-AUC | PR-AUC | KS | Brier | F1 | log-loss |
-|---|---|---|---|---|---|---|
-{rows}
-
-## Caveats
-- Trained on the labels it was given; with the generator's labels, the archetypes are synthetic and
-  cleaner than real wallets, so these metrics overstate real-world quality.
-- The holdout is the newest wallets by first activity; wallets of a behaviour absent from training
-  (a new attack pattern) are not covered.
-- Probabilities are not recalibrated; use the calibration plot before reading them as frequencies.
-"""
-
-
-def log_training_run(store: MlflowStore, config: EnsembleConfig, model: TrainedEnsemble,
-                     metrics: dict[str, dict[str, float]], x_holdout: pd.DataFrame, y_holdout: np.ndarray,
-                     data_info: dict[str, Any], tags: dict[str, str]) -> RegisteredVersion:
-    """One MLflow run: params, metrics, plots, importance, model card; registers the ensemble and
-    points the `challenger` alias at the new version."""
     experiment_id = store.activate()
+    x_holdout, y_holdout = split_xy(training_frame, holdout=True)
+    params = {f"{m.name}.{k}": v for m in config.members for k, v in m.params.items()}
+    params.update({f"{m.name}.weight": m.weight for m in config.members})
+    params.update(
+        {
+            "decision_threshold": config.decision_threshold,
+            "holdout_fraction": config.holdout_fraction,
+            "n_features": len(model.feature_names),
+        }
+    )
+    flat_metrics = {f"{name}.{k}": v for name, values in metrics.items() for k, v in values.items()}
     with mlflow.start_run(experiment_id=experiment_id, tags=tags) as run, tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        for member in config.members:
-            mlflow.log_params({f"{member.name}.{k}": v for k, v in member.params.items()})
-            mlflow.log_param(f"{member.name}.weight", member.weight)
-        mlflow.log_params({"decision_threshold": config.decision_threshold,
-                           "holdout_fraction": config.holdout_fraction, "n_features": len(model.feature_names)})
-        for name, values in metrics.items():
-            mlflow.log_metrics({f"{name}.{k}": v for k, v in values.items()})
+        mlflow.log_params(params)
+        train_data, holdout_data = _datasets(training_frame)
+        mlflow.log_input(train_data, context="training")
+        mlflow.log_input(holdout_data, context="evaluation")
         mlflow.log_metrics({f"{name}.train_seconds": s for name, s in model.train_seconds.items()})
         prediction = model.predict(x_holdout)
         probabilities = {"ensemble": prediction["risk_probability"].to_numpy()}
         probabilities.update({n: prediction[f"member_{n}"].to_numpy() for n in model.members})
-        for path in _plots(y_holdout, probabilities, folder):
+        for path in quality_plots(y_holdout, probabilities, folder):
             mlflow.log_artifact(str(path), artifact_path="plots")
         importance = feature_importance(model)
         importance.to_csv(folder / "feature_importance.csv")
         mlflow.log_artifact(str(folder / "feature_importance.csv"))
-        mlflow.log_artifact(str(_importance_plot(importance, folder)), artifact_path="plots")
+        mlflow.log_artifact(str(importance_plot(importance, folder)), artifact_path="plots")
         (folder / "model_card.md").write_text(model_card(config, metrics, data_info))
         mlflow.log_artifact(str(folder / "model_card.md"))
 
         joblib.dump(model, folder / "ensemble.joblib")
-        example = x_holdout.head(5)
+        example = x_holdout.head(5).astype("float64")  # counts as doubles: a missing value stays valid
         info = mlflow.pyfunc.log_model(
-            name="model", python_model=str(PYFUNC_FILE), artifacts={"ensemble": str(folder / "ensemble.joblib")},
-            signature=infer_signature(example, model.predict(example)), input_example=example,
-            registered_model_name=config.registered_model_name,
+            name="model",
+            python_model=str(PYFUNC_FILE),
+            artifacts={"ensemble": str(folder / "ensemble.joblib")},
+            signature=infer_signature(example, model.predict(example)),
+            input_example=example,
+            params={k: str(v) for k, v in params.items()},
+            model_type="classifier",
+            tags={"data_digest": train_data.digest, **tags},
         )
-        version = str(info.registered_model_version)
+        mlflow.log_metrics(flat_metrics, model_id=info.model_id, dataset=holdout_data)
+    version = _register(store, config, info, run.info.run_id, metrics["ensemble"], data_info, train_data.digest)
     store.client().set_registered_model_alias(config.registered_model_name, CHALLENGER, version)
     return RegisteredVersion(config.registered_model_name, version, run.info.run_id)
+
+
+def _datasets(training_frame: pd.DataFrame):
+    """The training and holdout parts as MLflow datasets (their digests identify the data)."""
+    columns = [c for c in training_frame.columns if c not in ("holdout", "as_of", "window_start", "window_end")]
+    parts = {}
+    for name, holdout in (("training_set", False), ("holdout", True)):
+        part = training_frame.loc[training_frame["holdout"] == holdout, columns].reset_index()
+        parts[name] = mlflow.data.from_pandas(part, name=name, targets="is_risky")
+    return parts["training_set"], parts["holdout"]
+
+
+def _register(
+    store: MlflowStore,
+    config: EnsembleConfig,
+    info,
+    run_id: str,
+    holdout: dict[str, float],
+    data_info: dict[str, Any],
+    digest: str,
+) -> str:
+    """Create the registered model on first use, then a version described and tagged for review."""
+    client = store.client()
+    name = config.registered_model_name
+    weights = ", ".join(f"{m.name} {m.weight}" for m in config.classifiers)
+    if not client.search_registered_models(filter_string=f"name = '{name}'"):
+        client.create_registered_model(
+            name,
+            tags={
+                "project": "defi-scoring",
+                "task": "wallet risk (1 = risky)",
+                "aliases": "champion, challenger, rollback",
+            },
+            description=f"Wallet risk ensemble of defi-scoring (weighted vote: {weights}; IsolationForest "
+            f"anomaly score). `champion` serves scoring, `challenger` is the newest trained version, "
+            f"`rollback` the previous champion. Promotion needs the challenger to beat the champion's "
+            f"holdout ROC-AUC by {config.promotion_margin}.",
+        )
+    window = f"{_iso(data_info.get('window_start'))} – {_iso(data_info.get('window_end'))}"
+    version_tags = {
+        "training_window": window,
+        "as_of": _iso(data_info.get("as_of")),
+        "data_digest": digest,
+        "train_wallets": str(data_info.get("train_wallets")),
+        "holdout_wallets": str(data_info.get("holdout_wallets")),
+        **{f"holdout_{k}": f"{holdout[k]:.4f}" for k in ("roc_auc", "pr_auc", "f1", "ks", "brier")},
+        "logged_model_id": info.model_id,
+        "promotion_decision": "pending",
+        "promotion_reason": "not yet compared with the champion",
+    }
+    description = (
+        f"Trained on {data_info.get('train_wallets')} labelled wallets (risky share "
+        f"{data_info.get('risky_share')}), transactions {window}, data digest {digest}. Holdout "
+        f"({data_info.get('holdout_wallets')} wallets): ROC-AUC {holdout['roc_auc']:.4f}, PR-AUC "
+        f"{holdout['pr_auc']:.4f}, F1 {holdout['f1']:.4f} at threshold {config.decision_threshold}."
+    )
+    created = client.create_model_version(
+        name, source=info.model_uri, run_id=run_id, tags=version_tags, description=description, model_id=info.model_id
+    )
+    return str(created.version)
+
+
+def record_promotion_decision(store: MlflowStore, name: str, version: str, promoted: bool, reason: str) -> None:
+    """Tag a version with the champion comparison's outcome and append it to the description."""
+    client = store.client()
+    client.set_model_version_tag(name, version, "promotion_decision", "promoted" if promoted else "kept champion")
+    client.set_model_version_tag(name, version, "promotion_reason", reason)
+    current = client.get_model_version(name, version).description or ""
+    decision = f"Promotion: {'promoted to champion' if promoted else 'not promoted'} — {reason}."
+    client.update_model_version(name, version, description=f"{current.split(' Promotion:')[0]} {decision}")
+
+
+def _iso(seconds: Any) -> str:
+    if seconds is None or (isinstance(seconds, float) and np.isnan(seconds)):
+        return "unknown"
+    return pd.Timestamp(int(seconds), unit="s", tz="UTC").strftime("%Y-%m-%d %H:%M UTC")
 
 
 def alias_version(store: MlflowStore, name: str, alias: str) -> str | None:
@@ -213,7 +244,9 @@ def alias_version(store: MlflowStore, name: str, alias: str) -> str | None:
 
 def load_version(store: MlflowStore, name: str, version_or_alias: str) -> mlflow.pyfunc.PyFuncModel:
     store.activate()
-    ref = f"models:/{name}@{version_or_alias}" if not version_or_alias.isdigit() else f"models:/{name}/{version_or_alias}"
+    ref = (
+        f"models:/{name}@{version_or_alias}" if not version_or_alias.isdigit() else f"models:/{name}/{version_or_alias}"
+    )
     return mlflow.pyfunc.load_model(ref)
 
 

@@ -45,8 +45,9 @@ def no_model(reason: str) -> ModelScores:
     return ModelScores(None, None, f"ML analysis unavailable: {reason}")
 
 
-def score_with_model(features: pd.DataFrame, store: MlflowStore, name: str,
-                     contributions: bool = True, exact_contributions: bool = False) -> ModelScores:
+def score_with_model(
+    features: pd.DataFrame, store: MlflowStore, name: str, contributions: bool = True, exact_contributions: bool = False
+) -> ModelScores:
     """Champion predictions (and per-feature contributions for the reasons) for a features table."""
     champion = load_champion(store, name)
     if champion is None:
@@ -56,8 +57,10 @@ def score_with_model(features: pd.DataFrame, store: MlflowStore, name: str,
     names = ensemble.feature_names if ensemble is not None else MODEL_FEATURES  # the champion's own features
     missing = sorted(set(names) - set(features.columns))
     if missing:
-        return no_model(f"champion version {version} needs features this build does not compute ({missing[:3]}…); "
-                        "retrain to register a compatible version")
+        return no_model(
+            f"champion version {version} needs features this build does not compute ({missing[:3]}…); "
+            "retrain to register a compatible version"
+        )
     predictions = model.predict(features[names])
     predictions.index = features.index
     contribs = None

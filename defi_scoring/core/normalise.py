@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import orjson
@@ -166,9 +167,23 @@ class _Columns:
             self.pool_id.append(None)
             if type(tx) is not dict:
                 self.not_an_object.append(True)
-                for col in (self.document_id, self.action, self.timestamp, self.protocol, self.a_symbol, self.a_usd,
-                            self.b_symbol, self.b_usd, self.counterparty, self.method, self.token_address,
-                            self.token_amount, self.failed, self.gas_used, self.gas_price):
+                for col in (
+                    self.document_id,
+                    self.action,
+                    self.timestamp,
+                    self.protocol,
+                    self.a_symbol,
+                    self.a_usd,
+                    self.b_symbol,
+                    self.b_usd,
+                    self.counterparty,
+                    self.method,
+                    self.token_address,
+                    self.token_amount,
+                    self.failed,
+                    self.gas_used,
+                    self.gas_price,
+                ):
                     col.append(None)
                 continue
             self.not_an_object.append(False)
@@ -352,9 +367,7 @@ def _unknown_action(action: pd.Series, protocol_type: np.ndarray) -> np.ndarray:
     return unknown
 
 
-def _validate_columns(
-    cols: _Columns, wallet_keys: list[str | None]
-) -> tuple[pd.DataFrame, pd.DataFrame, set[int]]:
+def _validate_columns(cols: _Columns, wallet_keys: list[str | None]) -> tuple[pd.DataFrame, pd.DataFrame, set[int]]:
     """Column-wise checks → (valid deduplicated transactions, dropped rows with a reason, messages
     with at least one valid transaction — a message that only repeats known transactions is valid)."""
     n = len(cols.message_index)
@@ -430,8 +443,12 @@ def _validate_columns(
             "method": _scatter(n, other, _strings(cols.method), None),
             "token_address": _scatter(n, other, _lower(_strings(cols.token_address)), None),
             "token_amount": _scatter(n, other, token_amount, np.nan),
-            "failed": _scatter(n, other, failed_raw.map(lambda v: float(v) if type(v) is bool else np.nan)
-                               .to_numpy(dtype=float), np.nan),
+            "failed": _scatter(
+                n,
+                other,
+                failed_raw.map(lambda v: float(v) if type(v) is bool else np.nan).to_numpy(dtype=float),
+                np.nan,
+            ),
             "gas_used": _scatter(n, other, gas_used, np.nan),
         }
     )
@@ -463,8 +480,16 @@ def _validate_columns(
     return transactions, dropped.reset_index(drop=True), messages_with_valid
 
 
-CATEGORICAL_COLUMNS = ["wallet", "protocol_type", "action", "protocol", "pool_id", "token_a_symbol", "token_b_symbol",
-                       *EXTRA_STRING_COLUMNS]
+CATEGORICAL_COLUMNS = [
+    "wallet",
+    "protocol_type",
+    "action",
+    "protocol",
+    "pool_id",
+    "token_a_symbol",
+    "token_b_symbol",
+    *EXTRA_STRING_COLUMNS,
+]
 
 
 def _lower(values: np.ndarray) -> np.ndarray:
@@ -479,12 +504,18 @@ def _details(cols: _Columns, rows: np.ndarray, reasons: np.ndarray, protocol_typ
         k = other_position.get(row)
         if reason == "unknown_action":
             expected = ", ".join(ACTIONS_BY_TYPE[protocol_type[row]])
-            out.append(f"unknown action {cols.action[row]!r} for {protocol_type[row]} (expected one of {expected})"
-                       if protocol_type[row] != "dexes" else
-                       f"unknown action {cols.action[row]!r} (expected one of {expected})")
+            out.append(
+                f"unknown action {cols.action[row]!r} for {protocol_type[row]} (expected one of {expected})"
+                if protocol_type[row] != "dexes"
+                else f"unknown action {cols.action[row]!r} (expected one of {expected})"
+            )
         elif reason in ("invalid_timestamp", "timestamp_out_of_range"):
             value = cols.timestamp[row]
-            hint = " (milliseconds? expected unix seconds)" if isinstance(value, (int, float)) and value > MAX_TIMESTAMP else ""
+            hint = (
+                " (milliseconds? expected unix seconds)"
+                if isinstance(value, (int, float)) and value > MAX_TIMESTAMP
+                else ""
+            )
             out.append(f"timestamp {value!r} is not a unix-seconds time between 2015-07-30 and 2100-01-01{hint}")
         elif reason in ("invalid_amount_usd", "negative_or_non_finite_amount_usd"):
             out.append(f"amountUSD must be a finite number >= 0, got {cols.a_usd[row]!r} / {cols.b_usd[row]!r}")
@@ -499,7 +530,9 @@ def _details(cols: _Columns, rows: np.ndarray, reasons: np.ndarray, protocol_typ
         elif reason == "invalid_failed":
             out.append(f"failed must be true or false, got {cols.failed[k]!r}")
         elif reason == "invalid_gas":
-            out.append(f"gasUsed/gasPrice must be finite numbers >= 0, got {cols.gas_used[k]!r} / {cols.gas_price[k]!r}")
+            out.append(
+                f"gasUsed/gasPrice must be finite numbers >= 0, got {cols.gas_used[k]!r} / {cols.gas_price[k]!r}"
+            )
         else:
             out.append(f"missing required field '{reason.removeprefix('missing_')}'")
     return out
@@ -522,8 +555,12 @@ def _no_valid_transactions(index: int, address: str, dropped: pd.DataFrame, note
     rows = dropped[dropped["message_index"] == index] if len(dropped) else dropped
     categories = []
     if len(rows):
-        category = rows["action"].map(CATEGORY_OF_ACTION).where(rows["protocol_type"] == "dexes",
-                                                                 rows["protocol_type"]).fillna("dexes")
+        category = (
+            rows["action"]
+            .map(CATEGORY_OF_ACTION)
+            .where(rows["protocol_type"] == "dexes", rows["protocol_type"])
+            .fillna("dexes")
+        )
         for name, group in rows.groupby(category, sort=True):
             categories.append(
                 {"category": name, "error": "; ".join(sorted(set(group["detail"]))), "transaction_count": len(group)}

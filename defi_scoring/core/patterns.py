@@ -25,18 +25,18 @@ PATTERNS = ["wash_trading", "mev_bot", "sybil_cluster", "rug_pull", "pump_and_du
 
 EXPLANATIONS = {
     "wash_trading": "trades back and forth in one pair with repeated sizes at a regular interval "
-                    "({round_trip_share:.0%} round trips, {repeated_size_share:.0%} repeated sizes, "
-                    "gap variation {gap_cv:.2f}, {num_swaps:.0f} swaps)",
+    "({round_trip_share:.0%} round trips, {repeated_size_share:.0%} repeated sizes, "
+    "gap variation {gap_cv:.2f}, {num_swaps:.0f} swaps)",
     "mev_bot": "{same_block_share:.0%} of its swaps follow the previous one within a block, "
-               "{round_trip_share:.0%} are immediate reversals, {tx_per_active_day:.0f} transactions per active day",
+    "{round_trip_share:.0%} are immediate reversals, {tx_per_active_day:.0f} transactions per active day",
     "sybil_cluster": "replays the same action/pool sequence as {peer_wallets_same_fingerprint:.0f} other wallets "
-                     "starting within 3 hours of it",
+    "starting within 3 hours of it",
     "rug_pull": "deposited ${total_deposit_usd:,.0f} and withdrew {withdraw_ratio:.0%} of it within "
-                "{exit_hours:.1f} hours",
+    "{exit_hours:.1f} hours",
     "pump_and_dump": "bought {pump_token} and sold it {pump_dump_hours:.1f} hours later, as did "
-                     "{pump_buyers:.0f} wallets in the same window (usual: {pump_expected_buyers:.1f})",
+    "{pump_buyers:.0f} wallets in the same window (usual: {pump_expected_buyers:.1f})",
     "fan_in_collector": "received from {fan_in:.0f} addresses and sent to {fan_out:.0f} "
-                        "(typical receipt ${received_median_usd:,.0f})",
+    "(typical receipt ${received_median_usd:,.0f})",
 }
 EVIDENCE = {
     "wash_trading": ["round_trip_share", "repeated_size_share", "gap_cv", "num_swaps"],
@@ -63,15 +63,19 @@ def wash_trading(w: pd.DataFrame, cfg: PatternsConfig) -> np.ndarray:
 
 
 def mev_bot(w: pd.DataFrame, cfg: PatternsConfig) -> np.ndarray:
-    score = (0.55 * _clip01(_col(w, "same_block_share") / 0.4) + 0.25 * _clip01(_col(w, "round_trip_share") / 0.4)
-             + 0.2 * _clip01(_col(w, "tx_per_active_day") / 20))
+    score = (
+        0.55 * _clip01(_col(w, "same_block_share") / 0.4)
+        + 0.25 * _clip01(_col(w, "round_trip_share") / 0.4)
+        + 0.2 * _clip01(_col(w, "tx_per_active_day") / 20)
+    )
     return np.where(_col(w, "num_swaps") >= cfg.mev_bot.min_swaps, score, 0.0)
 
 
 def sybil_cluster(w: pd.DataFrame, cfg: PatternsConfig) -> np.ndarray:
     peers = _col(w, "peer_wallets_same_fingerprint")
     eligible = (_col(w, "transaction_count") >= cfg.sybil_cluster.min_transactions) & (
-        peers >= cfg.sybil_cluster.min_peers)
+        peers >= cfg.sybil_cluster.min_peers
+    )
     return np.where(eligible, _clip01(0.5 + 0.1 * peers), 0.0)
 
 
@@ -80,9 +84,12 @@ def rug_pull(w: pd.DataFrame, cfg: PatternsConfig, hours: np.ndarray) -> np.ndar
     c = cfg.rug_pull
     deposit, ratio = _col(w, "total_deposit_usd"), _col(w, "withdraw_ratio")
     eligible = (deposit >= c.min_deposit_usd) & (ratio >= c.min_withdraw_ratio) & (hours <= c.max_exit_hours)
-    score = (0.45 + 0.2 * _clip01((ratio - c.min_withdraw_ratio) / (1 - c.min_withdraw_ratio + 1e-9))
-             + 0.2 * _clip01(1 - hours / c.max_exit_hours)
-             + 0.15 * _clip01(np.log10(np.maximum(deposit, 1) / c.min_deposit_usd) / 1.5))
+    score = (
+        0.45
+        + 0.2 * _clip01((ratio - c.min_withdraw_ratio) / (1 - c.min_withdraw_ratio + 1e-9))
+        + 0.2 * _clip01(1 - hours / c.max_exit_hours)
+        + 0.15 * _clip01(np.log10(np.maximum(deposit, 1) / c.min_deposit_usd) / 1.5)
+    )
     return np.where(eligible, score, 0.0)
 
 
@@ -91,8 +98,11 @@ def fan_in_collector(w: pd.DataFrame, cfg: PatternsConfig) -> np.ndarray:
     c = cfg.fan_in_collector
     senders, ratio = _col(w, "fan_in"), _col(w, "fan_in_out_log_ratio")
     eligible = (senders >= c.min_senders) & (ratio >= c.min_fan_ratio)
-    score = (0.6 + 0.2 * _clip01(np.log(np.maximum(senders, 1) / c.min_senders) / np.log(10))
-             + 0.2 * _clip01((ratio - c.min_fan_ratio) / 2))
+    score = (
+        0.6
+        + 0.2 * _clip01(np.log(np.maximum(senders, 1) / c.min_senders) / np.log(10))
+        + 0.2 * _clip01((ratio - c.min_fan_ratio) / 2)
+    )
     return np.where(eligible, score, 0.0)
 
 
@@ -108,21 +118,29 @@ def pump_and_dump_evidence(transactions: pd.DataFrame, wallets: pd.Index, cfg: P
     """
     c = cfg.pump_and_dump
     n = len(wallets)
-    out = pd.DataFrame({"pump_confidence": np.zeros(n), "pump_buyers": np.zeros(n),
-                        "pump_expected_buyers": np.zeros(n), "pump_dump_hours": np.full(n, np.nan),
-                        "pump_token": pd.Series([""] * n, dtype=object, index=wallets)}, index=wallets)
+    out = pd.DataFrame(
+        {
+            "pump_confidence": np.zeros(n),
+            "pump_buyers": np.zeros(n),
+            "pump_expected_buyers": np.zeros(n),
+            "pump_dump_hours": np.full(n, np.nan),
+            "pump_token": pd.Series([""] * n, dtype=object, index=wallets),
+        },
+        index=wallets,
+    )
     tx = transactions[(transactions["action"] == "swap").to_numpy()]
     if tx.empty:
         return out
     wallet = wallet_positions(tx["wallet"], wallets)
     ts = tx["timestamp"].to_numpy(np.int64)
     tokens, names = _codes(stacked(tx["token_b_symbol"], tx["token_a_symbol"]))
-    bought, sold = tokens[: len(tx)], tokens[len(tx):]
+    bought, sold = tokens[: len(tx)], tokens[len(tx) :]
     n_tokens = np.int64(max(len(names), 1))
     b, s = bought >= 0, sold >= 0
     b_wallet, b_token, b_ts = wallet[b], bought[b], ts[b]
-    seconds, found = seconds_to_next_withdraw(b_wallet * n_tokens + b_token, b_ts,
-                                              wallet[s] * n_tokens + sold[s], ts[s])
+    seconds, found = seconds_to_next_withdraw(
+        b_wallet * n_tokens + b_token, b_ts, wallet[s] * n_tokens + sold[s], ts[s]
+    )
     dumped = found & (seconds <= c.dump_hours * SECONDS_PER_HOUR)
     if not dumped.any():
         return out
@@ -135,13 +153,18 @@ def pump_and_dump_evidence(transactions: pd.DataFrame, wallets: pd.Index, cfg: P
     for offset in (0, window // 2):
         key = pd.DataFrame({"token": d_token, "bucket": (d_ts + offset) // window, "wallet": d_wallet})
         counts = key.drop_duplicates().groupby(["token", "bucket"], sort=False).size().rename("wallets")
-        wallets_in_window = np.maximum(wallets_in_window, key.join(counts, on=["token", "bucket"])["wallets"].to_numpy(float))
+        wallets_in_window = np.maximum(
+            wallets_in_window, key.join(counts, on=["token", "bucket"])["wallets"].to_numpy(float)
+        )
     threshold = np.maximum(c.min_wallets, c.lift * expected[d_token])
     hit = wallets_in_window >= threshold
     if not hit.any():
         return out
-    confidence = (0.55 + 0.25 * _clip01(wallets_in_window[hit] / (2 * threshold[hit]))
-                  + 0.2 * _clip01(1 - d_seconds[hit] / (c.dump_hours * SECONDS_PER_HOUR)))
+    confidence = (
+        0.55
+        + 0.25 * _clip01(wallets_in_window[hit] / (2 * threshold[hit]))
+        + 0.2 * _clip01(1 - d_seconds[hit] / (c.dump_hours * SECONDS_PER_HOUR))
+    )
     hit_wallet = d_wallet[hit]
     order = np.lexsort((confidence, hit_wallet))  # per wallet, its strongest event last
     pick = order[np.r_[hit_wallet[order][1:] != hit_wallet[order][:-1], True]]

@@ -73,5 +73,5 @@ def model_reason_columns(contributions: pd.DataFrame | None, index: pd.Index, k:
     top = _top_k(np.nan_to_num(matrix), k)
     for slot in range(top.shape[1]):
         out[f"model_reason_{slot + 1}_feature"] = names[top[:, slot]]
-        out[f"model_reason_{slot + 1}_log_odds"] = np.take_along_axis(matrix, top[:, slot:slot + 1], axis=1)[:, 0]
+        out[f"model_reason_{slot + 1}_log_odds"] = np.take_along_axis(matrix, top[:, slot : slot + 1], axis=1)[:, 0]
     return pd.DataFrame(out, index=index)

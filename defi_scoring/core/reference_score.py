@@ -44,7 +44,9 @@ def reference_tags(f: pd.DataFrame) -> pd.DataFrame:
     diversity = f["token_diversity_score"].to_numpy()
     return pd.DataFrame(
         {
-            "tag_lp_size": _tiered(deposits, [(100_000, "Whale LP"), (10_000, "Large LP"), (1_000, "Medium LP"), (0, "Small LP")]),
+            "tag_lp_size": _tiered(
+                deposits, [(100_000, "Whale LP"), (10_000, "Large LP"), (1_000, "Medium LP"), (0, "Small LP")]
+            ),
             "tag_holding": _tiered(
                 f["avg_holding_time_days"].to_numpy(),
                 [(90, "Long-term Holder"), (30, "Medium-term Holder"), (0, "Short-term Holder")],

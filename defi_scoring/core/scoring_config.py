@@ -1,4 +1,4 @@
-"""`models/scoring.yaml`, validated: dimensions, factor weights, risk bands, ML rules, patterns, alerts.
+"""`scoring.yaml`, validated: dimensions, factor weights, risk bands, ML rules, patterns, alerts.
 
 A typo in a factor name or a band that can never be reached fails at load time with the field at
 fault, not halfway through a scoring run.
@@ -9,10 +9,9 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-DEFAULT_SCORING_YAML = Path(__file__).resolve().parents[2] / "models" / "scoring.yaml"
+from defi_scoring.core.config_files import load_validated
 
 
 class _Strict(BaseModel):
@@ -132,17 +131,20 @@ class ScoringConfig(_Strict):
     alerts: AlertsConfig = AlertsConfig()
 
     @model_validator(mode="after")
-    def _check(self) -> "ScoringConfig":
+    def _check(self) -> ScoringConfig:
         from defi_scoring.core.factors import FACTORS  # the registry is the source of valid names
 
         unknown = sorted({f for d in self.dimensions.values() for f in d.factors} - set(FACTORS))
         if unknown:
             raise ValueError(f"unknown factor(s) {unknown}; known factors: {sorted(FACTORS)}")
-        unanchored = sorted(f for d in self.dimensions.values() for f in d.factors
-                            if FACTORS[f].anchored and f not in self.anchors)
+        unanchored = sorted(
+            f for d in self.dimensions.values() for f in d.factors if FACTORS[f].anchored and f not in self.anchors
+        )
         if unanchored:
-            raise ValueError(f"factor(s) {unanchored} need `anchors` (bad/good values); "
-                             "run bench/calibrate_factors.py on labelled accounts to fit them")
+            raise ValueError(
+                f"factor(s) {unanchored} need `anchors` (bad/good values); "
+                "run bench/calibrate_factors.py on labelled accounts to fit them"
+            )
         if not self.dimensions or sum(d.weight for d in self.dimensions.values()) <= 0:
             raise ValueError("at least one dimension with a positive weight is required")
         minimums = [b.min_score for b in self.risk_levels]
@@ -156,11 +158,8 @@ class ScoringConfig(_Strict):
 
 
 def load_scoring_config(path: str | Path | None = None) -> ScoringConfig:
-    """Read and validate a scoring YAML (default: the repository's `models/scoring.yaml`)."""
-    path = Path(path) if path else DEFAULT_SCORING_YAML
-    if not path.exists():
-        raise FileNotFoundError(f"scoring config not found at {path}; pass a path or restore models/scoring.yaml")
-    return ScoringConfig.model_validate(yaml.safe_load(path.read_text()))
+    """Read and validate a scoring YAML (default: see `config_files.resolve_config`)."""
+    return load_validated("scoring.yaml", ScoringConfig, path)
 
 
 @lru_cache(maxsize=4)

@@ -25,15 +25,46 @@ from defi_scoring.core.patterns import EVIDENCE, EXPLANATIONS, PATTERNS
 from defi_scoring.core.reasons import sign_points
 from defi_scoring.core.templates import format_rows
 
-INT_FEATURES = {"num_deposits", "num_withdraws", "unique_pools", "num_swaps", "unique_pools_swapped", "counterparties",
-                "fan_in", "fan_out", "tokens", "liquidations"}
+INT_FEATURES = {
+    "num_deposits",
+    "num_withdraws",
+    "unique_pools",
+    "num_swaps",
+    "unique_pools_swapped",
+    "counterparties",
+    "fan_in",
+    "fan_out",
+    "tokens",
+    "liquidations",
+}
 # The additive `activity` field: per §1b protocol type, its transaction count and readable features.
 ACTIVITY = {
-    "transfers": ("transfer_count", ["received_usd", "sent_usd", "counterparties", "fan_in", "fan_out",
-                                     "sweep_share_1h", "failed_share", "method_call_share", "tokens",
-                                     "transfer_span_days"]),
-    "lending": ("lending_count", ["supplied_usd", "borrowed_usd", "borrow_to_supply_ratio", "repay_to_borrow_ratio",
-                                  "liquidations", "liquidated_usd"]),
+    "transfers": (
+        "transfer_count",
+        [
+            "received_usd",
+            "sent_usd",
+            "counterparties",
+            "fan_in",
+            "fan_out",
+            "sweep_share_1h",
+            "failed_share",
+            "method_call_share",
+            "tokens",
+            "transfer_span_days",
+        ],
+    ),
+    "lending": (
+        "lending_count",
+        [
+            "supplied_usd",
+            "borrowed_usd",
+            "borrow_to_supply_ratio",
+            "repay_to_borrow_ratio",
+            "liquidations",
+            "liquidated_usd",
+        ],
+    ),
 }
 MIN_REASON_POINTS = 0.05
 
@@ -42,13 +73,15 @@ MIN_REASON_POINTS = 0.05
 class EncodedMessages:
     """Success messages as the JSON bytes that go to Kafka and the store, plus the few fields the
     store and the alert topic need, so neither has to parse the JSON again."""
+
     values: list[bytes]
     summaries: list[dict[str, Any]]  # wallet_address, zscore, hybrid_score, confidence, risk_level,
     #                                   model_version, timestamp, processing_time_ms, alerts
 
 
-def encode_success_messages(table: pd.DataFrame, addresses: list[str], scores: Any, as_of: int,
-                            processing_ms: int) -> EncodedMessages:
+def encode_success_messages(
+    table: pd.DataFrame, addresses: list[str], scores: Any, as_of: int, processing_ms: int
+) -> EncodedMessages:
     """One message per row of `table` (rows of WalletScores.table, in the order of `addresses`, the
     wallet addresses as received)."""
     import polars as pl  # imported here: ~0.2 s, and only scoring needs it
@@ -89,12 +122,18 @@ def encode_success_messages(table: pd.DataFrame, addresses: list[str], scores: A
                 error = scores.factor_errors.get(f, "factor failed") + " (neutral fallback)"
                 for i in np.flatnonzero(failed).tolist():
                     explanation[i] = error
-            factors[f] = pl.struct(score=number(f"factor_{f}_score", 2),
-                                   confidence=number(f"factor_{f}_confidence", 3),
-                                   weight=pl.lit(float(weight)), explanation=text(f"explanation:{f}", explanation))
-        breakdown[dim_name] = pl.struct(score=number(f"dimension_{dim_name}_score", 2),
-                                        confidence=number(f"dimension_{dim_name}_confidence", 3),
-                                        weight=pl.lit(float(dim.weight)), factors=pl.struct(**factors))
+            factors[f] = pl.struct(
+                score=number(f"factor_{f}_score", 2),
+                confidence=number(f"factor_{f}_confidence", 3),
+                weight=pl.lit(float(weight)),
+                explanation=text(f"explanation:{f}", explanation),
+            )
+        breakdown[dim_name] = pl.struct(
+            score=number(f"dimension_{dim_name}_score", 2),
+            confidence=number(f"dimension_{dim_name}_confidence", 3),
+            weight=pl.lit(float(dim.weight)),
+            factors=pl.struct(**factors),
+        )
     version = scores.model_version
     head = pl.struct(
         wallet_address=text("wallet_address", addresses),
@@ -103,13 +142,25 @@ def encode_success_messages(table: pd.DataFrame, addresses: list[str], scores: A
         processing_time_ms=pl.lit(int(processing_ms), dtype=pl.Int64),
     )
     categories = [
-        pl.struct(category=pl.lit("liquidity_provision"), score=number("lp_score"),
-                  transaction_count=integer("lp_transaction_count"), features=features(LP_FEATURES)),
-        pl.struct(category=pl.lit("trading"), score=number("swap_score"),
-                  transaction_count=integer("num_swaps"), features=features(SWAP_FEATURES)),
+        pl.struct(
+            category=pl.lit("liquidity_provision"),
+            score=number("lp_score"),
+            transaction_count=integer("lp_transaction_count"),
+            features=features(LP_FEATURES),
+        ),
+        pl.struct(
+            category=pl.lit("trading"),
+            score=number("swap_score"),
+            transaction_count=integer("num_swaps"),
+            features=features(SWAP_FEATURES),
+        ),
     ]
-    activity = pl.struct(**{kind: pl.struct(transaction_count=integer(count), features=features(names, 4))
-                             for kind, (count, names) in ACTIVITY.items()})
+    activity = pl.struct(
+        **{
+            kind: pl.struct(transaction_count=integer(count), features=features(names, 4))
+            for kind, (count, names) in ACTIVITY.items()
+        }
+    )
     rest = pl.struct(
         activity=activity,
         tags=pl.col("tags"),
@@ -119,36 +170,79 @@ def encode_success_messages(table: pd.DataFrame, addresses: list[str], scores: A
         thin_history=pl.col("thin_history"),
         base_score=number("base_score", 2),
         breakdown=pl.struct(**breakdown),
-        ml=pl.struct(available=pl.lit(version is not None), model_version=pl.lit(version, dtype=pl.String),
-                     note=pl.lit(scores.model_note, dtype=pl.String),
-                     prediction_score=number("ml_prediction_score", 2), confidence=number("ml_confidence", 3),
-                     anomaly_score=number("anomaly_score", 3), adjustment=number("ml_adjustment", 2),
-                     anomaly_penalty=number("anomaly_penalty", 2)),
+        ml=pl.struct(
+            available=pl.lit(version is not None),
+            model_version=pl.lit(version, dtype=pl.String),
+            note=pl.lit(scores.model_note, dtype=pl.String),
+            prediction_score=number("ml_prediction_score", 2),
+            confidence=number("ml_confidence", 3),
+            anomaly_score=number("anomaly_score", 3),
+            adjustment=number("ml_adjustment", 2),
+            anomaly_penalty=number("anomaly_penalty", 2),
+        ),
     )
     # Objects encoded separately and joined as text: polars encodes a list of structs ~5× slower.
-    message = pl.concat_str([head.struct.json_encode().str.head(-1), pl.lit(',"categories":['),
-                             categories[0].struct.json_encode(), pl.lit(","), categories[1].struct.json_encode(),
-                             pl.lit("],"), rest.struct.json_encode().str.slice(1)])
+    message = pl.concat_str(
+        [
+            head.struct.json_encode().str.head(-1),
+            pl.lit(',"categories":['),
+            categories[0].struct.json_encode(),
+            pl.lit(","),
+            categories[1].struct.json_encode(),
+            pl.lit("],"),
+            rest.struct.json_encode().str.slice(1),
+        ]
+    )
     columns["tags"] = pl.from_arrow(pa.array(table["tags"].tolist(), pa.list_(pa.string())))  # 30× faster than polars
     columns["thin_history"] = table["thin_history"].to_numpy(bool)
     heads = pl.DataFrame(columns, nan_to_null=True).select(message).to_series().to_list()
 
     reasons, patterns, alerts = reason_lists(table), pattern_lists(table), alert_lists(table, config.alerts)
     tail = b',"model_version":' + orjson.dumps(version) + b"}"
-    values = [b"".join((head[:-1].encode(), b',"reasons":', orjson.dumps(r), b',"patterns":', orjson.dumps(p),
-                        b',"alerts":', orjson.dumps(a), tail))
-              for head, r, p, a in zip(heads, reasons, patterns, alerts)]
+    values = [
+        b"".join(
+            (
+                head[:-1].encode(),
+                b',"reasons":',
+                orjson.dumps(r),
+                b',"patterns":',
+                orjson.dumps(p),
+                b',"alerts":',
+                orjson.dumps(a),
+                tail,
+            )
+        )
+        for head, r, p, a in zip(heads, reasons, patterns, alerts)
+    ]
     return EncodedMessages(values, _summaries(table, addresses, zscores, version, as_of, processing_ms, alerts))
 
 
-def _summaries(table: pd.DataFrame, addresses: list[str], zscore: list[str], version: str | None, as_of: int,
-               processing_ms: int, alerts: list[list[dict]]) -> list[dict[str, Any]]:
+def _summaries(
+    table: pd.DataFrame,
+    addresses: list[str],
+    zscore: list[str],
+    version: str | None,
+    as_of: int,
+    processing_ms: int,
+    alerts: list[list[dict]],
+) -> list[dict[str, Any]]:
     hybrid = _finite_or_none(np.round(table["hybrid_score"].to_numpy(float), 2))
     confidence = _finite_or_none(np.round(table["confidence"].to_numpy(float), 3))
     risk = table["risk_level"].astype(object).tolist()
-    return [{"wallet_address": a, "zscore": z, "hybrid_score": h, "confidence": c, "risk_level": r,
-             "model_version": version, "timestamp": as_of, "processing_time_ms": processing_ms, "alerts": al}
-            for a, z, h, c, r, al in zip(addresses, zscore, hybrid, confidence, risk, alerts)]
+    return [
+        {
+            "wallet_address": a,
+            "zscore": z,
+            "hybrid_score": h,
+            "confidence": c,
+            "risk_level": r,
+            "model_version": version,
+            "timestamp": as_of,
+            "processing_time_ms": processing_ms,
+            "alerts": al,
+        }
+        for a, z, h, c, r, al in zip(addresses, zscore, hybrid, confidence, risk, alerts)
+    ]
 
 
 def _finite_or_none(values: np.ndarray) -> list:
@@ -179,16 +273,28 @@ def reason_lists(table: pd.DataFrame, min_points: float = MIN_REASON_POINTS) -> 
         probability = (1 - table["ml_prediction_score"].to_numpy(float) / 100).tolist()
         rounded = np.round(adjustment, 2).tolist()
         for i in np.flatnonzero(np.nan_to_num(adjustment) != 0).tolist():
-            out[i].append({"text": f"Ensemble risk probability {probability[i]:.2f} ({sign_points(adjustment[i])} points)",
-                           "points": rounded[i], "source": "model", "factor": "ml_adjustment"})
+            out[i].append(
+                {
+                    "text": f"Ensemble risk probability {probability[i]:.2f} ({sign_points(adjustment[i])} points)",
+                    "points": rounded[i],
+                    "source": "model",
+                    "factor": "ml_adjustment",
+                }
+            )
     if "anomaly_penalty" in table.columns:
         penalty = table["anomaly_penalty"].to_numpy(float)
         anomaly = table["anomaly_score"].to_numpy(float).tolist()
         rounded = np.round(-penalty, 2).tolist()
         for i in np.flatnonzero(np.nan_to_num(penalty) != 0).tolist():
-            out[i].append({"text": f"Behaviour more unusual than {anomaly[i]:.0%} of training wallets "
-                                   f"({sign_points(-penalty[i])} points)",
-                           "points": rounded[i], "source": "model", "factor": "anomaly_penalty"})
+            out[i].append(
+                {
+                    "text": f"Behaviour more unusual than {anomaly[i]:.0%} of training wallets "
+                    f"({sign_points(-penalty[i])} points)",
+                    "points": rounded[i],
+                    "source": "model",
+                    "factor": "anomaly_penalty",
+                }
+            )
     slot = 1
     while f"model_reason_{slot}_feature" in table.columns:
         features = table[f"model_reason_{slot}_feature"].tolist()
@@ -200,8 +306,14 @@ def reason_lists(table: pd.DataFrame, min_points: float = MIN_REASON_POINTS) -> 
             if feature not in values:
                 continue
             direction = "raises" if log_odds[i] > 0 else "lowers"
-            out[i].append({"text": f"Model: {feature} = {values[feature][i]:.3g} {direction} the risk estimate",
-                           "log_odds": rounded[i], "source": "model_feature", "factor": feature})
+            out[i].append(
+                {
+                    "text": f"Model: {feature} = {values[feature][i]:.3g} {direction} the risk estimate",
+                    "log_odds": rounded[i],
+                    "source": "model_feature",
+                    "factor": feature,
+                }
+            )
         slot += 1
     return out
 
@@ -215,20 +327,38 @@ def pattern_lists(table: pd.DataFrame) -> list[list[dict]]:
             continue
         part = table.iloc[rows]
         explanation = format_rows(EXPLANATIONS[name], part, name.replace("_", " "))
-        evidence = {k: (part[k].tolist() if part[k].dtype == object else np.round(part[k].to_numpy(float), 4).tolist())
-                    for k in EVIDENCE[name]}
+        evidence = {
+            k: (part[k].tolist() if part[k].dtype == object else np.round(part[k].to_numpy(float), 4).tolist())
+            for k in EVIDENCE[name]
+        }
         counted = part[f"{name}_counted"].to_numpy(bool).tolist()
         confidence = np.round(part[f"{name}_confidence"].to_numpy(float), 4).tolist()
         risk = np.round(part[f"{name}_risk"].to_numpy(float), 2).tolist()
         for j, i in enumerate(rows.tolist()):
-            out[i].append({"pattern": name, "detected": True, "counted": counted[j], "confidence": confidence[j],
-                           "risk_score": risk[j], "explanation": explanation[j],
-                           "evidence": {k: v[j] for k, v in evidence.items()}})
+            out[i].append(
+                {
+                    "pattern": name,
+                    "detected": True,
+                    "counted": counted[j],
+                    "confidence": confidence[j],
+                    "risk_score": risk[j],
+                    "explanation": explanation[j],
+                    "evidence": {k: v[j] for k, v in evidence.items()},
+                }
+            )
     return out
 
 
-_ALERT_FIELDS = ["alert_pattern", "alert_pattern_risk", "alert_score_drop", "alert_low_confidence", "previous_score",
-                 "hybrid_score", "thin_history", "confidence"]
+_ALERT_FIELDS = [
+    "alert_pattern",
+    "alert_pattern_risk",
+    "alert_score_drop",
+    "alert_low_confidence",
+    "previous_score",
+    "hybrid_score",
+    "thin_history",
+    "confidence",
+]
 
 
 def alert_lists(table: pd.DataFrame, cfg) -> list[list[dict]]:
@@ -241,4 +371,3 @@ def alert_lists(table: pd.DataFrame, cfg) -> list[list[dict]]:
         for i, values in zip(rows.tolist(), zip(*columns)):
             out[i] = alerts_of(dict(zip(_ALERT_FIELDS, values)), cfg)
     return out
-

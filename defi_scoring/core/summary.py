@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import numpy as np
 import pandas as pd
 
@@ -14,7 +16,7 @@ def zscore_distribution(scores: pd.DataFrame) -> pd.DataFrame:
     """Wallet counts per zscore band (the reachable range is 0–920)."""
     counts, _ = np.histogram(scores["zscore"].to_numpy(), bins=ZSCORE_BINS)
     total = max(int(counts.sum()), 1)
-    labels = [f"{lo}–{hi}" for lo, hi in zip(ZSCORE_BINS[:-1], ZSCORE_BINS[1:])]
+    labels = [f"{lo}–{hi}" for lo, hi in pairwise(ZSCORE_BINS)]
     return pd.DataFrame({"zscore": labels, "wallets": counts, "share": np.round(counts / total, 4)})
 
 
@@ -23,7 +25,7 @@ def distribution_markdown(scores: pd.DataFrame, width: int = 30) -> str:
     peak = max(int(dist["wallets"].max()), 1)
     lines = ["| zscore | wallets | share | |", "|---|---:|---:|---|"]
     for row in dist.itertuples(index=False):
-        bar = "█" * int(round(row.wallets / peak * width))
+        bar = "█" * round(row.wallets / peak * width)
         lines.append(f"| {row.zscore} | {row.wallets} | {row.share:.1%} | {bar} |")
     return "\n".join(lines)
 
@@ -44,7 +46,7 @@ def describe(scores: pd.DataFrame) -> dict[str, float]:
     if len(z) == 0:
         return {"wallets": 0}
     return {
-        "wallets": int(len(z)),
+        "wallets": len(z),
         "zscore_mean": float(z.mean()),
         "zscore_p10": float(np.percentile(z, 10)),
         "zscore_p50": float(np.percentile(z, 50)),
@@ -57,7 +59,7 @@ def _bar_table(labels: list[str], counts: np.ndarray, header: str, width: int = 
     peak = max(int(counts.max()) if len(counts) else 1, 1)
     lines = [f"| {header} | wallets | share | |", "|---|---:|---:|---|"]
     for label, count in zip(labels, counts.tolist()):
-        lines.append(f"| {label} | {count} | {count / total:.1%} | {'█' * int(round(count / peak * width))} |")
+        lines.append(f"| {label} | {count} | {count / total:.1%} | {'█' * round(count / peak * width)} |")
     return "\n".join(lines)
 
 

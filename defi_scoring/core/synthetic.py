@@ -8,9 +8,9 @@ pools follow a Zipf-like popularity.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import orjson
@@ -21,16 +21,46 @@ DAY = 86_400
 
 TOKENS = [
     # symbol, price USD, decimals
-    ("USDC", 1.0, 6), ("USDT", 1.0, 6), ("DAI", 1.0, 18), ("FRAX", 1.0, 18), ("LUSD", 1.0, 18),
-    ("WETH", 3400.0, 18), ("WBTC", 64000.0, 8), ("stETH", 3390.0, 18), ("rETH", 3700.0, 18),
-    ("LINK", 14.5, 18), ("UNI", 7.8, 18), ("AAVE", 160.0, 18), ("MKR", 1900.0, 18), ("CRV", 0.45, 18),
-    ("LDO", 1.9, 18), ("ARB", 0.8, 18), ("OP", 1.7, 18), ("PEPE", 0.0000105, 18), ("SHIB", 0.000018, 18),
-    ("COMP", 55.0, 18), ("SNX", 2.1, 18), ("BAL", 2.6, 18), ("GRT", 0.17, 18), ("ENS", 21.0, 18),
-    ("RPL", 12.0, 18), ("FXS", 2.4, 18), ("CVX", 2.9, 18), ("1INCH", 0.36, 18), ("SUSHI", 0.75, 18),
-    ("YFI", 6200.0, 18), ("APE", 1.1, 18), ("IMX", 1.4, 18),
+    ("USDC", 1.0, 6),
+    ("USDT", 1.0, 6),
+    ("DAI", 1.0, 18),
+    ("FRAX", 1.0, 18),
+    ("LUSD", 1.0, 18),
+    ("WETH", 3400.0, 18),
+    ("WBTC", 64000.0, 8),
+    ("stETH", 3390.0, 18),
+    ("rETH", 3700.0, 18),
+    ("LINK", 14.5, 18),
+    ("UNI", 7.8, 18),
+    ("AAVE", 160.0, 18),
+    ("MKR", 1900.0, 18),
+    ("CRV", 0.45, 18),
+    ("LDO", 1.9, 18),
+    ("ARB", 0.8, 18),
+    ("OP", 1.7, 18),
+    ("PEPE", 0.0000105, 18),
+    ("SHIB", 0.000018, 18),
+    ("COMP", 55.0, 18),
+    ("SNX", 2.1, 18),
+    ("BAL", 2.6, 18),
+    ("GRT", 0.17, 18),
+    ("ENS", 21.0, 18),
+    ("RPL", 12.0, 18),
+    ("FXS", 2.4, 18),
+    ("CVX", 2.9, 18),
+    ("1INCH", 0.36, 18),
+    ("SUSHI", 0.75, 18),
+    ("YFI", 6200.0, 18),
+    ("APE", 1.1, 18),
+    ("IMX", 1.4, 18),
 ]
-PROTOCOLS = [("uniswap_v3", "Uniswap V3"), ("uniswap_v2", "Uniswap V2"), ("sushiswap", "SushiSwap"),
-             ("curve", "Curve"), ("balancer_v2", "Balancer V2")]
+PROTOCOLS = [
+    ("uniswap_v3", "Uniswap V3"),
+    ("uniswap_v2", "Uniswap V2"),
+    ("sushiswap", "SushiSwap"),
+    ("curve", "Curve"),
+    ("balancer_v2", "Balancer V2"),
+]
 FEE_TIERS = ["0.01%", "0.05%", "0.3%", "1%"]
 
 
@@ -62,7 +92,7 @@ class SyntheticData:
 
     wallets: pd.DataFrame  # wallet_address, archetype, is_risky, cluster_id
     transactions: pd.DataFrame  # wallet_index, position, timestamp, action, pool, direction, usd
-    universe: "_Universe"
+    universe: _Universe
 
 
 class _Universe:
@@ -85,8 +115,10 @@ class _Universe:
         fee = rng.integers(0, len(FEE_TIERS), n_pools)
         self.pool_protocol = np.array([PROTOCOLS[p][0] for p in protocol], dtype=object)
         self.pool_names = np.array(
-            [f"{PROTOCOLS[p][1]} {self.symbols[a]}/{self.symbols[b]} {FEE_TIERS[f]}"
-             for p, a, b, f in zip(protocol, token0, token1, fee)],
+            [
+                f"{PROTOCOLS[p][1]} {self.symbols[a]}/{self.symbols[b]} {FEE_TIERS[f]}"
+                for p, a, b, f in zip(protocol, token0, token1, fee)
+            ],
             dtype=object,
         )
         pool_popularity = 1.0 / np.arange(1, n_pools + 1) ** 1.1
@@ -125,12 +157,29 @@ def _bursty_gaps(rng: np.random.Generator, n: int, short_s: float, long_s: float
     return np.where(rng.random(n) < p_short, short, long)
 
 
-def _frame(wallet: np.ndarray, counts: np.ndarray, start: np.ndarray, gaps: np.ndarray, action: np.ndarray,
-           pool: np.ndarray, direction: np.ndarray, usd: np.ndarray) -> pd.DataFrame:
+def _frame(
+    wallet: np.ndarray,
+    counts: np.ndarray,
+    start: np.ndarray,
+    gaps: np.ndarray,
+    action: np.ndarray,
+    pool: np.ndarray,
+    direction: np.ndarray,
+    usd: np.ndarray,
+) -> pd.DataFrame:
     gaps = np.where(_positions(counts) == 0, 0.0, gaps)  # gap = time since the wallet's previous tx
     timestamp = np.repeat(start, counts) + _within_wallet_cumsum(counts, gaps)
-    return pd.DataFrame({"wallet_index": wallet, "position": _positions(counts), "timestamp": timestamp.astype(np.int64),
-                         "action": action, "pool": pool, "direction": direction, "usd": usd})
+    return pd.DataFrame(
+        {
+            "wallet_index": wallet,
+            "position": _positions(counts),
+            "timestamp": timestamp.astype(np.int64),
+            "action": action,
+            "pool": pool,
+            "direction": direction,
+            "usd": usd,
+        }
+    )
 
 
 def _pick_pools(rng, universe, counts, k, wallet_local):
@@ -138,8 +187,22 @@ def _pick_pools(rng, universe, counts, k, wallet_local):
     return fav[wallet_local, rng.integers(0, k, counts.sum())]
 
 
-def _generic(rng, universe, counts, end_time, *, probs, scale_mu, scale_sigma, tx_sigma, short_s, long_s,
-             p_short, k_pools, first_is_deposit):
+def _generic(
+    rng,
+    universe,
+    counts,
+    end_time,
+    *,
+    probs,
+    scale_mu,
+    scale_sigma,
+    tx_sigma,
+    short_s,
+    long_s,
+    p_short,
+    k_pools,
+    first_is_deposit,
+):
     n_w, n_tx = len(counts), int(counts.sum())
     local = np.repeat(np.arange(n_w), counts)
     gaps = _bursty_gaps(rng, n_tx, short_s, long_s, p_short)
@@ -172,7 +235,9 @@ def _mev_bot(rng, universe, n_w, end_time):
     counts = pairs * 2
     n_tx, local = int(counts.sum()), np.repeat(np.arange(n_w), counts)
     pos = _positions(counts)
-    gaps = np.where(pos % 2 == 1, rng.integers(0, 13, n_tx), rng.exponential(900, n_tx))  # back-run within a block or two
+    gaps = np.where(
+        pos % 2 == 1, rng.integers(0, 13, n_tx), rng.exponential(900, n_tx)
+    )  # back-run within a block or two
     start = _first_seen(rng, n_w, end_time)
     usd = rng.lognormal(np.log(15_000), 1.2, n_tx)
     usd[pos % 2 == 1] = usd[np.flatnonzero(pos % 2 == 1) - 1] * rng.uniform(1.001, 1.01, int((pos % 2 == 1).sum()))
@@ -217,9 +282,21 @@ def _sybil_farm(rng, universe, n_w, end_time):
     sizes[-1] -= sum(sizes) - n_w
     sizes = np.array([s for s in sizes if s > 0])
     n_clusters = len(sizes)
-    template = _generic(rng, universe, rng.integers(4, 12, n_clusters), end_time, probs=[0.6, 0.3, 0.1],
-                        scale_mu=np.log(300), scale_sigma=0.5, tx_sigma=0.3, short_s=120, long_s=3 * DAY,
-                        p_short=0.3, k_pools=3, first_is_deposit=False)
+    template = _generic(
+        rng,
+        universe,
+        rng.integers(4, 12, n_clusters),
+        end_time,
+        probs=[0.6, 0.3, 0.1],
+        scale_mu=np.log(300),
+        scale_sigma=0.5,
+        tx_sigma=0.3,
+        short_s=120,
+        long_s=3 * DAY,
+        p_short=0.3,
+        k_pools=3,
+        first_is_deposit=False,
+    )
     cluster_of_wallet = np.repeat(np.arange(n_clusters), sizes)
     t_counts = np.bincount(template["wallet_index"], minlength=n_clusters)
     t_start = np.concatenate([[0], np.cumsum(t_counts)[:-1]])
@@ -242,9 +319,21 @@ def _pump_dumper(rng, universe, n_w, end_time):
     sizes[-1] -= sum(sizes) - n_w
     sizes = np.array([s for s in sizes if s > 0])
     group = np.repeat(np.arange(len(sizes)), sizes)
-    background = _generic(rng, universe, rng.integers(2, 8, n_w), end_time, probs=[1.0, 0.0, 0.0],
-                          scale_mu=np.log(1_500), scale_sigma=1.0, tx_sigma=0.8, short_s=3600, long_s=10 * DAY,
-                          p_short=0.2, k_pools=4, first_is_deposit=False)
+    background = _generic(
+        rng,
+        universe,
+        rng.integers(2, 8, n_w),
+        end_time,
+        probs=[1.0, 0.0, 0.0],
+        scale_mu=np.log(1_500),
+        scale_sigma=1.0,
+        tx_sigma=0.8,
+        short_s=3600,
+        long_s=10 * DAY,
+        p_short=0.2,
+        k_pools=4,
+        first_is_deposit=False,
+    )
     pump_time = end_time - rng.uniform(3 * DAY, 700 * DAY, len(sizes))
     small_cap = np.flatnonzero(universe.pool_token1 >= 12)  # pools whose token1 is a thinly traded token
     pump_pool = rng.choice(small_cap, len(sizes))
@@ -252,11 +341,16 @@ def _pump_dumper(rng, universe, n_w, end_time):
     sell = buy + rng.uniform(1800, 24 * 3600, n_w)
     size = rng.lognormal(np.log(3_000), 0.8, n_w)
     # direction 0 sends token0 and receives token1: buy token1, then sell it back (direction 1)
-    pumps = pd.DataFrame({"wallet_index": np.r_[np.arange(n_w), np.arange(n_w)],
-                          "timestamp": np.r_[buy, sell].astype(np.int64),
-                          "action": "swap", "pool": np.r_[pump_pool[group], pump_pool[group]],
-                          "direction": np.r_[np.zeros(n_w, int), np.ones(n_w, int)],
-                          "usd": np.r_[size, size * rng.uniform(1.1, 1.6, n_w)]})
+    pumps = pd.DataFrame(
+        {
+            "wallet_index": np.r_[np.arange(n_w), np.arange(n_w)],
+            "timestamp": np.r_[buy, sell].astype(np.int64),
+            "action": "swap",
+            "pool": np.r_[pump_pool[group], pump_pool[group]],
+            "direction": np.r_[np.zeros(n_w, int), np.ones(n_w, int)],
+            "usd": np.r_[size, size * rng.uniform(1.1, 1.6, n_w)],
+        }
+    )
     out = pd.concat([background, pumps], ignore_index=True).sort_values(["wallet_index", "timestamp"], kind="stable")
     out["position"] = _positions(np.bincount(out["wallet_index"], minlength=n_w))
     return out.reset_index(drop=True)[background.columns]
@@ -274,21 +368,69 @@ def generate_wallets(n_wallets: int, seed: int = 42, end_time: int = DEFAULT_END
             continue
         cluster = np.full(n, -1)
         if archetype.name == "whale_lp":
-            tx = _generic(rng, universe, rng.integers(5, 30, n), end_time, probs=[0.25, 0.55, 0.2],
-                          scale_mu=np.log(400_000), scale_sigma=1.0, tx_sigma=0.8, short_s=3600,
-                          long_s=20 * DAY, p_short=0.2, k_pools=6, first_is_deposit=True)
+            tx = _generic(
+                rng,
+                universe,
+                rng.integers(5, 30, n),
+                end_time,
+                probs=[0.25, 0.55, 0.2],
+                scale_mu=np.log(400_000),
+                scale_sigma=1.0,
+                tx_sigma=0.8,
+                short_s=3600,
+                long_s=20 * DAY,
+                p_short=0.2,
+                k_pools=6,
+                first_is_deposit=True,
+            )
         elif archetype.name == "long_term_lp":
-            tx = _generic(rng, universe, rng.integers(3, 20, n), end_time, probs=[0.3, 0.55, 0.15],
-                          scale_mu=np.log(8_000), scale_sigma=1.0, tx_sigma=0.7, short_s=1800,
-                          long_s=30 * DAY, p_short=0.15, k_pools=3, first_is_deposit=True)
+            tx = _generic(
+                rng,
+                universe,
+                rng.integers(3, 20, n),
+                end_time,
+                probs=[0.3, 0.55, 0.15],
+                scale_mu=np.log(8_000),
+                scale_sigma=1.0,
+                tx_sigma=0.7,
+                short_s=1800,
+                long_s=30 * DAY,
+                p_short=0.15,
+                k_pools=3,
+                first_is_deposit=True,
+            )
         elif archetype.name == "active_trader":
-            tx = _generic(rng, universe, rng.integers(20, 80, n), end_time, probs=[0.9, 0.07, 0.03],
-                          scale_mu=np.log(3_000), scale_sigma=1.2, tx_sigma=1.0, short_s=900,
-                          long_s=2 * DAY, p_short=0.4, k_pools=10, first_is_deposit=False)
+            tx = _generic(
+                rng,
+                universe,
+                rng.integers(20, 80, n),
+                end_time,
+                probs=[0.9, 0.07, 0.03],
+                scale_mu=np.log(3_000),
+                scale_sigma=1.2,
+                tx_sigma=1.0,
+                short_s=900,
+                long_s=2 * DAY,
+                p_short=0.4,
+                k_pools=10,
+                first_is_deposit=False,
+            )
         elif archetype.name == "casual":
-            tx = _generic(rng, universe, rng.integers(1, 9, n), end_time, probs=[0.8, 0.15, 0.05],
-                          scale_mu=np.log(400), scale_sigma=1.0, tx_sigma=0.8, short_s=3600,
-                          long_s=15 * DAY, p_short=0.2, k_pools=3, first_is_deposit=False)
+            tx = _generic(
+                rng,
+                universe,
+                rng.integers(1, 9, n),
+                end_time,
+                probs=[0.8, 0.15, 0.05],
+                scale_mu=np.log(400),
+                scale_sigma=1.0,
+                tx_sigma=0.8,
+                short_s=3600,
+                long_s=15 * DAY,
+                p_short=0.2,
+                k_pools=3,
+                first_is_deposit=False,
+            )
         elif archetype.name == "wash_trader":
             tx = _wash_trader(rng, universe, n, end_time)
         elif archetype.name == "mev_bot":
@@ -302,8 +444,9 @@ def generate_wallets(n_wallets: int, seed: int = 42, end_time: int = DEFAULT_END
             cluster = cluster + offset  # cluster ids unique across the generation
         tx["wallet_index"] = tx["wallet_index"].to_numpy() + offset
         frames.append(tx)
-        wallet_rows.append(pd.DataFrame({"archetype": archetype.name, "is_risky": archetype.is_risky,
-                                         "cluster_id": cluster}))
+        wallet_rows.append(
+            pd.DataFrame({"archetype": archetype.name, "is_risky": archetype.is_risky, "cluster_id": cluster})
+        )
         offset += n
     wallets = pd.concat(wallet_rows, ignore_index=True)
     order = rng.permutation(len(wallets))  # interleave archetypes in the output
@@ -343,28 +486,44 @@ def iter_messages(data: SyntheticData) -> Iterator[dict]:
     usd_a = np.where(is_swap, usd, usd / 2)
     usd_b = np.where(is_swap, usd * 0.997, usd / 2)  # swap slippage; LP split 50/50
     columns = zip(
-        tx["wallet_index"].to_numpy().tolist(), tx["timestamp"].to_numpy().tolist(), tx["action"].tolist(),
-        pool.tolist(), token_a.tolist(), token_b.tolist(), np.round(usd_a, 2).tolist(), np.round(usd_b, 2).tolist(),
+        tx["wallet_index"].to_numpy().tolist(),
+        tx["timestamp"].to_numpy().tolist(),
+        tx["action"].tolist(),
+        pool.tolist(),
+        token_a.tolist(),
+        token_b.tolist(),
+        np.round(usd_a, 2).tolist(),
+        np.round(usd_b, 2).tolist(),
     )
     symbols, prices = universe.symbols.tolist(), universe.prices.tolist()
-    scales = (10.0 ** universe.decimals).tolist()
+    scales = (10.0**universe.decimals).tolist()
     token_addresses, pool_ids = universe.token_addresses.tolist(), universe.pool_ids.tolist()
     pool_names, protocols = universe.pool_names.tolist(), universe.pool_protocol.tolist()
     addresses = data.wallets["wallet_address"].tolist()
 
     def token(i: int, usd_value: float) -> dict:
-        return {"amount": usd_value / prices[i] * scales[i], "amountUSD": usd_value,
-                "address": token_addresses[i], "symbol": symbols[i]}
+        return {
+            "amount": usd_value / prices[i] * scales[i],
+            "amountUSD": usd_value,
+            "address": token_addresses[i],
+            "symbol": symbols[i],
+        }
 
-    current, txs, serial = -1, [], 0
-    for wallet, ts, action, p, a, b, ua, ub in columns:
+    current, txs = -1, []
+    for serial, (wallet, ts, action, p, a, b, ua, ub) in enumerate(columns, start=1):
         if wallet != current:
             if current >= 0:
                 yield _message(addresses[current], txs)
             current, txs = wallet, []
-        serial += 1
-        record = {"document_id": f"{serial:024x}", "action": action, "timestamp": ts, "caller": addresses[wallet],
-                  "protocol": protocols[p], "poolId": pool_ids[p], "poolName": pool_names[p]}
+        record = {
+            "document_id": f"{serial:024x}",
+            "action": action,
+            "timestamp": ts,
+            "caller": addresses[wallet],
+            "protocol": protocols[p],
+            "poolId": pool_ids[p],
+            "poolName": pool_names[p],
+        }
         if action == "swap":
             record["tokenIn"], record["tokenOut"] = token(a, ua), token(b, ub)
         else:
@@ -387,8 +546,16 @@ def split_newest(message: dict, rng: np.random.Generator, max_new: int = 3) -> t
     return older, _message(message["wallet_address"], txs[-new:])
 
 
-CORRUPTIONS = ["truncated_json", "missing_wallet", "invalid_wallet", "timestamp_ms", "negative_usd",
-               "unknown_action", "empty_data", "lending_only"]
+CORRUPTIONS = [
+    "truncated_json",
+    "missing_wallet",
+    "invalid_wallet",
+    "timestamp_ms",
+    "negative_usd",
+    "unknown_action",
+    "empty_data",
+    "lending_only",
+]
 
 
 def corrupt(message: dict, kind: str) -> bytes:
@@ -418,8 +585,14 @@ def corrupt(message: dict, kind: str) -> bytes:
     return orjson.dumps(message)
 
 
-def write_dataset(data: SyntheticData, messages_path: Path, labels_path: Path | None = None,
-                  bad_fraction: float = 0.0, seed: int = 42, progress=None) -> dict[str, int]:
+def write_dataset(
+    data: SyntheticData,
+    messages_path: Path,
+    labels_path: Path | None = None,
+    bad_fraction: float = 0.0,
+    seed: int = 42,
+    progress=None,
+) -> dict[str, int]:
     """Write JSONL messages (optionally with a share of corrupted lines) and a labels CSV."""
     rng = np.random.default_rng(seed + 1)
     messages_path.parent.mkdir(parents=True, exist_ok=True)

@@ -16,14 +16,19 @@ def template_fields(template: str) -> list[str]:
 
 @lru_cache(maxsize=256)
 def _positional(template: str) -> tuple[str, tuple[str, ...]]:
-    """"{a:.1f} and {b}" → ("{0:.1f} and {1}", ("a", "b")): positional formatting skips a dict per row."""
+    """ "{a:.1f} and {b}" → ("{0:.1f} and {1}", ("a", "b")): positional formatting skips a dict per row."""
     parts, fields = [], []
     for literal, name, spec, conversion in _FORMATTER.parse(template):
         parts.append(literal.replace("{", "{{").replace("}", "}}"))
         if name is not None:
             fields.append(name)
-            parts.append("{" + str(len(fields) - 1) + (f"!{conversion}" if conversion else "")
-                         + (f":{spec}" if spec else "") + "}")
+            parts.append(
+                "{"
+                + str(len(fields) - 1)
+                + (f"!{conversion}" if conversion else "")
+                + (f":{spec}" if spec else "")
+                + "}"
+            )
     return "".join(parts), tuple(fields)
 
 

@@ -32,8 +32,9 @@ def label_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.glob("*") if p.suffix in (".csv", ".parquet")) if folder.exists() else []
 
 
-def build_training_set(transactions: pd.DataFrame, labels: pd.Series, as_of: float,
-                       holdout_fraction: float) -> pd.DataFrame:
+def build_training_set(
+    transactions: pd.DataFrame, labels: pd.Series, as_of: float, holdout_fraction: float
+) -> pd.DataFrame:
     """Model features of the labelled wallets, with `is_risky` and a boolean `holdout` column."""
     features = model_features(transactions, as_of)
     labelled = features.join(labels, how="inner")

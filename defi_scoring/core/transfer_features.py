@@ -41,23 +41,79 @@ METHOD_FAMILIES = {  # first matching family wins; matched on the lower-cased me
 }
 
 TRANSFER_FEATURES = [
-    "transfer_count_log", "send_share", "log_received_usd", "log_sent_usd", "sent_to_received_ratio",
-    "log_mean_received_usd", "log_mean_sent_usd", "max_receive_share", "counterparties_log",
-    "counterparties_per_transfer", "fan_in_log", "fan_out_log", "fan_in_out_log_ratio", "counterparty_top_share",
-    "counterparty_hhi", "reciprocal_counterparty_share", "self_transfer_share", "sweep_share_1h",
-    "forward_hours_log_mean", "unforwarded_receive_share", "failed_share", "method_call_share",
-    *(f"method_{family}_share" for family in METHOD_FAMILIES), "distinct_methods_log", "tokens_log", "native_share",
-    "unpriced_share", "round_value_share", "zero_value_share", "plain_gas_share", "transfer_gap_hours_log",
-    "transfer_gap_cv", "transfer_burstiness", "transfer_same_time_share", "transfer_same_minute_share", "active_span_days_log",
-    "transfer_active_days_log", "transfers_per_active_day", "first_is_receive", "last_is_send",
-    "log_median_received_usd", "log_median_sent_usd", "received_usd_log_std", "sent_usd_log_std",
-    "sender_top_share", "recipient_top_share", "receives_per_sender_log", "sends_per_recipient_log",
-    "first_send_delay_hours_log", "integer_value_share", "fine_value_share", "peak_balance_share",
-    "transfer_gap_median_hours_log", "counterparties_per_active_day", "log_min_received_usd",
-    "log_max_received_usd", "log_min_sent_usd", "log_max_sent_usd", "send_gap_hours_log", "receive_gap_hours_log",
-    "net_flow_usd_signed_log", "token_receive_share", "token_send_share", "tokens_received_log", "tokens_sent_log",
-    "gas_used_median_log", "receive_method_share", "send_method_share", "repeated_amount_share",
-    "one_off_counterparty_share", "recipient_value_top_share", "emptying_send_share", "log_first_receive_usd",
+    "transfer_count_log",
+    "send_share",
+    "log_received_usd",
+    "log_sent_usd",
+    "sent_to_received_ratio",
+    "log_mean_received_usd",
+    "log_mean_sent_usd",
+    "max_receive_share",
+    "counterparties_log",
+    "counterparties_per_transfer",
+    "fan_in_log",
+    "fan_out_log",
+    "fan_in_out_log_ratio",
+    "counterparty_top_share",
+    "counterparty_hhi",
+    "reciprocal_counterparty_share",
+    "self_transfer_share",
+    "sweep_share_1h",
+    "forward_hours_log_mean",
+    "unforwarded_receive_share",
+    "failed_share",
+    "method_call_share",
+    *(f"method_{family}_share" for family in METHOD_FAMILIES),
+    "distinct_methods_log",
+    "tokens_log",
+    "native_share",
+    "unpriced_share",
+    "round_value_share",
+    "zero_value_share",
+    "plain_gas_share",
+    "transfer_gap_hours_log",
+    "transfer_gap_cv",
+    "transfer_burstiness",
+    "transfer_same_time_share",
+    "transfer_same_minute_share",
+    "active_span_days_log",
+    "transfer_active_days_log",
+    "transfers_per_active_day",
+    "first_is_receive",
+    "last_is_send",
+    "log_median_received_usd",
+    "log_median_sent_usd",
+    "received_usd_log_std",
+    "sent_usd_log_std",
+    "sender_top_share",
+    "recipient_top_share",
+    "receives_per_sender_log",
+    "sends_per_recipient_log",
+    "first_send_delay_hours_log",
+    "integer_value_share",
+    "fine_value_share",
+    "peak_balance_share",
+    "transfer_gap_median_hours_log",
+    "counterparties_per_active_day",
+    "log_min_received_usd",
+    "log_max_received_usd",
+    "log_min_sent_usd",
+    "log_max_sent_usd",
+    "send_gap_hours_log",
+    "receive_gap_hours_log",
+    "net_flow_usd_signed_log",
+    "token_receive_share",
+    "token_send_share",
+    "tokens_received_log",
+    "tokens_sent_log",
+    "gas_used_median_log",
+    "receive_method_share",
+    "send_method_share",
+    "repeated_amount_share",
+    "one_off_counterparty_share",
+    "recipient_value_top_share",
+    "emptying_send_share",
+    "log_first_receive_usd",
 ]
 
 
@@ -182,8 +238,10 @@ def transfer_features(transactions: pd.DataFrame, wallets: pd.Index) -> pd.DataF
         "sweep_share_1h": safe_ratio(np.bincount(r_wallet[swept], minlength=n).astype(float), receives),
         "forward_hours_log_mean": safe_ratio(forward_log_hours, forwarded),
         "unforwarded_receive_share": safe_ratio(receives - forwarded, receives),
-        "failed_share": safe_ratio(group_sum(wallet[known_failed], failed[known_failed], n),
-                                   np.bincount(wallet[known_failed], minlength=n).astype(float)),
+        "failed_share": safe_ratio(
+            group_sum(wallet[known_failed], failed[known_failed], n),
+            np.bincount(wallet[known_failed], minlength=n).astype(float),
+        ),
         "method_call_share": safe_ratio(group_sum(wallet, with_method.astype(float), n), count),
     }
     calls = group_sum(wallet, with_method.astype(float), n)
@@ -197,9 +255,10 @@ def transfer_features(transactions: pd.DataFrame, wallets: pd.Index) -> pd.DataF
     out["unpriced_share"] = safe_ratio(group_sum(wallet, ((usd == 0) & (amount > 0)).astype(float), n), count)
     out["round_value_share"] = safe_ratio(group_sum(wallet, _round_value(amount).astype(float), n), count)
     out["zero_value_share"] = safe_ratio(group_sum(wallet, (amount == 0).astype(float), n), count)
-    out["plain_gas_share"] = safe_ratio(group_sum(wallet[known_gas], (gas[known_gas] == PLAIN_TRANSFER_GAS)
-                                                  .astype(float), n),
-                                        np.bincount(wallet[known_gas], minlength=n).astype(float))
+    out["plain_gas_share"] = safe_ratio(
+        group_sum(wallet[known_gas], (gas[known_gas] == PLAIN_TRANSFER_GAS).astype(float), n),
+        np.bincount(wallet[known_gas], minlength=n).astype(float),
+    )
     out["transfer_gap_hours_log"] = np.log1p(gaps.mean / SECONDS_PER_HOUR)
     out["transfer_gap_cv"] = gaps.cv
     out["transfer_burstiness"] = gaps.burstiness
@@ -226,8 +285,9 @@ def transfer_features(transactions: pd.DataFrame, wallets: pd.Index) -> pd.DataF
     delay = np.where(sends > 0, first_send - first_ts, last_ts - first_ts)
     out["first_send_delay_hours_log"] = np.log1p(np.maximum(delay, 0) / SECONDS_PER_HOUR)
     positive = (amount > 0) & np.isfinite(amount)
-    out["integer_value_share"] = safe_ratio(group_sum(wallet, (positive & (amount == np.round(amount))).astype(float),
-                                                      n), count)
+    out["integer_value_share"] = safe_ratio(
+        group_sum(wallet, (positive & (amount == np.round(amount))).astype(float), n), count
+    )
     thousandths = amount * 1000
     fine = positive & (np.abs(thousandths - np.round(thousandths)) > 1e-6 * np.maximum(thousandths, 1))
     out["fine_value_share"] = safe_ratio(group_sum(wallet, fine.astype(float), n), count)
@@ -248,10 +308,13 @@ def transfer_features(transactions: pd.DataFrame, wallets: pd.Index) -> pd.DataF
         direction_gaps = gap_stats(wallet[rows], ts[rows], n)
         out[f"{direction}_gap_hours_log"] = np.log1p(direction_gaps.mean / SECONDS_PER_HOUR)
         token_rows = rows & ~is_native & (token >= 0)
-        out[f"token_{direction}_share"] = safe_ratio(group_sum(wallet, token_rows.astype(float), n),
-                                                     np.bincount(wallet[rows], minlength=n).astype(float))
-        out[f"{direction}_method_share"] = safe_ratio(group_sum(wallet, (rows & with_method).astype(float), n),
-                                                      np.bincount(wallet[rows], minlength=n).astype(float))
+        out[f"token_{direction}_share"] = safe_ratio(
+            group_sum(wallet, token_rows.astype(float), n), np.bincount(wallet[rows], minlength=n).astype(float)
+        )
+        out[f"{direction}_method_share"] = safe_ratio(
+            group_sum(wallet, (rows & with_method).astype(float), n),
+            np.bincount(wallet[rows], minlength=n).astype(float),
+        )
     net = received - sent
     out["net_flow_usd_signed_log"] = np.sign(net) * np.log1p(np.abs(net))
     out["tokens_received_log"] = np.log1p(distinct_count(wallet[is_receive], token[is_receive], n))
@@ -261,14 +324,16 @@ def transfer_features(transactions: pd.DataFrame, wallets: pd.Index) -> pd.DataF
     # Repetition and sweeping: the same amount again and again; contacts seen once; most of the value
     # sent to one address; sends that empty the running balance.
     amount_code = pd.factorize(np.where(positive, amount, -1.0))[0].astype(np.int64)
-    _, inverse, pair_count = np.unique(wallet * (int(amount_code.max()) + 1) + amount_code, return_inverse=True,
-                                       return_counts=True)
+    _, inverse, pair_count = np.unique(
+        wallet * (int(amount_code.max()) + 1) + amount_code, return_inverse=True, return_counts=True
+    )
     repeated = positive & (pair_count[inverse] > 1)
     out["repeated_amount_share"] = safe_ratio(group_sum(wallet, repeated.astype(float), n), count)
     has_partner = counterparty >= 0
     width = int(counterparty.max()) + 1 if has_partner.any() else 1
-    _, partner_inverse, partner_count = np.unique(wallet[has_partner] * width + counterparty[has_partner],
-                                                  return_inverse=True, return_counts=True)
+    _, partner_inverse, partner_count = np.unique(
+        wallet[has_partner] * width + counterparty[has_partner], return_inverse=True, return_counts=True
+    )
     one_off = np.zeros(len(wallet), dtype=bool)
     one_off[np.flatnonzero(has_partner)] = partner_count[partner_inverse] == 1
     out["one_off_counterparty_share"] = safe_ratio(group_sum(wallet, one_off.astype(float), n), partners)
@@ -284,21 +349,24 @@ def transfer_features(transactions: pd.DataFrame, wallets: pd.Index) -> pd.DataF
     return pd.DataFrame({name: out[name] for name in TRANSFER_FEATURES}, index=wallets)
 
 
-
 def transfer_summary(features: pd.DataFrame) -> pd.DataFrame:
     """Plain (not log-scaled) transfer quantities for messages and factor explanations."""
+
     def plain(column: str) -> np.ndarray:
         return np.expm1(features[column].to_numpy(float))
 
-    return pd.DataFrame({
-        "transfer_count": np.rint(plain("transfer_count_log")).astype(np.int64),
-        "received_usd": plain("log_received_usd"),
-        "sent_usd": plain("log_sent_usd"),
-        "counterparties": np.rint(plain("counterparties_log")),
-        "fan_in": np.rint(plain("fan_in_log")),
-        "fan_out": np.rint(plain("fan_out_log")),
-        "tokens": np.rint(plain("tokens_log")),
-        "transfer_span_days": plain("active_span_days_log"),
-        "received_median_usd": plain("log_median_received_usd"),
-        "first_send_delay_hours": plain("first_send_delay_hours_log"),
-    }, index=features.index)
+    return pd.DataFrame(
+        {
+            "transfer_count": np.rint(plain("transfer_count_log")).astype(np.int64),
+            "received_usd": plain("log_received_usd"),
+            "sent_usd": plain("log_sent_usd"),
+            "counterparties": np.rint(plain("counterparties_log")),
+            "fan_in": np.rint(plain("fan_in_log")),
+            "fan_out": np.rint(plain("fan_out_log")),
+            "tokens": np.rint(plain("tokens_log")),
+            "transfer_span_days": plain("active_span_days_log"),
+            "received_median_usd": plain("log_median_received_usd"),
+            "first_send_delay_hours": plain("first_send_delay_hours_log"),
+        },
+        index=features.index,
+    )

@@ -17,12 +17,30 @@ import orjson
 import pandas as pd
 from pandas.api.types import union_categoricals
 
-_DEX_COLUMNS = ["document_id", "protocol_type", "action", "timestamp", "protocol", "pool_id", "amount_usd",
-                "token_a_symbol", "token_a_usd", "token_b_symbol", "token_b_usd"]
+_DEX_COLUMNS = [
+    "document_id",
+    "protocol_type",
+    "action",
+    "timestamp",
+    "protocol",
+    "pool_id",
+    "amount_usd",
+    "token_a_symbol",
+    "token_a_usd",
+    "token_b_symbol",
+    "token_b_usd",
+]
 HISTORY_COLUMNS = [*_DEX_COLUMNS, "counterparty", "method", "token_address", "token_amount", "failed", "gas_used"]
 TX_COLUMNS = ["wallet", *HISTORY_COLUMNS]
-_NUMBERS = ["timestamp", "amount_usd", "token_a_usd", "token_b_usd", "token_amount", "failed",
-            "gas_used"]  # 8 bytes each in the blob, raw
+_NUMBERS = [
+    "timestamp",
+    "amount_usd",
+    "token_a_usd",
+    "token_b_usd",
+    "token_amount",
+    "failed",
+    "gas_used",
+]  # 8 bytes each in the blob, raw
 _FLOATS = _NUMBERS[1:]
 _STRINGS = [c for c in HISTORY_COLUMNS if c not in _NUMBERS]  # one orjson list of lists in the blob
 CATEGORICAL = ["wallet", *(c for c in _STRINGS if c != "document_id")]
@@ -56,8 +74,13 @@ def encode_histories(transactions: pd.DataFrame) -> dict[str, tuple[int, bytes]]
     ends = np.r_[starts[1:], len(wallet)]
     out = {}
     for start, end in zip(starts.tolist(), ends.tolist()):
-        body = b"".join(((end - start).to_bytes(4, "little"), numbers[:, start:end].tobytes(),
-                         orjson.dumps([values[start:end] for values in strings])))
+        body = b"".join(
+            (
+                (end - start).to_bytes(4, "little"),
+                numbers[:, start:end].tobytes(),
+                orjson.dumps([values[start:end] for values in strings]),
+            )
+        )
         out[wallet[start]] = (end - start, _VERSION + lz4.block.compress(body))
     return out
 
@@ -84,15 +107,17 @@ def decode_histories(wallets: list[str], blobs: list[bytes]) -> pd.DataFrame:
         n = int.from_bytes(body[:4], "little")
         counts.append(n)
         values = np.full((len(_NUMBERS), n), np.nan)
-        values[: len(number_columns)] = np.frombuffer(body, dtype="<f8", count=len(number_columns) * n,
-                                                      offset=4).reshape(len(number_columns), n)
+        values[: len(number_columns)] = np.frombuffer(
+            body, dtype="<f8", count=len(number_columns) * n, offset=4
+        ).reshape(len(number_columns), n)
         numbers.append(values)
-        stored = orjson.loads(body[4 + 8 * len(number_columns) * n:])
+        stored = orjson.loads(body[4 + 8 * len(number_columns) * n :])
         strings.append(stored + [[None] * n] * (len(_STRINGS) - len(string_columns)))
     matrix = np.concatenate(numbers, axis=1) if numbers else np.zeros((len(_NUMBERS), 0))
     columns: dict[str, object] = {
-        "wallet": pd.Categorical.from_codes(np.repeat(np.arange(len(wallets), dtype=np.int32), counts),
-                                            categories=pd.Index(wallets, dtype=object)),
+        "wallet": pd.Categorical.from_codes(
+            np.repeat(np.arange(len(wallets), dtype=np.int32), counts), categories=pd.Index(wallets, dtype=object)
+        ),
         "timestamp": matrix[0].view("<i8").astype(np.int64),
     }
     for row, column in enumerate(_FLOATS, start=1):

@@ -7,8 +7,8 @@ MLflow and can run without any model at all.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -27,6 +27,7 @@ from defi_scoring.core.transfer_features import transfer_summary
 
 ModelFn = Callable[[pd.DataFrame], ModelScores]
 
+
 @dataclass
 class WalletScores:
     table: pd.DataFrame  # index: lower-cased wallet address
@@ -36,8 +37,13 @@ class WalletScores:
     factor_errors: dict[str, str] = field(default_factory=dict)
 
 
-def score_wallet_table(transactions: pd.DataFrame, as_of: float, config: ScoringConfig | None = None,
-                       model: ModelFn | None = None, previous_scores: pd.Series | None = None) -> WalletScores:
+def score_wallet_table(
+    transactions: pd.DataFrame,
+    as_of: float,
+    config: ScoringConfig | None = None,
+    model: ModelFn | None = None,
+    previous_scores: pd.Series | None = None,
+) -> WalletScores:
     """Score every wallet in `transactions` (normalised, see core.normalise) at `as_of`.
 
     model: champion scorer (None → no ML adjustment, "ML analysis unavailable").

@@ -1,6 +1,5 @@
 """Where asset data lives: Parquet files under the data home (DEFI_SCORING_HOME)."""
 
-
 import re
 from pathlib import Path
 

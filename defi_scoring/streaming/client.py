@@ -7,6 +7,7 @@ can be re-read at any time and nothing is committed before a run exists for it.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import threading
 import time
 from dataclasses import dataclass
@@ -33,7 +34,7 @@ class OffsetRange:
         return f"{self.topic}.{self.partition}.{self.start}-{self.end}"
 
     @classmethod
-    def parse(cls, key: str) -> "OffsetRange":
+    def parse(cls, key: str) -> OffsetRange:
         try:
             topic, partition, span = key.rsplit(".", 2)  # topics may contain dots; the tail never does
             start, end = span.split("-")
@@ -47,10 +48,16 @@ class OffsetRange:
 
 
 def _consumer(settings: KafkaSettings, **overrides) -> KafkaConsumer:
-    options = {"enable_auto_commit": False, "group_id": None, "consumer_timeout_ms": 1000,
-               "max_partition_fetch_bytes": settings.max_message_bytes * 2,
-               "fetch_max_bytes": settings.max_message_bytes * 4, "request_timeout_ms": 15_000,
-               **settings.client_options(), **overrides}
+    options = {
+        "enable_auto_commit": False,
+        "group_id": None,
+        "consumer_timeout_ms": 1000,
+        "max_partition_fetch_bytes": settings.max_message_bytes * 2,
+        "fetch_max_bytes": settings.max_message_bytes * 4,
+        "request_timeout_ms": 15_000,
+        **settings.client_options(),
+        **overrides,
+    }
     return KafkaConsumer(**options)
 
 
@@ -146,14 +153,21 @@ def read_range(settings: KafkaSettings, offsets: OffsetRange, timeout_s: float =
         except BaseException:
             _range_consumer.close()
             raise
-    raise TimeoutError(f"read {len(records)} of {offsets.size} records of {offsets.key} in {timeout_s:.0f}s; "
-                       f"is the broker at {settings.bootstrap_servers} up and the range still retained?")
+    raise TimeoutError(
+        f"read {len(records)} of {offsets.size} records of {offsets.key} in {timeout_s:.0f}s; "
+        f"is the broker at {settings.bootstrap_servers} up and the range still retained?"
+    )
 
 
 def producer(settings: KafkaSettings, **overrides) -> KafkaProducer:
-    options = {"linger_ms": 5, "acks": "all", "max_request_size": settings.max_message_bytes * 2,
-               "batch_size": 512 * 1024,
-               **settings.client_options(), **overrides}
+    options = {
+        "linger_ms": 5,
+        "acks": "all",
+        "max_request_size": settings.max_message_bytes * 2,
+        "batch_size": 512 * 1024,
+        **settings.client_options(),
+        **overrides,
+    }
     return KafkaProducer(**options)
 
 
@@ -171,8 +185,10 @@ def publish(settings: KafkaSettings, outputs: list[tuple[str, str, bytes]]) -> N
         # Kafka's default partitioner hashes each key with murmur2 in pure Python (~35 µs a record);
         # a single-partition topic needs no hash. Multi-partition topics keep key partitioning.
         single = {topic: len(sender.partitions_for(topic)) == 1 for topic in {t for t, _, _ in outputs}}
-        futures = [sender.send(topic, key=key.encode(), value=value, partition=0 if single[topic] else None)
-                   for topic, key, value in outputs]
+        futures = [
+            sender.send(topic, key=key.encode(), value=value, partition=0 if single[topic] else None)
+            for topic, key, value in outputs
+        ]
         sender.flush()
         for future in futures:
             future.get(timeout=30)
@@ -188,10 +204,8 @@ def ensure_topics(settings: KafkaSettings, topics: list[str], partitions: int = 
         for topic in topics:
             if topic in existing:
                 continue
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):  # created meanwhile by another client
                 admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])
-            except TopicAlreadyExistsError:
-                pass
     finally:
         admin.close()
 

@@ -62,13 +62,24 @@ def _run_chain(instance_ref: dg.InstanceRef, home: str, requests: list[tuple[str
     with dg.DagsterInstance.from_ref(instance_ref) as instance:
         for key, tags in requests:
             started, cpu = time.perf_counter(), time.process_time()
-            result = job.execute_in_process(instance=instance, partition_key=key, run_config=QUIET,
-                                            tags={"dagster/sensor_name": "kafka_scoring_sensor", **tags})
+            result = job.execute_in_process(
+                instance=instance,
+                partition_key=key,
+                run_config=QUIET,
+                tags={"dagster/sensor_name": "kafka_scoring_sensor", **tags},
+            )
             meta = result.asset_materializations_for_node("kafka_scored_ranges")[0].metadata
-            out.append({"key": key, "success": result.success, "messages": meta["messages"].value,
-                        "seconds": meta["seconds"].value, "run_seconds": time.perf_counter() - started,
-                        "cpu_seconds": time.process_time() - cpu,
-                        "stages": meta["stage_seconds"].value if "stage_seconds" in meta else {}})
+            out.append(
+                {
+                    "key": key,
+                    "success": result.success,
+                    "messages": meta["messages"].value,
+                    "seconds": meta["seconds"].value,
+                    "run_seconds": time.perf_counter() - started,
+                    "cpu_seconds": time.process_time() - cpu,
+                    "stages": meta["stage_seconds"].value if "stage_seconds" in meta else {},
+                }
+            )
     return out
 
 
@@ -115,8 +126,9 @@ class SensorDriver:
         nothing new). workers>1: {key, success, messages, seconds, run_seconds, cpu_seconds, stages} of the runs
         that finished since the last call."""
         sensor = self.defs.resolve_sensor_def("kafka_scoring_sensor")
-        context = dg.build_sensor_context(instance=self.instance, cursor=self.cursor,
-                                          resources={"kafka": self.defs.resources["kafka"]})
+        context = dg.build_sensor_context(
+            instance=self.instance, cursor=self.cursor, resources={"kafka": self.defs.resources["kafka"]}
+        )
         result = sensor(context)
         requests: list[dg.RunRequest] = []
         if isinstance(result, dg.SensorResult):
@@ -128,9 +140,15 @@ class SensorDriver:
             self._queue(requests)
             return self._finished()
         job = self.defs.resolve_job_def("kafka_scoring")
-        done = [job.execute_in_process(instance=self.instance, partition_key=r.partition_key, run_config=QUIET,
-                                       tags={"dagster/sensor_name": "kafka_scoring_sensor", **r.tags})
-                for r in requests]
+        done = [
+            job.execute_in_process(
+                instance=self.instance,
+                partition_key=r.partition_key,
+                run_config=QUIET,
+                tags={"dagster/sensor_name": "kafka_scoring_sensor", **r.tags},
+            )
+            for r in requests
+        ]
         self.runs.extend(done)
         return done
 

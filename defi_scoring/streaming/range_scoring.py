@@ -49,8 +49,9 @@ class RangeResult:
     stage_seconds: dict[str, float] = field(default_factory=dict)  # read, score, build, persist, publish
 
 
-def _outputs(settings: KafkaSettings, messages: list[dict],
-             encoded: list[bytes]) -> tuple[list[tuple[str, str, bytes]], int]:
+def _outputs(
+    settings: KafkaSettings, messages: list[dict], encoded: list[bytes]
+) -> tuple[list[tuple[str, str, bytes]], int]:
     """(topic, key, value) records of a range: each message on the success or failure topic, and an
     alert record for each wallet with a score-drop or high-risk-pattern alert.
     messages: the messages' summaries (EncodedMessages.summaries)."""
@@ -62,9 +63,22 @@ def _outputs(settings: KafkaSettings, messages: list[dict],
         published = [a for a in m.get("alerts", ()) if a["type"] in ALERT_TYPES_PUBLISHED]
         if published:
             alerts += 1
-            outputs.append((settings.alerts_topic, key, orjson.dumps({
-                "wallet_address": key, "timestamp": m["timestamp"], "hybrid_score": m.get("hybrid_score"),
-                "risk_level": m.get("risk_level"), "model_version": m.get("model_version"), "alerts": published})))
+            outputs.append(
+                (
+                    settings.alerts_topic,
+                    key,
+                    orjson.dumps(
+                        {
+                            "wallet_address": key,
+                            "timestamp": m["timestamp"],
+                            "hybrid_score": m.get("hybrid_score"),
+                            "risk_level": m.get("risk_level"),
+                            "model_version": m.get("model_version"),
+                            "alerts": published,
+                        }
+                    ),
+                )
+            )
     return outputs, alerts
 
 
@@ -75,8 +89,13 @@ class RangeScores:
     base_counts: dict[str, int]  # stored transactions per wallet when the history was read
 
 
-def score_records(values: list[bytes | None], timestamps_ms: list[int], store: ScoreStore,
-                  config: ScoringConfig | None = None, model: ModelFn | None = None) -> RangeScores:
+def score_records(
+    values: list[bytes | None],
+    timestamps_ms: list[int],
+    store: ScoreStore,
+    config: ScoringConfig | None = None,
+    model: ModelFn | None = None,
+) -> RangeScores:
     """Normalise and score raw record values with the touched wallets' stored history."""
     started = time.perf_counter()
     as_of = max(timestamps_ms) // 1000 if timestamps_ms else int(time.time())
@@ -86,13 +105,21 @@ def score_records(values: list[bytes | None], timestamps_ms: list[int], store: S
     merged = merge_history(history, batch.transactions)
     previous = store.latest_hybrid_scores(touched)
     wallets = score_wallet_table(merged, as_of, config, model, previous)
-    return RangeScores(ScoredBatch(batch, wallets, as_of, time.perf_counter() - started), merged,
-                       history_counts(history))
+    return RangeScores(
+        ScoredBatch(batch, wallets, as_of, time.perf_counter() - started), merged, history_counts(history)
+    )
 
 
-def process_range(settings: KafkaSettings, offsets: OffsetRange, store: ScoreStore, run_id: str,
-                  config: ScoringConfig | None = None, model: ModelFn | None = None,
-                  force: bool = False, attempts: int = 3) -> RangeResult:
+def process_range(
+    settings: KafkaSettings,
+    offsets: OffsetRange,
+    store: ScoreStore,
+    run_id: str,
+    config: ScoringConfig | None = None,
+    model: ModelFn | None = None,
+    force: bool = False,
+    attempts: int = 3,
+) -> RangeResult:
     """Score one offset range, persist, then publish (see module docstring)."""
     started = time.perf_counter()
     if not force:
@@ -100,9 +127,17 @@ def process_range(settings: KafkaSettings, offsets: OffsetRange, store: ScoreSto
         if stored is not None:
             publish(settings, stored)
             counts = pd.Series([t for t, _, _ in stored]).value_counts()
-            return RangeResult(offsets, int(counts.get(settings.success_topic, 0) + counts.get(settings.failure_topic, 0)),
-                               int(counts.get(settings.success_topic, 0)), int(counts.get(settings.failure_topic, 0)),
-                               int(counts.get(settings.alerts_topic, 0)), 0, True, time.perf_counter() - started, None)
+            return RangeResult(
+                offsets,
+                int(counts.get(settings.success_topic, 0) + counts.get(settings.failure_topic, 0)),
+                int(counts.get(settings.success_topic, 0)),
+                int(counts.get(settings.failure_topic, 0)),
+                int(counts.get(settings.alerts_topic, 0)),
+                0,
+                True,
+                time.perf_counter() - started,
+                None,
+            )
     stages: dict[str, float] = {}
     clock = time.perf_counter()
 
@@ -136,6 +171,15 @@ def process_range(settings: KafkaSettings, offsets: OffsetRange, store: ScoreSto
     publish(settings, outputs)
     lap("publish")
     failures = len(result.scored.batch.rejections)
-    return RangeResult(offsets, len(messages), len(messages) - failures, failures, alerts,
-                       len(result.scored.wallets.table), False, time.perf_counter() - started,
-                       result.scored.wallets.model_version, stages)
+    return RangeResult(
+        offsets,
+        len(messages),
+        len(messages) - failures,
+        failures,
+        alerts,
+        len(result.scored.wallets.table),
+        False,
+        time.perf_counter() - started,
+        result.scored.wallets.model_version,
+        stages,
+    )

@@ -24,13 +24,18 @@ class KafkaSettings:
     max_message_bytes: int = 5 * 1024 * 1024
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> "KafkaSettings":
+    def from_env(cls, env: dict[str, str] | None = None) -> KafkaSettings:
         env = dict(os.environ if env is None else env)
         security = {}
-        for name, key in (("KAFKA_SECURITY_PROTOCOL", "security_protocol"), ("KAFKA_SASL_MECHANISM", "sasl_mechanism"),
-                          ("KAFKA_SASL_USERNAME", "sasl_plain_username"), ("KAFKA_SASL_PASSWORD", "sasl_plain_password"),
-                          ("KAFKA_SSL_CAFILE", "ssl_cafile"), ("KAFKA_SSL_CERTFILE", "ssl_certfile"),
-                          ("KAFKA_SSL_KEYFILE", "ssl_keyfile")):
+        for name, key in (
+            ("KAFKA_SECURITY_PROTOCOL", "security_protocol"),
+            ("KAFKA_SASL_MECHANISM", "sasl_mechanism"),
+            ("KAFKA_SASL_USERNAME", "sasl_plain_username"),
+            ("KAFKA_SASL_PASSWORD", "sasl_plain_password"),
+            ("KAFKA_SSL_CAFILE", "ssl_cafile"),
+            ("KAFKA_SSL_CERTFILE", "ssl_certfile"),
+            ("KAFKA_SSL_KEYFILE", "ssl_keyfile"),
+        ):
             if env.get(name):
                 security[key] = env[name]
         return cls(

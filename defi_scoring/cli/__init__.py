@@ -1,0 +1,25 @@
+"""The `defi-scoring` command: one module per group of commands, registered on `main` here."""
+
+from __future__ import annotations
+
+import click
+
+from defi_scoring.cli.config_commands import config
+from defi_scoring.cli.data_commands import generate, land, score
+from defi_scoring.cli.demo import demo
+from defi_scoring.cli.evaluate import evaluate
+from defi_scoring.cli.server_commands import mlflow_ui, serve, ui
+from defi_scoring.cli.streaming_commands import broker, produce
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Wallet reputation and risk scoring for DeFi.
+
+    Data lives under $DEFI_SCORING_HOME (default ./.defi_scoring); the Dagster instance under
+    $DAGSTER_HOME (default $DEFI_SCORING_HOME/dagster), so the UI shows what the CLI ran.
+    """
+
+
+for command in (generate, score, land, demo, evaluate, broker, produce, serve, mlflow_ui, ui, config):
+    main.add_command(command)

@@ -1,0 +1,5 @@
+"""`python -m defi_scoring.cli`."""
+
+from defi_scoring.cli import main
+
+main()

@@ -1,0 +1,180 @@
+"""`generate`, `score` and `land`: make data, score a file, land a batch on the Dagster instance."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+import click
+import orjson
+
+from defi_scoring.cli.console import console, print_risk_levels, progress_bar
+from defi_scoring.cli.run_log import elapsed, execute_job, send_logs_to_file
+from defi_scoring.config import Settings, ensure_dagster_home
+
+
+@click.command()
+@click.option("--wallets", "n_wallets", default=10_000, show_default=True, help="Number of wallets.")
+@click.option("--seed", default=42, show_default=True, help="Random seed (same seed, same data).")
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("wallets.jsonl"),
+    show_default=True,
+    help="JSONL file of wallet-transactions messages.",
+)
+@click.option(
+    "--labels",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="CSV of wallet_address, archetype, is_risky, cluster_id [default: OUTPUT with .labels.csv].",
+)
+@click.option(
+    "--bad-fraction",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(0, 1),
+    help="Share of messages to corrupt on purpose (to see failure records).",
+)
+def generate(n_wallets: int, seed: int, output: Path, labels: Path | None, bad_fraction: float) -> None:
+    """Generate synthetic wallets (9 archetypes, benign and risky) as JSONL messages plus labels."""
+    stats = generate_dataset(n_wallets, seed, output, labels or output.with_suffix(".labels.csv"), bad_fraction)
+    console.print(
+        f"wrote {stats['wallets']:,} wallets / {stats['transactions']:,} transactions "
+        f"({stats['bad_lines']} corrupted lines) to [bold]{output}[/]"
+    )
+
+
+def generate_dataset(n_wallets: int, seed: int, output: Path, labels: Path, bad_fraction: float) -> dict[str, int]:
+    from defi_scoring.core.synthetic import generate_wallets, write_dataset
+
+    with progress_bar() as progress:
+        task = progress.add_task("generating wallets", total=n_wallets)
+        data = generate_wallets(n_wallets, seed=seed)
+        progress.update(task, description="writing messages")
+        return write_dataset(
+            data,
+            output,
+            labels,
+            bad_fraction=bad_fraction,
+            seed=seed,
+            progress=lambda i: progress.update(task, completed=i),
+        )
+
+
+@click.command()
+@click.option(
+    "--input",
+    "input_path",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="JSONL file, one wallet-transactions message per line.",
+)
+@click.option(
+    "--output",
+    "output_path",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="JSONL file to write: one success or failure message per input line, same order.",
+)
+@click.option("--as-of", type=int, default=None, help="Unix seconds to score at [default: now].")
+@click.option(
+    "--model/--no-model",
+    "use_model",
+    default=True,
+    show_default=True,
+    help="Apply the champion model from MLflow (MLFLOW_TRACKING_URI or the embedded store) if one exists.",
+)
+@click.option(
+    "--scoring-config",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Scoring YAML [default: models/scoring.yaml].",
+)
+def score(input_path: Path, output_path: Path, as_of: int | None, use_model: bool, scoring_config: Path | None) -> None:
+    """Score a JSONL file: reference zscore and categories plus the hybrid score, confidence, risk level,
+    breakdown, reasons, patterns and alerts (one output line per input line, same order)."""
+    from defi_scoring.core.batch_scoring import score_raw_messages
+    from defi_scoring.core.scoring_config import load_scoring_config
+
+    with open(input_path, "rb") as handle:
+        lines = [line.rstrip(b"\r\n") for line in handle]
+    model = champion_scorer(Settings.from_env()) if use_model else None
+    with console.status(f"scoring {len(lines):,} messages …"):
+        scored = score_raw_messages(lines, as_of=as_of, config=load_scoring_config(scoring_config), model=model)
+    messages = scored.messages()
+    with open(output_path, "wb") as out:
+        for message in messages:
+            out.write(orjson.dumps(message) + b"\n")
+    failed = len(scored.batch.rejections)
+    console.print(
+        f"scored {len(messages) - failed:,} messages, {failed:,} failures → [bold]{output_path}[/] "
+        f"({scored.seconds:.2f}s); {scored.wallets.model_note}"
+    )
+    print_risk_levels(scored.wallets.table)
+
+
+def champion_scorer(settings: Settings):
+    """features → ModelScores with the champion of the configured MLflow store (None-safe)."""
+    from defi_scoring.core.ensemble_config import load_ensemble_config
+    from defi_scoring.core.model_registry import MlflowStore, embedded_store
+    from defi_scoring.core.model_scoring import score_with_model
+
+    store = embedded_store(settings.home)
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        store = MlflowStore(os.environ["MLFLOW_TRACKING_URI"], store.artifact_root, store.experiment_name)
+    name = load_ensemble_config().registered_model_name
+    return lambda features: score_with_model(features, store, name)
+
+
+@click.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--key", default=None, help="Batch (partition) key [default: the file name without extension].")
+@click.option("--as-of", type=int, default=None, help="Unix seconds the scores are computed at [default: now].")
+def land(file: Path, key: str | None, as_of: int | None) -> None:
+    """Land a JSONL file as a new batch and materialise the asset graph on the Dagster instance."""
+    land_and_materialise(Settings.from_env(), file, key, as_of)
+
+
+def land_and_materialise(settings: Settings, file: Path, key: str | None, as_of: int | None) -> str:
+    from dagster import DagsterInstance
+
+    from defi_scoring.assets.partitions import transaction_batch_partitions
+    from defi_scoring.resources.data_home import batch_key_for
+
+    key = batch_key_for(Path(key or file.stem))
+    ensure_dagster_home(settings)
+    settings.landing_dir.mkdir(parents=True, exist_ok=True)
+    target = settings.landing_dir / f"{key}.jsonl"
+    if file.resolve() != target.resolve():
+        shutil.copyfile(file, target)
+    with DagsterInstance.get() as instance:
+        instance.add_dynamic_partitions(transaction_batch_partitions.name, [key])
+    run_jobs(settings, [("ingest_batch", {"partition_key": key}), score_step(as_of)])
+    return key
+
+
+def score_step(as_of: int | None) -> tuple[str, dict]:
+    return ("score_wallets", {"run_config": {"ops": {"wallet_features": {"config": {"as_of": as_of}}}}})
+
+
+def run_jobs(settings: Settings, steps: list[tuple[str, dict]]) -> None:
+    """Run jobs in-process on the project's Dagster instance, one line each; stop at the first failure."""
+    from dagster import DagsterInstance
+
+    from defi_scoring.definitions import build_definitions
+
+    log_file = send_logs_to_file(settings.home)
+    defs = build_definitions(settings)
+    with DagsterInstance.get() as instance:
+        for job_name, kwargs in steps:
+            started = time.perf_counter()
+            result = execute_job(defs, instance, job_name, f"running {job_name}", **kwargs)
+            if not result.success:
+                raise click.ClickException(
+                    f"Dagster run {result.run_id} of {job_name} failed; its events are in "
+                    f"{log_file} and in the UI (defi-scoring ui)."
+                )
+            console.print(f"[green]✓[/] {job_name} run {result.run_id[:8]} ({elapsed(started)})")
