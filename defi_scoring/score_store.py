@@ -17,6 +17,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import lz4.frame
@@ -97,6 +98,9 @@ class ScoreStore:
     def __init__(self, url: str, create: bool = True) -> None:
         self.url = url
         is_sqlite = url.startswith("sqlite")
+        database = sa.engine.make_url(url).database if is_sqlite else None
+        if database and database != ":memory:":  # a fresh data home: SQLite creates the file, not its folder
+            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
         # Pre-ping guards against server-side disconnects (PostgreSQL); a SQLite file has none, and the
         # extra round trip would double the cost of every API read.
         self.engine = sa.create_engine(

@@ -1,61 +1,43 @@
-"""The scoring service: read scores from the store, score one message on demand, admin actions.
+"""The scoring service: scores from the store, scoring on demand (dynamically batched), admin actions.
 
 A thin layer: storage is `score_store.ScoreStore`, scoring is `core.batch_scoring` (the same path as
-the batch assets and the sensor runs), the champion comes from MLflow via `core.model_scoring`.
-Run it with `defi-scoring serve`; OpenAPI docs at /docs.
+the batch assets and the sensor runs), the champion comes from MLflow via `core.model_scoring`. No
+scoring or store write runs on the event loop. Run it with `defi-scoring serve`; OpenAPI at /docs.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import os
 import socket
+import sys
 import time
+from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
+import orjson
 from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query, Request, Response
 from fastapi.responses import ORJSONResponse
+from starlette.concurrency import run_in_threadpool
 
+from defi_scoring.api import metrics, schemas
+from defi_scoring.api.batcher import DynamicBatcher
+from defi_scoring.api.observability import RequestObservability, configure_access_log
+from defi_scoring.api.scoring import score_bodies
+from defi_scoring.api.state import ServiceState
 from defi_scoring.config import Settings
-from defi_scoring.core.batch_scoring import score_raw_messages
-from defi_scoring.core.ensemble_config import load_ensemble_config
-from defi_scoring.core.model_registry import CHAMPION, MlflowStore, alias_version, embedded_store
-from defi_scoring.core.model_scoring import load_champion, score_with_model
-from defi_scoring.core.normalise import MAX_MESSAGE_BYTES
-from defi_scoring.core.scoring_config import default_scoring_config
-from defi_scoring.score_store import ScoreStore
 from defi_scoring.streaming.settings import KafkaSettings
 
 ADDRESS_PATTERN = r"^0x[0-9a-fA-F]{40}$"
 ADMIN_KEY_ENV = "DEFI_SCORING_ADMIN_KEY"
+STORE_HEALTH_TIMEOUT_S = 1.0
 
 try:
     VERSION = version("defi-scoring")
 except PackageNotFoundError:  # running from a source tree without installing
     VERSION = "0.0.0"
-
-
-class ServiceState:
-    """What the endpoints share: store, champion model source, Kafka settings, start time."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.store = ScoreStore(settings.store_url)
-        self.started = time.time()
-        self.kafka = KafkaSettings.from_env()
-        embedded = embedded_store(settings.home)
-        uri = os.environ.get("MLFLOW_TRACKING_URI")
-        self.mlflow = MlflowStore(uri, embedded.artifact_root, embedded.experiment_name) if uri else embedded
-        self.model_name = load_ensemble_config().registered_model_name
-        self.max_body_bytes = int(os.environ.get("DEFI_SCORING_API_MAX_BODY_BYTES", MAX_MESSAGE_BYTES))
-
-    def model(self, behaviour):
-        # Exact contributions are cheap for the handful of wallets of one request.
-        return score_with_model(behaviour, self.mlflow, self.model_name, exact_contributions=True)
-
-    def uptime(self) -> float:
-        return round(time.time() - self.started, 3)
 
 
 def _kafka_status(kafka: KafkaSettings) -> dict[str, Any]:
@@ -69,16 +51,47 @@ def _kafka_status(kafka: KafkaSettings) -> dict[str, Any]:
         return {"status": "unreachable", "bootstrap_servers": kafka.bootstrap_servers, "detail": str(exc)}
 
 
+def _store_status(state: ServiceState) -> dict[str, Any]:
+    try:
+        state.store.ping()
+        return {"status": "ok", "dialect": state.store.dialect}
+    except Exception as exc:
+        metrics.STORE_ERRORS.labels("ping").inc()
+        return {"status": "error", "detail": str(exc)[:300]}
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     state = ServiceState(settings or Settings.from_env())
+    # Scoring runs in a thread; a shorter GIL switch interval lets the event loop answer meanwhile.
+    sys.setswitchinterval(0.001)
+    batcher = DynamicBatcher(
+        lambda bodies: score_bodies(state, bodies), state.limits.batch_max_size, state.limits.batch_max_wait_ms
+    )
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        await batcher.start()
+        yield
+        await batcher.stop()
+
+    configure_access_log()
     app = FastAPI(
         title="defi-scoring",
         version=VERSION,
         default_response_class=ORJSONResponse,
+        lifespan=lifespan,
         description="Wallet reputation and risk scores for DeFi: reference zscore (compatible), hybrid "
         "score 0–100 with confidence, risk level, reasons, patterns and alerts.",
     )
     app.state.service = state
+    app.add_middleware(RequestObservability)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = schemas.openapi_document(app)
+        return app.openapi_schema
+
+    app.openapi = openapi
 
     def require_admin(x_api_key: str | None = Header(default=None, description=f"the value of ${ADMIN_KEY_ENV}")):
         expected = os.environ.get(ADMIN_KEY_ENV)
@@ -96,65 +109,72 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "endpoints": [
                 "/health",
                 "/stats",
+                "/metrics",
                 "/api/v1/wallets/{address}",
                 "/api/v1/score",
+                "/api/v1/score/batch",
                 "/api/v1/admin/reload-model",
             ],
         }
 
-    def health() -> dict[str, Any]:
-        components: dict[str, Any] = {}
+    async def health() -> dict[str, Any]:
+        # The store is asked in a thread with a deadline: a slow or locked store is reported, not waited on.
         try:
-            state.store.ping()
-            components["store"] = {"status": "ok", "dialect": state.store.dialect}
-        except Exception as exc:
-            components["store"] = {"status": "error", "detail": str(exc)}
-        components["kafka"] = _kafka_status(state.kafka)
-        try:
-            champion = alias_version(state.mlflow, state.model_name, CHAMPION)
-            components["mlflow_champion"] = (
-                {"status": "ok", "model": state.model_name, "version": champion}
-                if champion
-                else {
-                    "status": "missing",
-                    "detail": "no champion yet: scores carry no ML "
-                    "adjustment (train with `defi-scoring demo` or the train_model job)",
-                }
-            )
-        except Exception as exc:
-            components["mlflow_champion"] = {"status": "error", "detail": str(exc)}
-        healthy = components["store"]["status"] == "ok"
+            store = await asyncio.wait_for(run_in_threadpool(_store_status, state), STORE_HEALTH_TIMEOUT_S)
+        except TimeoutError:
+            store = {"status": "slow", "detail": f"no answer within {STORE_HEALTH_TIMEOUT_S}s"}
+        # Only what may block goes to a thread: each hop costs a GIL hand-over while scoring runs.
+        configured = bool(os.environ.get("KAFKA_BOOTSTRAP_SERVERS"))
+        champion = state.cached_champion_status()
+        components = {
+            "store": store,
+            "kafka": await run_in_threadpool(_kafka_status, state.kafka) if configured else _kafka_status(state.kafka),
+            "mlflow_champion": champion or await run_in_threadpool(state.champion_status),
+        }
         return {
-            "status": "ok" if healthy else "error",
+            "status": "ok" if store["status"] == "ok" else "error",
             "timestamp": int(time.time()),
             "version": VERSION,
             "uptime_seconds": state.uptime(),
             "components": components,
         }
 
-    app.get("/health", summary="Health of the service and its components")(health)
-    app.get("/api/v1/health", summary="Health of the service and its components")(health)
+    for path in ("/health", "/api/v1/health"):
+        app.get(path, summary="Health of the service and its components", response_model=schemas.Health)(health)
 
     def stats() -> dict[str, Any]:
-        return {**state.store.stats(), "uptime_seconds": state.uptime()}
+        try:
+            return {**state.store.stats(), "uptime_seconds": state.uptime()}
+        except Exception as exc:
+            metrics.STORE_ERRORS.labels("read").inc()
+            raise HTTPException(503, f"score store unavailable ({str(exc)[:200]}); see /health") from exc
 
-    app.get("/stats", summary="Processing statistics (batch, sensor and API scoring)")(stats)
-    app.get("/api/v1/stats", summary="Processing statistics (batch, sensor and API scoring)")(stats)
+    for path in ("/stats", "/api/v1/stats"):
+        app.get(path, summary="Processing statistics (batch, sensor and API scoring)", response_model=schemas.Stats)(
+            stats
+        )
+
+    @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
+    def prometheus_metrics() -> Response:
+        body, content_type = metrics.render()
+        return Response(body, media_type=content_type)
 
     @app.get(
         "/api/v1/wallets/{address}",
         summary="Latest score of a wallet, with its history",
-        responses={
-            200: {"description": "the latest success message (CONTRACTS.md §2) plus `history`"},
-            404: {"description": "wallet never scored"},
-        },
+        response_model=schemas.WalletScore,
+        responses={404: {"description": "wallet never scored"}, 503: {"description": "store unavailable"}},
     )
     async def wallet(
         address: str = Path(pattern=ADDRESS_PATTERN, description="0x + 40 hex digits, any case"),
         history_limit: int = Query(50, ge=1, le=1000),
     ) -> Response:
         # Two primary-key/index reads (well under a millisecond): cheaper inline than a threadpool hop.
-        found = state.store.wallet_json(address, history_limit=history_limit)
+        try:
+            found = state.store.wallet_json(address, history_limit=history_limit)
+        except Exception as exc:
+            metrics.STORE_ERRORS.labels("read").inc()
+            raise HTTPException(503, f"score store unavailable ({str(exc)[:200]}); see /health") from exc
         if found is None:
             raise HTTPException(
                 404,
@@ -166,57 +186,62 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         body = latest.encode()[:-1] + b',"history":' + history + b"}"
         return Response(body, media_type="application/json")
 
+    async def read_body(request: Request, limit: int) -> bytes:
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > limit:
+            raise HTTPException(413, f"body of {declared} bytes exceeds the {limit}-byte limit")
+        body = await request.body()
+        if len(body) > limit:
+            raise HTTPException(413, f"body of {len(body)} bytes exceeds the {limit}-byte limit")
+        return body
+
     @app.post(
         "/api/v1/score",
         summary="Score one wallet-transactions message now (CONTRACTS.md §1)",
-        responses={413: {"description": "body too large"}, 422: {"description": "invalid message"}},
+        response_model=schemas.ScoredWallet,
+        responses={
+            413: {"description": "body too large"},
+            422: {"model": schemas.ScoreFailure, "description": "invalid message: the §3 failure message"},
+        },
     )
-    async def score(request: Request) -> dict[str, Any]:
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > state.max_body_bytes:
-            raise HTTPException(413, f"body of {declared} bytes exceeds the {state.max_body_bytes}-byte limit")
-        body = await request.body()
-        if len(body) > state.max_body_bytes:
-            raise HTTPException(413, f"body of {len(body)} bytes exceeds the {state.max_body_bytes}-byte limit")
-        return _score_body(body)
-
-    def _score_body(body: bytes) -> dict[str, Any]:
-        scored = score_raw_messages(
-            [body], config=default_scoring_config(), model=state.model, previous_scores=_previous(body)
-        )
-        (message,) = scored.messages()
+    async def score(request: Request) -> Response:
+        message = await batcher.submit(await read_body(request, state.limits.max_body_bytes))
         if "error" in message:
+            raise HTTPException(422, message)
+        return Response(orjson.dumps(message), media_type="application/json")
+
+    @app.post(
+        "/api/v1/score/batch",
+        summary="Score up to N messages in one request: one result per input, in order, failures included",
+        response_model=list[schemas.ScoredWallet | schemas.FailureMessage],
+        responses={413: {"description": "too many messages or body too large"}, 422: {"description": "not a list"}},
+    )
+    async def score_batch(request: Request) -> Response:
+        body = await read_body(request, state.limits.max_batch_bytes)
+        if request.headers.get("content-type", "").startswith("application/x-ndjson"):
+            items: list[Any] = [line for line in body.split(b"\n") if line.strip()]
+        else:
+            try:
+                items = orjson.loads(body)
+            except orjson.JSONDecodeError as exc:
+                raise HTTPException(422, f"body is not JSON ({exc}); send a JSON array of messages") from exc
+            if not isinstance(items, list):
+                raise HTTPException(422, "send a JSON array of messages (or application/x-ndjson lines)")
+        if len(items) > state.limits.max_batch_messages:
             raise HTTPException(
-                422,
-                {
-                    "error": message["error"],
-                    "categories": message["categories"],
-                    "wallet_address": message["wallet_address"],
-                },
+                413, f"{len(items)} messages exceed the limit of {state.limits.max_batch_messages} per request"
             )
-        state.store.record_messages([message], run_id="api", source="api")
-        return message
-
-    def _previous(body: bytes):
-        try:
-            import orjson
-
-            address = orjson.loads(body).get("wallet_address")
-        except Exception:
-            return None
-        return state.store.latest_hybrid_scores([address.lower()]) if isinstance(address, str) else None
+        messages = await run_in_threadpool(score_bodies, state, items)
+        return Response(orjson.dumps(messages), media_type="application/json")
 
     @app.post(
         "/api/v1/admin/reload-model",
-        summary="Reload the champion model from MLflow (admin)",
+        summary="Reload the champion model from MLflow, in every worker (admin)",
+        response_model=schemas.ReloadResult,
         dependencies=[Depends(require_admin)],
     )
     def reload_model() -> dict[str, Any]:
-        champion = load_champion(state.mlflow, state.model_name, refresh=True)
-        return {
-            "model": state.model_name,
-            "champion_version": champion[1] if champion else None,
-            "reloaded": champion is not None,
-        }
+        champion, reloaded = state.reload_model()
+        return {"model": state.model_name, "champion_version": champion, "reloaded": reloaded}
 
     return app

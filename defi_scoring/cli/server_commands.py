@@ -15,17 +15,42 @@ from defi_scoring.config import Settings, ensure_dagster_home
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True)
-@click.option("--workers", default=1, show_default=True, help="uvicorn worker processes.")
-def serve(host: str, port: int, workers: int) -> None:
-    """Start the REST API (FastAPI + uvicorn): scores from the store, POST scoring, admin; docs at /docs."""
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    help="uvicorn worker processes; each loads the model and config once, /metrics aggregates them all.",
+)
+@click.option("--access-log/--no-access-log", default=True, show_default=True, help="One JSON line per request.")
+def serve(host: str, port: int, workers: int, access_log: bool) -> None:
+    """Start the REST API (FastAPI + uvicorn): scores from the store, POST scoring (dynamically batched),
+    batch scoring, Prometheus /metrics, admin; OpenAPI docs at /docs."""
+    import shutil
+
     import uvicorn
 
+    settings = Settings.from_env()
+    settings.home.mkdir(parents=True, exist_ok=True)
+    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Each worker is a process: its metrics go to files here, and /metrics adds them up.
+        folder = settings.home / "api" / "prometheus"
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
+    if not access_log:
+        os.environ["DEFI_SCORING_API_ACCESS_LOG"] = "0"  # read by every worker process
     console.print(
-        f"API on [bold]http://{host}:{port}[/]  (docs: http://{host}:{port}/docs; store: "
-        f"{Settings.from_env().store_url})"
+        f"API on [bold]http://{host}:{port}[/]  (docs: http://{host}:{port}/docs; {workers} worker(s); store: "
+        f"{settings.store_url})"
     )
     uvicorn.run(
-        "defi_scoring.api.app:create_app", factory=True, host=host, port=port, workers=workers, log_level="warning"
+        "defi_scoring.api.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="warning",
+        access_log=False,  # ours is structured and carries the request id
     )
 
 
