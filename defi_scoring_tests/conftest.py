@@ -1,9 +1,14 @@
 import copy
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
+
+from defi_scoring.streaming.broker import free_port
 
 WALLET = "0x742d35Cc6634C0532925a3b8D4C9db96590e4265"
 POOL = "0x88e6a0c2ddd26feeb64f039a2c41296fcb3f5640"
@@ -160,3 +165,34 @@ def real_sample(tmp_path_factory):
         capture_output=True,
     )
     return folder
+
+
+def start_api(env_overrides: dict, *args: str):
+    """`defi-scoring serve` as a real process on a free port (environment cleaned of the caller's
+    KAFKA_/MLFLOW_/DEFI_SCORING_ settings); returns (process, client) once it answers."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "MLFLOW_", "DEFI_SCORING_"))}
+    env.update(env_overrides)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "defi_scoring.cli", "serve", "--port", str(port), *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base}/", timeout=1).status_code == 200:
+                return process, httpx.Client(base_url=base, timeout=30)
+        except httpx.TransportError:
+            time.sleep(0.2)
+    process.kill()
+    pytest.fail(f"API did not start: {process.stdout.read().decode()[-2000:]}")
+
+
+def stop_api(process) -> str:
+    """Stop the server; returns what it printed."""
+    process.terminate()
+    out, _ = process.communicate(timeout=15)
+    return out.decode(errors="replace")

@@ -1,19 +1,12 @@
 """The REST API against a real uvicorn process on a free port, backed by a real SQLite score store."""
 
-import os
-import subprocess
-import sys
-import time
-
-import httpx
 import orjson
 import pytest
 
 from defi_scoring.core.batch_scoring import score_raw_messages
 from defi_scoring.core.synthetic import generate_wallets, iter_messages
 from defi_scoring.score_store import ScoreStore
-from defi_scoring.streaming.broker import free_port
-from defi_scoring_tests.conftest import WALLET, example_message, transfer, transfers_message
+from defi_scoring_tests.conftest import WALLET, example_message, start_api, stop_api, transfer, transfers_message
 
 ADMIN_KEY = "test-admin-key"
 
@@ -25,29 +18,15 @@ def api(tmp_path_factory):
     lines = [orjson.dumps(m) for m in iter_messages(generate_wallets(20, seed=5))] + [b"{broken"]
     messages = score_raw_messages(lines, as_of=1_735_689_600).messages()
     store.record_messages(messages, run_id="batch-1", source="batch")
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "MLFLOW_", "DEFI_SCORING_"))}
-    env.update(DEFI_SCORING_HOME=str(home), DEFI_SCORING_ADMIN_KEY=ADMIN_KEY, DEFI_SCORING_API_MAX_BODY_BYTES="200000")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "defi_scoring.cli", "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
+    process, client = start_api(
+        {
+            "DEFI_SCORING_HOME": str(home),
+            "DEFI_SCORING_ADMIN_KEY": ADMIN_KEY,
+            "DEFI_SCORING_API_MAX_BODY_BYTES": "200000",
+        }
     )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            time.sleep(0.2)
-    else:
-        process.kill()
-        pytest.fail(f"API did not start: {process.stdout.read().decode()[-2000:]}")
-    yield httpx.Client(base_url=base, timeout=30), messages
-    process.terminate()
-    process.wait(10)
+    yield client, messages
+    stop_api(process)
 
 
 def test_root_and_docs(api):

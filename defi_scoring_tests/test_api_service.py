@@ -1,10 +1,7 @@
 """The API as a service under real conditions: uvicorn on a free port, a fresh or broken store,
 concurrent callers, Prometheus scraping, OpenAPI for client generators."""
 
-import os
 import socket
-import subprocess
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -16,43 +13,15 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from defi_scoring.core.synthetic import generate_wallets, iter_messages
 from defi_scoring.streaming.broker import free_port
-from defi_scoring_tests.conftest import example_message
-
-
-def _serve(env_overrides: dict, *args: str):
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "MLFLOW_", "DEFI_SCORING_"))}
-    env.update(env_overrides)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "defi_scoring.cli", "serve", "--port", str(port), *args],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/", timeout=1).status_code == 200:
-                return process, httpx.Client(base_url=base, timeout=30)
-        except httpx.TransportError:
-            time.sleep(0.2)
-    process.kill()
-    pytest.fail(f"API did not start: {process.stdout.read().decode()[-2000:]}")
-
-
-def _stop(process) -> str:
-    process.terminate()
-    out, _ = process.communicate(timeout=15)
-    return out.decode(errors="replace")
+from defi_scoring_tests.conftest import example_message, start_api, stop_api
 
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory):
     home = tmp_path_factory.mktemp("svc") / "not" / "yet" / "created"
-    process, client = _serve({"DEFI_SCORING_HOME": str(home), "DEFI_SCORING_API_MAX_BATCH": "100"})
+    process, client = start_api({"DEFI_SCORING_HOME": str(home), "DEFI_SCORING_API_MAX_BATCH": "100"})
     yield client, home
-    _stop(process)
+    stop_api(process)
 
 
 def _messages(n, seed=8):
@@ -197,7 +166,7 @@ def _black_hole() -> tuple[socket.socket, int]:
 
 def test_failing_and_hanging_stores_show_in_health_and_scoring_still_answers(tmp_path):
     closed = free_port()
-    process, client = _serve(
+    process, client = start_api(
         {
             "DEFI_SCORING_HOME": str(tmp_path / "a"),
             "DEFI_SCORING_STORE_URL": f"postgresql+psycopg://scorer@127.0.0.1:{closed}/scores",
@@ -218,10 +187,10 @@ def test_failing_and_hanging_stores_show_in_health_and_scoring_still_answers(tmp
         ]
         assert {s.labels["operation"] for s in errors if s.value > 0} >= {"ping", "write"}
     finally:
-        _stop(process)
+        stop_api(process)
 
     hole, port = _black_hole()
-    process, client = _serve(
+    process, client = start_api(
         {
             "DEFI_SCORING_HOME": str(tmp_path / "b"),
             "DEFI_SCORING_STORE_URL": f"postgresql+psycopg://scorer@127.0.0.1:{port}/scores",
@@ -233,15 +202,15 @@ def test_failing_and_hanging_stores_show_in_health_and_scoring_still_answers(tmp
         assert time.perf_counter() - started < 3
         assert health["components"]["store"]["status"] == "slow" and health["status"] == "error"
     finally:
-        _stop(process)
+        stop_api(process)
         hole.close()
 
 
 def test_access_log_has_one_json_line_per_request(tmp_path):
-    process, client = _serve({"DEFI_SCORING_HOME": str(tmp_path)})
+    process, client = start_api({"DEFI_SCORING_HOME": str(tmp_path)})
     client.get("/", headers={"X-Request-ID": "log-me"})
     client.get(f"/api/v1/wallets/0x{'4' * 40}")
-    output = _stop(process)
+    output = stop_api(process)
     lines = [orjson.loads(line) for line in output.splitlines() if line.startswith("{")]
     mine = [line for line in lines if line["request_id"] == "log-me"]
     assert len(mine) == 1 and mine[0]["status"] == 200 and mine[0]["route"] == "/"
