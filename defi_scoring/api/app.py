@@ -205,10 +205,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         },
     )
     async def score(request: Request) -> Response:
-        message = await batcher.submit(await read_body(request, state.limits.max_body_bytes))
-        if "error" in message:
-            raise HTTPException(422, message)
-        return Response(orjson.dumps(message), media_type="application/json")
+        value, summary = await batcher.submit(await read_body(request, state.limits.max_body_bytes))
+        if "error" in summary:
+            raise HTTPException(422, orjson.loads(value))
+        return Response(value, media_type="application/json")
 
     @app.post(
         "/api/v1/score/batch",
@@ -231,8 +231,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             raise HTTPException(
                 413, f"{len(items)} messages exceed the limit of {state.limits.max_batch_messages} per request"
             )
-        messages = await run_in_threadpool(score_bodies, state, items)
-        return Response(orjson.dumps(messages), media_type="application/json")
+        scored = await run_in_threadpool(score_bodies, state, items)
+        return Response(b"[" + b",".join(value for value, _ in scored) + b"]", media_type="application/json")
 
     @app.post(
         "/api/v1/admin/reload-model",

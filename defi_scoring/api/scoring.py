@@ -8,10 +8,9 @@ its own message gives, as if it had been alone.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from typing import Any
-
-import orjson
 
 from defi_scoring.api import metrics
 from defi_scoring.core.batch_scoring import score_raw_messages
@@ -20,13 +19,18 @@ from defi_scoring.core.scoring_config import default_scoring_config
 log = logging.getLogger("defi_scoring.api")
 
 
+ADDRESS_FIELD = re.compile(rb'"wallet_address"\s*:\s*"(0x[0-9a-fA-F]{40})"')
+
+
 def _address(body: Any) -> str | None:
-    try:
-        message = orjson.loads(body) if isinstance(body, (bytes, str)) else body
-        address = message.get("wallet_address")
+    """The wallet key of a body without parsing it (normalisation parses it once, later)."""
+    if isinstance(body, dict):
+        address = body.get("wallet_address")
         return address.lower() if isinstance(address, str) else None
-    except (orjson.JSONDecodeError, AttributeError):
-        return None
+    if isinstance(body, str):
+        body = body.encode()
+    found = ADDRESS_FIELD.search(body) if isinstance(body, (bytes, bytearray)) else None
+    return found.group(1).decode().lower() if found else None
 
 
 def rounds_without_repeats(addresses: list[str | None]) -> list[list[int]]:
@@ -43,8 +47,10 @@ def rounds_without_repeats(addresses: list[str | None]) -> list[list[int]]:
     return rounds
 
 
-def score_bodies(state, bodies: list[Any], record: bool = True) -> list[dict[str, Any]]:
-    """One output message per body, in order; successes and failures recorded in the score store."""
+def score_bodies(state, bodies: list[Any], record: bool = True) -> list[tuple[bytes, dict[str, Any]]]:
+    """(output message as JSON, its summary) per body, in order; all recorded in the score store.
+
+    The JSON is what the caller gets, byte for byte: nothing is decoded and encoded again."""
     started = time.perf_counter()
     addresses = [_address(b) for b in bodies]
     previous = None
@@ -53,18 +59,19 @@ def score_bodies(state, bodies: list[Any], record: bool = True) -> list[dict[str
     except Exception as exc:
         metrics.STORE_ERRORS.labels("read").inc()
         log.warning("score store unreadable, scoring without previous scores: %s", exc)
-    out: list[dict[str, Any] | None] = [None] * len(bodies)
+    out: list[tuple[bytes, dict[str, Any]] | None] = [None] * len(bodies)
     for positions in rounds_without_repeats(addresses):
         scored = score_raw_messages(
             [bodies[i] for i in positions], config=default_scoring_config(), model=state.model, previous_scores=previous
         )
-        for i, message in zip(positions, scored.messages()):
-            out[i] = message
+        encoded = scored.encoded()
+        for i, value, summary in zip(positions, encoded.values, encoded.summaries):
+            out[i] = (value, summary)
     metrics.BATCH_SIZE.observe(len(bodies))
     metrics.SCORING_SECONDS.observe(time.perf_counter() - started)
     if record:
         try:
-            state.store.record_messages(out, run_id="api", source="api")
+            state.store.record_messages([m for _, m in out], run_id="api", source="api", encoded=[v for v, _ in out])
         except Exception as exc:
             metrics.STORE_ERRORS.labels("write").inc()
             log.error("score store write failed for %d messages: %s", len(out), exc)
