@@ -18,6 +18,7 @@ train_model_job = dg.define_asset_job(
     "train_model",
     selection=dg.AssetSelection.assets("training_set", "ensemble_model", "champion_model"),
     description="Build the training set, train and register a challenger, promote it if it beats the champion.",
+    tags={"dagster/max_retries": "0"},  # a losing challenger fails the run on purpose: no retry
 )
 kafka_scoring_job = dg.define_asset_job(
     "kafka_scoring",

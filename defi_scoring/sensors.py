@@ -69,3 +69,14 @@ def kafka_scoring_sensor(context: dg.SensorEvaluationContext, kafka: KafkaResour
         dynamic_partitions_requests=[kafka_offset_ranges.build_add_request(keys)],
         cursor=json.dumps(new_cursor),
     )
+
+
+# The eager automation conditions of wallet_features, reference_scores and scored_wallets need an
+# automation sensor; Dagster's default one starts stopped, so this one ships running.
+automation_sensor = dg.AutomationConditionSensorDefinition(
+    "scores_follow_new_batches",
+    target=dg.AssetSelection.assets("wallet_features", "reference_scores", "scored_wallets"),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=30,
+    description="Rescore every wallet after a new batch lands (the eager conditions of the scoring assets).",
+)

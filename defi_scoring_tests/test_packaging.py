@@ -85,3 +85,8 @@ def test_shipped_instance_configuration_queues_runs_and_sends_no_telemetry(tmp_h
     instance = dg.DagsterInstance.from_config(str(path))
     assert not instance.telemetry_enabled
     assert instance.run_coordinator.get_run_queue_config().tag_concurrency_limits
+    assert instance.run_retries_enabled and instance.run_retries_max_retries == 2
+    defs = build_definitions(Settings(home=tmp_home))
+    assert defs.resolve_job_def("train_model").tags["dagster/max_retries"] == "0"  # a lost promotion is final
+    sensor = defs.resolve_sensor_def("scores_follow_new_batches")
+    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
