@@ -94,6 +94,11 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
+_LATEST_SQL = "SELECT message FROM wallet_scores WHERE wallet = ?"
+_HISTORY_FIELDS = ("scored_at", "run_id", "source", "model_version", "zscore", "hybrid_score", "risk_level", "status")
+_HISTORY_SQL = f"SELECT {', '.join(_HISTORY_FIELDS)} FROM score_events WHERE wallet = ? ORDER BY id DESC LIMIT ?"
+
+
 class ScoreStore:
     def __init__(self, url: str, create: bool = True) -> None:
         self.url = url
@@ -213,9 +218,7 @@ class ScoreStore:
     def _executemany(self, conn: sa.Connection, sql: str, rows: list[tuple]) -> None:
         """Driver-level executemany with plain tuples (~5× faster than SQLAlchemy dict rows);
         `?` placeholders, rewritten for PostgreSQL drivers."""
-        if self.dialect == "postgresql":
-            sql = sql.replace("?", "%s")
-        conn.exec_driver_sql(sql, rows)
+        conn.exec_driver_sql(self._sql(sql), rows)
 
     # --- scores ---------------------------------------------------------------------------------
 
@@ -314,32 +317,18 @@ class ScoreStore:
 
     def wallet_json(self, address: str, history_limit: int = 100) -> tuple[str, bytes] | None:
         """(latest success message as stored JSON, history as JSON) — the API serves these without
-        parsing the stored message again."""
+        parsing the stored message again. Plain driver SQL: the hot read of the API, where building
+        SQLAlchemy statements cost more than the two index lookups themselves."""
         wallet = address.lower()
         with self.engine.connect() as conn:
-            row = conn.execute(sa.select(wallet_scores.c.message).where(wallet_scores.c.wallet == wallet)).first()
+            row = conn.exec_driver_sql(self._sql(_LATEST_SQL), (wallet,)).first()
             if row is None:
                 return None
-            history = (
-                conn.execute(
-                    sa.select(
-                        score_events.c.scored_at,
-                        score_events.c.run_id,
-                        score_events.c.source,
-                        score_events.c.model_version,
-                        score_events.c.zscore,
-                        score_events.c.hybrid_score,
-                        score_events.c.risk_level,
-                        score_events.c.status,
-                    )
-                    .where(score_events.c.wallet == wallet)
-                    .order_by(score_events.c.id.desc())
-                    .limit(history_limit)
-                )
-                .mappings()
-                .all()
-            )
-        return row[0], orjson.dumps([{str(k): v for k, v in h.items()} for h in history])
+            history = conn.exec_driver_sql(self._sql(_HISTORY_SQL), (wallet, int(history_limit))).all()
+        return row[0], orjson.dumps([dict(zip(_HISTORY_FIELDS, h)) for h in history])
+
+    def _sql(self, sql: str) -> str:
+        return sql.replace("?", "%s") if self.dialect == "postgresql" else sql
 
     def stats(self) -> dict[str, Any]:
         e = score_events.c
