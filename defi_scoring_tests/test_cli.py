@@ -106,7 +106,18 @@ def test_demo_runs_end_to_end_and_prints_the_summary(tmp_path):
 
 
 def test_help_texts():
-    for command in ([], ["generate"], ["score"], ["land"], ["demo"], ["ui"], ["mlflow-ui"]):
+    for command in (
+        [],
+        ["generate"],
+        ["score"],
+        ["land"],
+        ["demo"],
+        ["ui"],
+        ["mlflow-ui"],
+        ["serve"],
+        ["config"],
+        ["config", "init"],
+    ):
         assert "Usage" in run_cli(*command, "--help").stdout
 
 
