@@ -5,6 +5,7 @@ import os
 import dagster as dg
 
 from defi_scoring.assets import reference_scores, scored_wallets, transaction_batches, wallet_features
+from defi_scoring.assets.evaluation import model_evaluation
 from defi_scoring.assets.freshness import champion_is_fresh, scored_wallets_is_fresh
 from defi_scoring.assets.streaming import kafka_scored_ranges
 from defi_scoring.assets.training import challenger_beats_champion, champion_model, ensemble_model, training_set
@@ -41,6 +42,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             training_set,
             ensemble_model,
             champion_model,
+            model_evaluation,
             kafka_scored_ranges,
         ],
         asset_checks=[challenger_beats_champion, scored_wallets_is_fresh, champion_is_fresh],

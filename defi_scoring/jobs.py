@@ -16,8 +16,9 @@ score_wallets_job = dg.define_asset_job(
 )
 train_model_job = dg.define_asset_job(
     "train_model",
-    selection=dg.AssetSelection.assets("training_set", "ensemble_model", "champion_model"),
-    description="Build the training set, train and register a challenger, promote it if it beats the champion.",
+    selection=dg.AssetSelection.assets("training_set", "ensemble_model", "champion_model", "model_evaluation"),
+    description="Build the training set, train and register a challenger, promote it if it beats the champion, "
+    "evaluate the champion on the labelled wallets it was not trained on.",
     tags={"dagster/max_retries": "0"},  # a losing challenger fails the run on purpose: no retry
 )
 kafka_scoring_job = dg.define_asset_job(

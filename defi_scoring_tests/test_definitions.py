@@ -29,6 +29,7 @@ def test_definitions_load_with_every_asset_job_and_sensor(tmp_home):
         "training_set",
         "ensemble_model",
         "champion_model",
+        "model_evaluation",
         "kafka_scored_ranges",
     }
     for job in ("ingest_batch", "score_wallets", "train_model", "kafka_scoring"):

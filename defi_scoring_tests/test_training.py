@@ -159,3 +159,17 @@ def test_training_registers_promotes_only_a_better_challenger_and_loads_by_alias
     assert attached["ensemble.roc_auc"].value == pytest.approx(clean_auc)
     assert attached["ensemble.roc_auc"].dataset_digest == inputs["holdout"].digest
     assert logged.params["decision_threshold"] == "0.5" and logged.params["xgboost.weight"] == "0.35"
+
+    # The champion evaluated on the labelled wallets it was not trained on, with plots in MLflow.
+    (evaluated,) = second.asset_materializations_for_node("model_evaluation")
+    meta = evaluated.metadata
+    holdout = second.asset_materializations_for_node("training_set")[0].metadata["holdout_wallets"].value
+    assert meta["champion_version"].value == "2" and meta["wallets"].value == holdout
+    assert meta["excluded_training_wallets"].value > 0 and meta["roc_auc"].value == pytest.approx(clean_auc, abs=0.02)
+    evaluation_run = client.get_run(meta["mlflow_run_id"].value)
+    assert evaluation_run.data.tags["evaluated_version"] == "2"
+    assert {"ensemble.roc_auc", "ensemble.roc_auc.low", "ensemble.f1.high"} <= set(evaluation_run.data.metrics)
+    plots = {a.path for a in client.list_artifacts(evaluation_run.info.run_id, "plots")}
+    assert {"plots/roc.png", "plots/pr.png", "plots/calibration.png"} <= plots
+    assert "evaluation.ensemble.roc_auc" in {m.key for m in client.get_logged_model(v2.tags["logged_model_id"]).metrics}
+    assert third.asset_materializations_for_node("model_evaluation") == []  # the losing challenger: not promoted

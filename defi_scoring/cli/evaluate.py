@@ -43,7 +43,7 @@ def evaluate(input_path: Path, labels_path: Path, output_path: Path, rounds: int
     from defi_scoring.cli.data_commands import champion_scorer
     from defi_scoring.core.batch_scoring import score_raw_messages
     from defi_scoring.core.ensemble_config import load_ensemble_config
-    from defi_scoring.core.evaluation import bootstrap_metrics, calibration_table, point_metrics
+    from defi_scoring.core.evaluation import evaluate_labelled
     from defi_scoring.core.training import load_labels
 
     out = Console()
@@ -57,26 +57,17 @@ def evaluate(input_path: Path, labels_path: Path, output_path: Path, rounds: int
             f"{scored.wallets.model_note}. Train one first: land labelled data and run "
             "the train_model job (README, 'Real data')."
         )
-    if table["is_risky"].nunique() < 2:
-        raise click.ClickException(f"the labels cover {len(table)} scored wallets but only one class")
-    y = table["is_risky"].to_numpy()
-    p = 1 - table["ml_prediction_score"].to_numpy(float) / 100
-    metrics = bootstrap_metrics(y, p, config.decision_threshold, rounds=rounds)
-    hybrid_risk = (100 - table["hybrid_score"].to_numpy(float)) / 100
+    try:
+        evaluation = evaluate_labelled(table, config.decision_threshold, rounds=rounds)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
     result = {
         "model_version": scored.wallets.model_version,
-        "wallets": len(table),
-        "risky": int(y.sum()),
-        "threshold": config.decision_threshold,
-        "ensemble": metrics,
-        "hybrid": {
-            "roc_auc_of_100_minus_score": point_metrics(y, hybrid_risk, 0.5)["roc_auc"],
-            "mean_score_risky": float(table["hybrid_score"][y == 1].mean()),
-            "mean_score_normal": float(table["hybrid_score"][y == 0].mean()),
-        },
-        "calibration": calibration_table(y, p).reset_index(names="predicted").to_dict(orient="records"),
+        **evaluation,
         "unlabelled_or_failed_messages": int(scored.batch.message_count - len(table)),
     }
+    metrics = result["ensemble"]
+    y = table["is_risky"].to_numpy()
     view = Table(title=f"champion v{result['model_version']} on {len(table):,} labelled wallets ({y.sum():,} risky)")
     for column in ("metric", "value", "95% interval"):
         view.add_column(column, justify="right" if column != "metric" else "left")

@@ -55,3 +55,33 @@ def calibration_table(y: np.ndarray, p: np.ndarray, bins: int = 10) -> pd.DataFr
     table = frame.groupby("bin").agg(wallets=("y", "size"), mean_predicted=("p", "mean"), observed=("y", "mean"))
     table.index = [f"{edges[i]:.1f}–{edges[i + 1]:.1f}" for i in table.index]
     return table
+
+
+def evaluate_labelled(table: pd.DataFrame, threshold: float, rounds: int = 500) -> dict:
+    """Scored wallets joined with `is_risky` labels → the champion's metrics with intervals, how the
+    hybrid score separates the classes, and a calibration table (as JSON-ready values).
+
+    `table` needs `is_risky`, `ml_prediction_score` (100 = safe, so risk = 1 − score/100) and
+    `hybrid_score`; raises ValueError when the labels do not cover both classes."""
+    if table["is_risky"].nunique() < 2:
+        raise ValueError(f"the labels cover {len(table)} scored wallets but only one class")
+    y = table["is_risky"].to_numpy()
+    p = risk_of(table)
+    hybrid_risk = (100 - table["hybrid_score"].to_numpy(float)) / 100
+    return {
+        "wallets": len(table),
+        "risky": int(y.sum()),
+        "threshold": threshold,
+        "ensemble": bootstrap_metrics(y, p, threshold, rounds=rounds),
+        "hybrid": {
+            "roc_auc_of_100_minus_score": point_metrics(y, hybrid_risk, 0.5)["roc_auc"],
+            "mean_score_risky": float(table["hybrid_score"][y == 1].mean()),
+            "mean_score_normal": float(table["hybrid_score"][y == 0].mean()),
+        },
+        "calibration": calibration_table(y, p).reset_index(names="predicted").to_dict(orient="records"),
+    }
+
+
+def risk_of(table: pd.DataFrame) -> np.ndarray:
+    """The champion's risk probability from the scored table's ML prediction score."""
+    return 1 - table["ml_prediction_score"].to_numpy(float) / 100

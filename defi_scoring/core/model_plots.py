@@ -16,7 +16,10 @@ from sklearn.metrics import precision_recall_curve, roc_curve
 from defi_scoring.core.ensemble import TrainedEnsemble
 
 
-def quality_plots(y: np.ndarray, probabilities: dict[str, np.ndarray], folder: Path) -> list[Path]:
+def quality_plots(
+    y: np.ndarray, probabilities: dict[str, np.ndarray], folder: Path, subject: str = "holdout"
+) -> list[Path]:
+    """ROC, precision–recall and calibration curves of each named risk column, one PNG each."""
     paths = []
     for kind in ("roc", "pr", "calibration"):
         fig, ax = plt.subplots(figsize=(6, 5))
@@ -24,16 +27,16 @@ def quality_plots(y: np.ndarray, probabilities: dict[str, np.ndarray], folder: P
             if kind == "roc":
                 fpr, tpr, _ = roc_curve(y, p)
                 ax.plot(fpr, tpr, label=name)
-                ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC (holdout)")
+                ax.set(xlabel="false positive rate", ylabel="true positive rate", title=f"ROC ({subject})")
             elif kind == "pr":
                 precision, recall, _ = precision_recall_curve(y, p)
                 ax.plot(recall, precision, label=name)
-                ax.set(xlabel="recall", ylabel="precision", title="Precision–recall (holdout)")
+                ax.set(xlabel="recall", ylabel="precision", title=f"Precision–recall ({subject})")
             else:
                 frac, mean = calibration_curve(y, p, n_bins=10, strategy="quantile")
                 ax.plot(mean, frac, marker="o", label=name)
                 ax.plot([0, 1], [0, 1], "k--", lw=0.8)
-                ax.set(xlabel="predicted risk", ylabel="observed risky share", title="Calibration (holdout)")
+                ax.set(xlabel="predicted risk", ylabel="observed risky share", title=f"Calibration ({subject})")
         ax.legend(fontsize=8)
         path = folder / f"{kind}.png"
         fig.tight_layout()

@@ -258,3 +258,46 @@ def promote(store: MlflowStore, name: str, version: str) -> str | None:
         client.set_registered_model_alias(name, ROLLBACK, previous)
     client.set_registered_model_alias(name, CHAMPION, version)
     return previous
+
+
+def log_evaluation(
+    store: MlflowStore,
+    name: str,
+    version: str,
+    evaluation: dict[str, Any],
+    curves: dict[str, tuple[np.ndarray, np.ndarray]],
+    tags: dict[str, str],
+) -> str:
+    """An evaluation run of a registered version: metrics with their intervals (also attached to the
+    version's LoggedModel), ROC/PR/calibration plots, the calibration table; returns the run id.
+
+    `curves`: label → (y, risk) for the plots, e.g. the champion's probability and 100 − hybrid score."""
+    experiment_id = store.activate()
+    model_version = store.client().get_model_version(name, version)
+    model_id = (model_version.tags or {}).get("logged_model_id")
+    flat = {
+        f"ensemble.{m}{suffix}": v[key]
+        for m, v in evaluation["ensemble"].items()
+        for suffix, key in (("", "value"), (".low", "low"), (".high", "high"))
+    }
+    flat["hybrid.roc_auc_of_100_minus_score"] = evaluation["hybrid"]["roc_auc_of_100_minus_score"]
+    run_tags = {"evaluated_model": name, "evaluated_version": version, "kind": "evaluation", **tags}
+    with (
+        mlflow.start_run(experiment_id=experiment_id, run_name=f"evaluation of v{version}", tags=run_tags) as run,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
+        folder = Path(tmp)
+        mlflow.log_params(
+            {"wallets": evaluation["wallets"], "risky": evaluation["risky"], "threshold": evaluation["threshold"]}
+        )
+        mlflow.log_metrics(flat)
+        if model_id:
+            mlflow.log_metrics({f"evaluation.{k}": v for k, v in flat.items()}, model_id=model_id)
+        first = next(iter(curves.values()))
+        probabilities = {label: risk for label, (_, risk) in curves.items()}
+        for path in quality_plots(first[0], probabilities, folder, subject="labelled wallets"):
+            mlflow.log_artifact(str(path), artifact_path="plots")
+        pd.DataFrame(evaluation["calibration"]).to_csv(folder / "calibration.csv", index=False)
+        mlflow.log_artifact(str(folder / "calibration.csv"))
+        mlflow.log_dict(evaluation, "evaluation.json")
+    return run.info.run_id
