@@ -63,27 +63,24 @@ def mlflow_ui(port: int) -> None:
     store = embedded_store(Settings.from_env().home)
     uri = os.environ.get("MLFLOW_TRACKING_URI") or store.tracking_uri
     console.print(f"MLflow store: {uri}")
+    from defi_scoring.process_hygiene import run_until_stopped
+
     mlflow = Path(sys.executable).parent / "mlflow"
-    os.execv(
-        str(mlflow),
-        [
-            str(mlflow),
-            "ui",
-            "--backend-store-uri",
-            uri,
-            "--default-artifact-root",
-            store.artifact_root,
-            "--port",
-            str(port),
-        ],
-    )
+    command = [str(mlflow), "ui", "--backend-store-uri", uri, "--default-artifact-root", store.artifact_root]
+    run_until_stopped([*command, "--port", str(port)])
 
 
 @click.command()
 @click.option("--port", default=3000, show_default=True)
 def ui(port: int) -> None:
-    """Start the Dagster UI on the project's instance (DAGSTER_HOME)."""
+    """Start the Dagster UI on the project's instance (DAGSTER_HOME); Ctrl-C or SIGTERM stops it with the
+    webserver, daemon and code server it started."""
+    from defi_scoring.process_hygiene import run_until_stopped
+
     path = ensure_dagster_home(Settings.from_env())
     console.print(f"DAGSTER_HOME={path}")
     dagster = Path(sys.executable).parent / "dagster"
-    os.execv(str(dagster), [str(dagster), "dev", "-m", "defi_scoring.definitions", "-p", str(port)])
+    run_until_stopped(
+        [str(dagster), "dev", "-m", "defi_scoring.definitions", "-p", str(port)],
+        on_stop=lambda: console.print("stopping the Dagster UI and the processes it started …"),
+    )

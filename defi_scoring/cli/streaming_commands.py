@@ -17,8 +17,12 @@ from defi_scoring.cli.console import console
 @click.option("--port", default=9092, show_default=True, help="Port of the embedded broker (0: a free one).")
 @click.option("--partitions", default=1, show_default=True, help="Partitions of the input topic.")
 def broker(port: int, partitions: int) -> None:
-    """Start the embedded Kafka-protocol broker (Tansu, in memory) and create the topics; Ctrl-C stops it."""
+    """Start the embedded Kafka-protocol broker (Tansu, in memory) and create the topics; Ctrl-C or SIGTERM
+    stops it (and the broker process with it)."""
+    from defi_scoring.process_hygiene import terminate_like_interrupt
     from defi_scoring.streaming.broker import EmbeddedBroker, free_port
+
+    terminate_like_interrupt()
     from defi_scoring.streaming.client import ensure_topics
     from defi_scoring.streaming.settings import KafkaSettings
 

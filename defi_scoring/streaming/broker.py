@@ -12,6 +12,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from defi_scoring.process_hygiene import die_with_parent
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -59,6 +61,7 @@ class EmbeddedBroker:
                 ],
                 stdout=output,
                 stderr=subprocess.STDOUT,
+                preexec_fn=die_with_parent,  # never outlives this process, even if it is SIGKILLed
             )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:

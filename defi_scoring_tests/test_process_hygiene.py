@@ -1,0 +1,104 @@
+"""`broker` and `ui` stop everything they started on SIGTERM and SIGINT; the broker's process never
+outlives the command, even when the command is SIGKILLed."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from defi_scoring.streaming.broker import free_port
+
+CLI = [sys.executable, "-m", "defi_scoring.cli"]
+
+
+def _descendants(pid: int) -> set[int]:
+    found, frontier = set(), [pid]
+    while frontier:
+        parent = frontier.pop()
+        for task in Path(f"/proc/{parent}/task").glob("*"):
+            children = (task / "children").read_text().split() if (task / "children").exists() else []
+            for child in map(int, children):
+                if child not in found:
+                    found.add(child)
+                    frontier.append(child)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0]
+    except (FileNotFoundError, IndexError):
+        return False
+    return state != "Z"
+
+
+def _wait_for(check, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{what} within {timeout}s")
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _env(tmp_path) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "MLFLOW_", "DEFI_SCORING_", "DAGSTER_"))}
+    return {**env, "DEFI_SCORING_HOME": str(tmp_path / "home")}
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL])
+def test_broker_takes_its_broker_process_down(tmp_path, stop):
+    port = free_port()
+    command = subprocess.Popen(
+        [*CLI, "broker", "--port", str(port)], env=_env(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        _wait_for(lambda: _port_open(port) and _descendants(command.pid), 60, "the broker did not listen")
+        children = _descendants(command.pid)
+        command.send_signal(stop)
+        command.wait(timeout=30)
+        _wait_for(lambda: not any(_alive(c) for c in children), 15, f"broker processes survived {stop.name}")
+        assert not _port_open(port)
+    finally:
+        if command.poll() is None:
+            command.kill()
+
+
+def test_ui_stops_dagster_dev_and_everything_it_started(tmp_path):
+    port = free_port()
+    command = subprocess.Popen(
+        [*CLI, "ui", "--port", str(port)],
+        env=_env(tmp_path),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=tmp_path,
+    )
+    try:
+
+        def serving() -> bool:
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/server_info", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        _wait_for(serving, 120, "the Dagster UI did not answer")
+        started = _descendants(command.pid)
+        assert len(started) >= 2  # dagster dev and at least the webserver
+        command.send_signal(signal.SIGTERM)
+        command.wait(timeout=40)
+        _wait_for(lambda: not any(_alive(p) for p in started), 20, "Dagster processes survived SIGTERM")
+        assert not _port_open(port)
+    finally:
+        if command.poll() is None:
+            command.kill()
