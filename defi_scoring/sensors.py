@@ -8,7 +8,8 @@ from kafka.errors import KafkaError
 
 from defi_scoring.assets.partitions import kafka_offset_ranges, transaction_batch_partitions
 from defi_scoring.jobs import ingest_batch_job, kafka_scoring_job
-from defi_scoring.resources.data_home import DataHomeResource, batch_key_for
+from defi_scoring.landing import scan_landing
+from defi_scoring.resources.data_home import DataHomeResource
 from defi_scoring.resources.kafka import KafkaResource
 from defi_scoring.streaming.client import plan_ranges
 from defi_scoring.streaming.settings import KafkaSettings
@@ -18,14 +19,20 @@ from defi_scoring.streaming.settings import KafkaSettings
 def landing_folder_sensor(context: dg.SensorEvaluationContext, data_home: DataHomeResource) -> dg.SensorResult:
     landing = data_home.settings.landing_dir
     landing.mkdir(parents=True, exist_ok=True)
-    known = set(context.instance.get_dynamic_partitions(transaction_batch_partitions.name))
-    new_keys = []
-    for path in sorted(landing.glob("*.jsonl")):
-        key = batch_key_for(path)
-        if key != path.stem:  # keys must be path-safe: give the file its key's name
-            path = path.rename(path.with_name(f"{key}.jsonl"))
-        if key not in known:
-            new_keys.append(key)
+    scan = scan_landing(landing, set(context.instance.get_dynamic_partitions(transaction_batch_partitions.name)))
+    for path, reason in scan.rejected:
+        context.log.warning("landing file rejected, moved to %s: %s", path, reason)
+    if scan.waiting:
+        context.log.info(
+            "%d file(s) still being written (modified in the last seconds): %s",
+            len(scan.waiting),
+            ", ".join(p.name for p in scan.waiting),
+        )
+    new_keys = [key for key, _ in scan.ready]
+    if not new_keys:
+        reasons = [f"{len(scan.waiting)} still being written"] if scan.waiting else []
+        reasons += [f"{len(scan.rejected)} rejected (see landing/rejected/)"] if scan.rejected else []
+        return dg.SkipReason("no new batch" + (f": {', '.join(reasons)}" if reasons else ""))
     return dg.SensorResult(
         run_requests=[dg.RunRequest(partition_key=k, run_key=k) for k in new_keys],
         dynamic_partitions_requests=[transaction_batch_partitions.build_add_request(new_keys)] if new_keys else [],

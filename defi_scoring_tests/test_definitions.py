@@ -1,5 +1,8 @@
 """Real Dagster execution: load the Definitions, run the landing sensor, materialise the graph."""
 
+import os
+import time
+
 import dagster as dg
 import orjson
 import pandas as pd
@@ -12,10 +15,14 @@ from defi_scoring.score_store import ScoreStore
 from defi_scoring_tests.conftest import DAY, DEPOSIT_TIME, example_message
 
 
-def _land(home, name, lines):
+def _land(home, name, lines, age_s: float = 60):
+    """A landing file written `age_s` seconds ago (the sensor takes files that have settled)."""
     landing = home / "landing"
     landing.mkdir(parents=True, exist_ok=True)
-    (landing / f"{name}.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    path = landing / f"{name}.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    os.utime(path, (time.time() - age_s, time.time() - age_s))
+    return path
 
 
 def test_definitions_load_with_every_asset_job_and_sensor(tmp_home):
@@ -55,7 +62,39 @@ def test_landing_sensor_adds_a_partition_and_a_run_per_new_file(tmp_home):
         assert (tmp_home / "landing" / "batch_b.jsonl").exists()
         instance.add_dynamic_partitions(transaction_batch_partitions.name, ["batch-a", "batch_b"])
         again = sensor(dg.build_sensor_context(instance=instance, resources={"data_home": defs.resources["data_home"]}))
-        assert again.run_requests == []
+        assert isinstance(again, dg.SkipReason) and again.skip_message == "no new batch"
+
+
+def test_landing_sensor_waits_for_writes_rejects_non_batches_and_never_overwrites(tmp_home):
+    defs = build_definitions(Settings(home=tmp_home))
+    line = orjson.dumps(example_message())
+    _land(tmp_home, "growing", [line], age_s=0)  # still being written
+    _land(tmp_home, "a b", [line])  # both become key "a_b": neither may overwrite the other
+    _land(tmp_home, "a_b", [line])
+    empty = _land(tmp_home, "empty", [])
+    empty.write_bytes(b"")
+    os.utime(empty, (time.time() - 60, time.time() - 60))
+    _land(tmp_home, "binary", [b"\x00\x01\x02PK"])
+    _land(tmp_home, ".hidden", [line])
+    (tmp_home / "landing" / "partial.jsonl.part").write_bytes(line)
+    sensor = defs.resolve_sensor_def("landing_folder_sensor")
+    resources = {"data_home": defs.resources["data_home"]}
+    with dg.instance_for_test() as instance:
+        result = sensor(dg.build_sensor_context(instance=instance, resources=resources))
+        assert sorted(r.partition_key for r in result.run_requests) == ["a_b", "a_b-2"]
+        landing = tmp_home / "landing"
+        assert sorted(p.name for p in landing.glob("a_b*.jsonl")) == ["a_b-2.jsonl", "a_b.jsonl"]
+        rejected = landing / "rejected"
+        assert "empty file" in (rejected / "empty.jsonl.reason.txt").read_text()
+        assert "binary file" in (rejected / "binary.jsonl.reason.txt").read_text()
+        assert (landing / "growing.jsonl").exists() and (landing / ".hidden.jsonl").exists()
+
+        instance.add_dynamic_partitions(transaction_batch_partitions.name, ["a_b", "a_b-2"])
+        waiting = sensor(dg.build_sensor_context(instance=instance, resources=resources))
+        assert isinstance(waiting, dg.SkipReason) and "1 still being written" in waiting.skip_message
+        os.utime(landing / "growing.jsonl", (time.time() - 60, time.time() - 60))  # the writer finished
+        settled = sensor(dg.build_sensor_context(instance=instance, resources=resources))
+        assert [r.partition_key for r in settled.run_requests] == ["growing"]
 
 
 def test_materialise_the_asset_graph_on_a_temporary_instance(tmp_home):

@@ -142,7 +142,7 @@ def land_and_materialise(settings: Settings, file: Path, key: str | None, as_of:
     from dagster import DagsterInstance
 
     from defi_scoring.assets.partitions import transaction_batch_partitions
-    from defi_scoring.resources.data_home import batch_key_for
+    from defi_scoring.landing import batch_key_for
 
     key = batch_key_for(Path(key or file.stem))
     ensure_dagster_home(settings)

@@ -1,6 +1,5 @@
 """Where asset data lives: Parquet files under the data home (DEFI_SCORING_HOME)."""
 
-import re
 from pathlib import Path
 
 import dagster as dg
@@ -8,13 +7,6 @@ import pandas as pd
 import pyarrow.dataset as ds
 
 from defi_scoring.config import Settings
-
-PARTITION_KEY_RE = re.compile(r"[^A-Za-z0-9_.-]")
-
-
-def batch_key_for(path: Path) -> str:
-    """Partition key of a landing file: its stem, restricted to characters safe in keys and paths."""
-    return PARTITION_KEY_RE.sub("_", path.stem)
 
 
 class DataHomeResource(dg.ConfigurableResource):
