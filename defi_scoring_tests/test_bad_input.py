@@ -248,3 +248,12 @@ def test_fast_path_and_pydantic_contract_agree(changes, accepted):
     batch = normalise_messages([dex_message([tx])])
     assert pydantic_ok == accepted
     assert (batch.counts["transactions"] == 1) == accepted
+
+
+def test_an_integer_beyond_float_range_from_a_python_caller_is_dropped_not_a_crash():
+    """JSON cannot carry it (orjson refuses infinite numbers), but a dict from Python code can."""
+    message = example_message(with_withdraw=True)
+    message["data"][0]["transactions"][1]["timestamp"] = 10**400
+    batch = normalise_messages([message])
+    assert batch.counts["transactions"] == 2 and batch.counts["dropped_transactions"] == 1
+    assert any("timestamp" in w for w in batch.warnings[0])

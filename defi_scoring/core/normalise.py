@@ -14,6 +14,7 @@ to the same verdicts. What happens to each kind of bad input is tabled in `docs/
 from __future__ import annotations
 
 import re
+import sys
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -90,6 +91,18 @@ class NormalisedBatch:
         )
 
 
+def _shared(value: Any) -> Any:
+    """One string object per distinct value (actions, pools, symbols repeat): the column passes that
+    follow then touch a few objects instead of one scattered object per transaction (~20% of the
+    normalisation time on 130k transactions). Non-strings pass through unchanged."""
+    return sys.intern(value) if type(value) is str else value
+
+
+def _object_array(values: list[Any]) -> np.ndarray:
+    """A list as a 1-D object array in one pass (nested lists stay elements, never a second axis)."""
+    return np.fromiter(values, dtype=object, count=len(values))
+
+
 class _Columns:
     """Plain lists, one per raw field, appended to in the flattening loop (no checks there)."""
 
@@ -134,22 +147,22 @@ class _Columns:
             get = tx.get
             action = get("action")
             doc.append(get("document_id"))
-            act.append(action)
+            act.append(_shared(action))
             ts.append(get("timestamp"))
-            proto.append(get("protocol"))
-            pool.append(get("poolId"))
+            proto.append(_shared(get("protocol")))
+            pool.append(_shared(get("poolId")))
             if action == "swap":
                 a, b = get("tokenIn"), get("tokenOut")
             else:
                 a, b = get("token0"), get("token1")
             if type(a) is dict:
-                asym.append(a.get("symbol"))
+                asym.append(_shared(a.get("symbol")))
                 ausd.append(a.get("amountUSD"))
             else:
                 asym.append(None)
                 ausd.append(None)
             if type(b) is dict:
-                bsym.append(b.get("symbol"))
+                bsym.append(_shared(b.get("symbol")))
                 busd.append(b.get("amountUSD"))
             else:
                 bsym.append(None)
@@ -190,13 +203,13 @@ class _Columns:
             get = tx.get
             action = get("action")
             self.document_id.append(get("document_id"))
-            self.action.append(action)
+            self.action.append(_shared(action))
             self.timestamp.append(get("timestamp"))
-            self.protocol.append(get("protocol"))
+            self.protocol.append(_shared(get("protocol")))
             if is_transfer:
                 a, b = get("token"), None
-                self.counterparty.append(get("counterparty"))
-                self.method.append(get("method"))
+                self.counterparty.append(_shared(get("counterparty")))
+                self.method.append(_shared(get("method")))
                 self.failed.append(get("failed"))
                 self.gas_used.append(get("gasUsed"))
                 self.gas_price.append(get("gasPrice"))
@@ -213,11 +226,11 @@ class _Columns:
                 self.gas_price.append(None)
             a = a if type(a) is dict else {}
             b = b if type(b) is dict else {}
-            self.a_symbol.append(a.get("symbol"))
+            self.a_symbol.append(_shared(a.get("symbol")))
             self.a_usd.append(a.get("amountUSD"))
-            self.token_address.append(a.get("address"))
+            self.token_address.append(_shared(a.get("address")))
             self.token_amount.append(a.get("amount"))
-            self.b_symbol.append(b.get("symbol"))
+            self.b_symbol.append(_shared(b.get("symbol")))
             self.b_usd.append(b.get("amountUSD"))
 
 
@@ -253,15 +266,31 @@ def _numeric(values: list[Any]) -> tuple[np.ndarray, np.ndarray]:
     None means missing (counts 0 downstream); a float NaN, a bool or a non-numeric string is invalid.
     The per-value type scan only runs when the column is not plainly numeric.
     """
-    column = pd.Series(values, dtype=object).to_numpy()
+    column = _object_array(values)
     missing = column == None  # noqa: E711 — element-wise on an object array
     if pd.api.types.infer_dtype(column, skipna=True) in ("integer", "floating", "mixed-integer-float", "empty"):
+        try:  # only numbers and None here: one C pass, None → NaN (an int beyond float range → slow path)
+            number = np.array(values, dtype=float)
+            return number, np.isnan(number) & ~missing
+        except (OverflowError, TypeError, ValueError):
+            pass
         is_bool = np.zeros(len(column), dtype=bool)
     else:
         is_bool = np.fromiter((type(v) is bool for v in column), bool, len(column))
-    number = pd.to_numeric(pd.Series(np.where(is_bool, None, column)), errors="coerce").to_numpy(dtype=float)
+    try:
+        number = pd.to_numeric(pd.Series(np.where(is_bool, None, column)), errors="coerce").to_numpy(dtype=float)
+    except OverflowError:  # an int beyond float range (only possible from dict input): that value is invalid
+        number = np.array([_float_or_nan(v) for v in np.where(is_bool, None, column)], dtype=float)
     invalid = (np.isnan(number) & ~missing) | is_bool
     return number, invalid
+
+
+def _float_or_nan(value: Any) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        return np.nan
+    return number if np.isfinite(number) else np.nan
 
 
 def _strings(values: list[Any]) -> np.ndarray:
@@ -378,7 +407,7 @@ def _validate_columns(cols: _Columns, wallet_keys: list[str | None]) -> tuple[pd
     document_id = np.array(
         [str(v) if type(v) is int else (v if type(v) is str and v else None) for v in cols.document_id], dtype=object
     )
-    action = pd.Series(cols.action, dtype=object)
+    action = pd.Series(_object_array(cols.action), dtype=object)
     not_object = np.asarray(cols.not_an_object, dtype=bool)
     protocol_type = _protocol_types(cols, n)
 
