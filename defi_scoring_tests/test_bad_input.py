@@ -257,3 +257,14 @@ def test_an_integer_beyond_float_range_from_a_python_caller_is_dropped_not_a_cra
     batch = normalise_messages([message])
     assert batch.counts["transactions"] == 2 and batch.counts["dropped_transactions"] == 1
     assert any("timestamp" in w for w in batch.warnings[0])
+
+
+def test_string_columns_have_no_category_without_a_row():
+    """A wallet whose every transaction was dropped must not linger as a category (group-bys over
+    categories would give it an empty row of features)."""
+    bad_only = dex_message([swap("only", ts="yesterday")], wallet="0x" + "ab" * 20)
+    batch = normalise_messages([example_message(), bad_only, example_message()])  # a duplicate too
+    table = batch.transactions
+    for column in ("wallet", "action", "pool_id", "token_a_symbol", "protocol_type"):
+        assert set(table[column].cat.categories) == set(table[column].dropna().unique()), column
+    assert "0x" + "ab" * 20 not in set(table["wallet"].cat.categories)

@@ -459,7 +459,7 @@ def _validate_columns(cols: _Columns, wallet_keys: list[str | None]) -> tuple[pd
             "message_index": message_index.astype(np.int32),
             "protocol_type": protocol_type,
             "document_id": document_id,
-            "action": action.to_numpy(),
+            "action": np.where(invalid, None, action.to_numpy()),  # a dropped row may hold any JSON value
             "timestamp": np.where(invalid, 0, np.nan_to_num(timestamp)).astype(np.int64),
             "protocol": _strings(cols.protocol),
             "pool_id": _strings(cols.pool_id),
@@ -484,28 +484,49 @@ def _validate_columns(cols: _Columns, wallet_keys: list[str | None]) -> tuple[pd
     frame = frame.astype({"token_amount": float, "failed": float, "gas_used": float})
     # amount_usd: swap max(in, out) and LP token0 + token1 (CONTRACTS.md §4); a transfer or lending
     # action moves one asset (a liquidation: the collateral seized).
-    is_swap = frame["action"].to_numpy() == "swap"
+    is_swap = action.to_numpy() == "swap"
     is_dex = protocol_type == "dexes"
     a, b = frame["token_a_usd"].to_numpy(), frame["token_b_usd"].to_numpy()
     frame["amount_usd"] = np.where(is_swap, np.maximum(a, b), np.where(is_dex, a + b, a))
+    # String columns become categories before any row selection, so selections copy codes, not objects.
+    for name in CATEGORICAL_COLUMNS:
+        frame[name] = pd.Categorical(frame[name].to_numpy())
 
-    dropped = frame.loc[invalid, ["message_index", "document_id", "action", "protocol_type"]].copy()
-    dropped["position"] = np.asarray(cols.position, dtype=np.int64)[invalid]
-    dropped["reason"] = reason[invalid]
+    positions = np.asarray(cols.position, dtype=np.int64)
+    dropped = pd.DataFrame(
+        {
+            "message_index": message_index[invalid].astype(np.int32),
+            "document_id": document_id[invalid],
+            "action": action.to_numpy()[invalid],
+            "protocol_type": protocol_type[invalid],
+            "position": positions[invalid],
+            "reason": reason[invalid],
+        }
+    )
     dropped["detail"] = _details(cols, np.flatnonzero(invalid), reason[invalid], protocol_type)
-    valid = frame.loc[~invalid]
+    valid = frame.loc[~invalid] if invalid.any() else frame
     messages_with_valid = set(np.unique(valid["message_index"].to_numpy()).tolist())
     duplicate = valid.duplicated(["wallet", "document_id"], keep="first").to_numpy()
     if duplicate.any():
-        dup = valid.loc[duplicate, ["message_index", "document_id", "action", "protocol_type"]].copy()
-        dup["position"] = np.asarray(cols.position, dtype=np.int64)[~invalid][duplicate]
-        dup["reason"] = "duplicate"
-        dup["detail"] = "duplicate document_id (kept the first occurrence)"
+        kept = ~invalid
+        dup = pd.DataFrame(
+            {
+                "message_index": message_index[kept][duplicate].astype(np.int32),
+                "document_id": document_id[kept][duplicate],
+                "action": action.to_numpy()[kept][duplicate],
+                "protocol_type": protocol_type[kept][duplicate],
+                "position": positions[kept][duplicate],
+                "reason": "duplicate",
+                "detail": "duplicate document_id (kept the first occurrence)",
+            }
+        )
         dropped = pd.concat([dropped, dup], ignore_index=True)
         valid = valid.loc[~duplicate]
+    if len(valid) == n:
+        return valid, dropped.reset_index(drop=True), messages_with_valid
     transactions = valid.reset_index(drop=True)
-    for name in CATEGORICAL_COLUMNS:
-        transactions[name] = transactions[name].astype("category")
+    for name in CATEGORICAL_COLUMNS:  # as if built from the kept rows only: no category without a row
+        transactions[name] = transactions[name].cat.remove_unused_categories()
     return transactions, dropped.reset_index(drop=True), messages_with_valid
 
 
