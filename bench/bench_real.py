@@ -4,7 +4,7 @@ Usage: python bench/bench_real.py [--data DIR] [--holdout 0.3] [--rounds 500]
 
 Messages are made by the data folder's own `to_messages.py` (cached next to the data home), then go
 through the product's path: normalise → model features → account split (stratified, fixed per
-wallet) → ensemble from models/ensemble.yaml → holdout metrics with bootstrap 95% intervals → every
+wallet) → ensemble from ensemble.yaml → holdout metrics with bootstrap 95% intervals → every
 wallet scored with the hybrid score and the trained ensemble. No feature reads absolute time.
 """
 

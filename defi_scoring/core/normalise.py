@@ -103,6 +103,9 @@ def _object_array(values: list[Any]) -> np.ndarray:
     return np.fromiter(values, dtype=object, count=len(values))
 
 
+_NO_TOKEN: dict = {}
+
+
 class _Columns:
     """Plain lists, one per raw field, appended to in the flattening loop (no checks there)."""
 
@@ -172,6 +175,9 @@ class _Columns:
         """`transfers` (token, counterparty, method, failed, gas) or `lending` (asset; a liquidation's
         collateral and debt go to the token a/b columns, its liquidator to counterparty)."""
         is_transfer = protocol_type == "transfers"
+        if is_transfer and all(type(tx) is dict for tx in transactions):
+            self._add_transfers(message_index, transactions)
+            return
         for i, tx in enumerate(transactions):
             self.other_rows.append(len(self.message_index))
             self.other_type.append(protocol_type)
@@ -232,6 +238,33 @@ class _Columns:
             self.token_amount.append(a.get("amount"))
             self.b_symbol.append(_shared(b.get("symbol")))
             self.b_usd.append(b.get("amountUSD"))
+
+    def _add_transfers(self, message_index: int, transactions: list[dict]) -> None:
+        """The common case of `add_other`: transfers that are all objects, one pass per field (the same
+        values as the row loop, several times faster than appending row by row)."""
+        n, start = len(transactions), len(self.message_index)
+        self.other_rows.extend(range(start, start + n))
+        self.other_type.extend(["transfers"] * n)
+        self.message_index.extend([message_index] * n)
+        self.position.extend(range(n))
+        self.pool_id.extend([None] * n)
+        self.not_an_object.extend([False] * n)
+        self.document_id.extend([tx.get("document_id") for tx in transactions])
+        self.action.extend([_shared(tx.get("action")) for tx in transactions])
+        self.timestamp.extend([tx.get("timestamp") for tx in transactions])
+        self.protocol.extend([_shared(tx.get("protocol")) for tx in transactions])
+        self.counterparty.extend([_shared(tx.get("counterparty")) for tx in transactions])
+        self.method.extend([_shared(tx.get("method")) for tx in transactions])
+        self.failed.extend([tx.get("failed") for tx in transactions])
+        self.gas_used.extend([tx.get("gasUsed") for tx in transactions])
+        self.gas_price.extend([tx.get("gasPrice") for tx in transactions])
+        tokens = [token if type(token := tx.get("token")) is dict else _NO_TOKEN for tx in transactions]
+        self.a_symbol.extend([_shared(t.get("symbol")) for t in tokens])
+        self.a_usd.extend([t.get("amountUSD") for t in tokens])
+        self.token_address.extend([_shared(t.get("address")) for t in tokens])
+        self.token_amount.extend([t.get("amount") for t in tokens])
+        self.b_symbol.extend([None] * n)
+        self.b_usd.extend([None] * n)
 
 
 def _as_line(raw: Any) -> tuple[Any, str | None]:
@@ -415,12 +448,12 @@ def _validate_columns(cols: _Columns, wallet_keys: list[str | None]) -> tuple[pd
     other = np.asarray(cols.other_rows, dtype=np.int64)
     other_type = np.asarray(cols.other_type, dtype=object)
     is_transfer = other_type == "transfers"
-    raw_counterparty = pd.Series(cols.counterparty, dtype=object)
+    raw_counterparty = pd.Series(_object_array(cols.counterparty), dtype=object)
     counterparty_missing = (raw_counterparty.isna().to_numpy() | (raw_counterparty == "").to_numpy()) & is_transfer
     counterparty_invalid = ~raw_counterparty.isna().to_numpy() & ~_is_type(cols.counterparty, str)
     token_amount, bad_amount_type = _numeric(cols.token_amount)
     bad_amount = bad_amount_type | (token_amount < 0) | np.isinf(token_amount)
-    failed_raw = pd.Series(cols.failed, dtype=object)
+    failed_raw = pd.Series(_object_array(cols.failed), dtype=object)
     bad_failed = ~failed_raw.isna().to_numpy() & ~_is_type(cols.failed, bool)
     gas_used, bad_gas_used = _numeric(cols.gas_used)
     gas_price, bad_gas_price = _numeric(cols.gas_price)
@@ -475,7 +508,9 @@ def _validate_columns(cols: _Columns, wallet_keys: list[str | None]) -> tuple[pd
             "failed": _scatter(
                 n,
                 other,
-                failed_raw.map(lambda v: float(v) if type(v) is bool else np.nan).to_numpy(dtype=float),
+                np.fromiter(
+                    (1.0 if v is True else 0.0 if v is False else np.nan for v in cols.failed), float, len(other)
+                ),
                 np.nan,
             ),
             "gas_used": _scatter(n, other, gas_used, np.nan),
