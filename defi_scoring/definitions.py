@@ -1,4 +1,4 @@
-"""The one Definitions object of the project (`dagster dev -w workspace.yaml` or `dg dev`)."""
+"""The one Definitions object of the project (`defi-scoring ui`, `dagster dev -w workspace.yaml` or `dg dev`)."""
 
 import os
 

@@ -1,4 +1,5 @@
-"""Scheduled retraining (cron from models/ensemble.yaml, overridable with DEFI_SCORING_RETRAIN_CRON)."""
+"""Scheduled retraining (cron from ensemble.yaml, overridable with DEFI_SCORING_RETRAIN_CRON) and hourly
+freshness checks."""
 
 import os
 

@@ -91,7 +91,7 @@ def generate_dataset(n_wallets: int, seed: int, output: Path, labels: Path, bad_
     "--scoring-config",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     default=None,
-    help="Scoring YAML [default: models/scoring.yaml].",
+    help="Scoring YAML [default: `defi-scoring config show scoring.yaml`].",
 )
 def score(input_path: Path, output_path: Path, as_of: int | None, use_model: bool, scoring_config: Path | None) -> None:
     """Score a JSONL file: reference zscore and categories plus the hybrid score, confidence, risk level,

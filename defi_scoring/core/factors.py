@@ -1,7 +1,7 @@
 """Scoring factors: each maps the wallet table to a score 0–100 and a confidence 0–1 for every wallet.
 
 A factor is one vectorised function over columns (no per-wallet loop) plus an explanation template
-filled from the same columns when a person needs to read it. `models/scoring.yaml` picks factors by
+filled from the same columns when a person needs to read it. `scoring.yaml` picks factors by
 name and weights them; the engine in `hybrid_score.py` handles failures (neutral fallback).
 """
 
