@@ -124,3 +124,14 @@ def test_four_data_checks_pass_on_good_batches_and_fail_on_a_bad_one(world, monk
     stale = _evaluations(defs.resolve_job_def("data_freshness").execute_in_process(instance=instance))
     assert not stale["scored_wallets_is_fresh"].passed and "h ago" in stale["scored_wallets_is_fresh"].description
     assert not stale["champion_is_fresh"].passed and "days old" in stale["champion_is_fresh"].description
+
+
+def test_models_get_finite_features_even_from_overflowing_amounts():
+    from defi_scoring.core.model_features import FEATURE_LIMIT, finite_features
+
+    frame = pd.DataFrame({"a": [1.0, np.inf, -np.inf, np.nan], "b": [1e300, 2.0, 3.0, 4.0]})
+    clean = finite_features(frame)
+    assert clean["a"].tolist() == [1.0, FEATURE_LIMIT, -FEATURE_LIMIT, 0.0]
+    assert clean["b"].tolist() == [FEATURE_LIMIT, 2.0, 3.0, 4.0]
+    fine = pd.DataFrame({"a": [1.0, 2.0]})
+    assert finite_features(fine) is fine  # the common case costs one check

@@ -242,3 +242,19 @@ def _peer_counts(wallet: np.ndarray, ts: np.ndarray, action: np.ndarray, pool: n
     peers = np.zeros(n)
     peers[present] = sizes - 1
     return peers
+
+
+FEATURE_LIMIT = 1e30  # within float32, which the tree libraries convert to
+
+
+def finite_features(features: pd.DataFrame) -> pd.DataFrame:
+    """Features every model member accepts: ±inf (sums of absurd amounts overflow) and values beyond
+    ±1e30 clipped there, NaN as 0. The trees put such a wallet on the far side of every split, as the
+    raw value would; the `feature_non_finite` data check reports that it happened."""
+    values = features.to_numpy(dtype=float)
+    if np.isfinite(values).all() and (np.abs(values) <= FEATURE_LIMIT).all():
+        return features
+    cleaned = np.clip(
+        np.nan_to_num(values, nan=0.0, posinf=FEATURE_LIMIT, neginf=-FEATURE_LIMIT), -FEATURE_LIMIT, FEATURE_LIMIT
+    )
+    return pd.DataFrame(cleaned, index=features.index, columns=features.columns)

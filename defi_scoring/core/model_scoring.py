@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from defi_scoring.core.model_features import MODEL_FEATURES
+from defi_scoring.core.model_features import MODEL_FEATURES, finite_features
 from defi_scoring.core.model_registry import CHAMPION, MlflowStore, alias_version, load_version
 
 _cache: dict[tuple[str, str, str], tuple[object, str]] = {}
@@ -61,9 +61,10 @@ def score_with_model(
             f"champion version {version} needs features this build does not compute ({missing[:3]}…); "
             "retrain to register a compatible version"
         )
-    predictions = model.predict(features[names])
+    inputs = finite_features(features[names])
+    predictions = model.predict(inputs)
     predictions.index = features.index
     contribs = None
     if contributions and ensemble is not None:
-        contribs = ensemble.feature_contributions(features[names], exact=exact_contributions)
+        contribs = ensemble.feature_contributions(inputs, exact=exact_contributions)
     return ModelScores(predictions, version, f"scored with {name} version {version} ({CHAMPION})", contribs)

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from defi_scoring.core.ensemble import account_split
-from defi_scoring.core.model_features import MODEL_FEATURES, model_features
+from defi_scoring.core.model_features import MODEL_FEATURES, finite_features, model_features
 
 
 def load_labels(paths: list[Path]) -> pd.Series:
@@ -44,4 +44,4 @@ def build_training_set(
 
 def split_xy(training_set: pd.DataFrame, holdout: bool) -> tuple[pd.DataFrame, np.ndarray]:
     part = training_set[training_set["holdout"] == holdout]
-    return part[MODEL_FEATURES], part["is_risky"].to_numpy()
+    return finite_features(part[MODEL_FEATURES]), part["is_risky"].to_numpy()
