@@ -26,12 +26,15 @@ def die_with_parent() -> None:
 
 
 def terminate_like_interrupt() -> None:
-    """SIGTERM and SIGHUP raise KeyboardInterrupt in the main thread, so `finally` blocks run."""
+    """SIGTERM, SIGHUP and SIGINT raise KeyboardInterrupt in the main thread, so `finally` blocks run.
+
+    SIGINT too: a command started in the background by a script inherits SIGINT ignored, and would
+    otherwise not stop on it at all."""
 
     def interrupt(signum, _frame):
         raise KeyboardInterrupt(f"signal {signum}")
 
-    for sig in (signal.SIGTERM, signal.SIGHUP):
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
         signal.signal(sig, interrupt)
 
 

@@ -27,19 +27,19 @@ def broker(port: int, partitions: int) -> None:
     from defi_scoring.streaming.settings import KafkaSettings
 
     running = EmbeddedBroker(port or free_port()).start()
-    settings = replace(KafkaSettings.from_env(), bootstrap_servers=running.bootstrap_servers)
-    ensure_topics(settings, [settings.input_topic], partitions)
-    ensure_topics(settings, settings.output_topics)
-    console.print(
-        f"[green]✓[/] broker on [bold]{running.bootstrap_servers}[/] (in memory: topics vanish when it "
-        f"stops); topics {settings.input_topic} ({partitions} partition(s)), "
-        f"{', '.join(settings.output_topics)}"
-    )
-    console.print(
-        f"  export KAFKA_BOOTSTRAP_SERVERS={running.bootstrap_servers}   # then: defi-scoring produce, "
-        f"make ui (the kafka_scoring_sensor starts when this is set)"
-    )
-    try:
+    try:  # from here on, any stop (Ctrl-C, SIGTERM, an error) takes the broker process down
+        settings = replace(KafkaSettings.from_env(), bootstrap_servers=running.bootstrap_servers)
+        ensure_topics(settings, [settings.input_topic], partitions)
+        ensure_topics(settings, settings.output_topics)
+        console.print(
+            f"[green]✓[/] broker on [bold]{running.bootstrap_servers}[/] (in memory: topics vanish when it "
+            f"stops); topics {settings.input_topic} ({partitions} partition(s)), "
+            f"{', '.join(settings.output_topics)}"
+        )
+        console.print(
+            f"  export KAFKA_BOOTSTRAP_SERVERS={running.bootstrap_servers}   # then: defi-scoring produce, "
+            f"make ui (the kafka_scoring_sensor starts when this is set)"
+        )
         running.process.wait()
     except KeyboardInterrupt:
         pass
