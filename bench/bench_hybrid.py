@@ -25,16 +25,14 @@ from defi_scoring.core.model_features import MODEL_FEATURES, model_features
 from defi_scoring.core.model_scoring import ModelScores
 from defi_scoring.core.normalise import normalise_messages
 from defi_scoring.core.patterns import PATTERNS
-from defi_scoring.core.synthetic import DEFAULT_END_TIME, RISKY_ARCHETYPES, generate_wallets, iter_messages
+from defi_scoring.core.synthetic import (
+    DEFAULT_END_TIME,
+    OWN_DETECTOR,
+    RISKY_ARCHETYPES,
+    generate_wallets,
+    iter_messages,
+)
 from defi_scoring.core.wallet_scoring import score_wallet_table
-
-OWN_DETECTOR = {
-    "wash_trader": "wash_trading",
-    "mev_bot": "mev_bot",
-    "sybil_farm": "sybil_cluster",
-    "rug_puller": "rug_pull",
-    "pump_dumper": "pump_and_dump",
-}
 
 
 def _labels(data) -> pd.DataFrame:

@@ -9,7 +9,7 @@ from defi_scoring.core.hybrid_score import FALLBACK_CONFIDENCE, INSUFFICIENT_HIS
 from defi_scoring.core.model_scoring import ModelScores
 from defi_scoring.core.normalise import normalise_messages
 from defi_scoring.core.scoring_config import ScoringConfig, load_scoring_config
-from defi_scoring.core.synthetic import generate_wallets, iter_messages
+from defi_scoring.core.synthetic import OWN_DETECTOR, generate_wallets, iter_messages
 from defi_scoring.core.wallet_scoring import score_wallet_table
 
 AS_OF = 1_735_689_600
@@ -174,15 +174,6 @@ def generated():
     scores = score_wallet_table(batch.transactions, AS_OF)
     labels = data.wallets.assign(wallet=data.wallets["wallet_address"].str.lower()).set_index("wallet")
     return scores, scores.table.join(labels[["archetype", "is_risky"]])
-
-
-OWN_DETECTOR = {
-    "wash_trader": "wash_trading",
-    "mev_bot": "mev_bot",
-    "sybil_farm": "sybil_cluster",
-    "rug_puller": "rug_pull",
-    "pump_dumper": "pump_and_dump",
-}
 
 
 def test_each_risky_archetype_is_caught_by_its_detector_and_benign_wallets_rarely_flagged(generated):

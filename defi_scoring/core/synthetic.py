@@ -84,6 +84,14 @@ ARCHETYPES = [
 ]
 ARCHETYPE_NAMES = [a.name for a in ARCHETYPES]
 RISKY_ARCHETYPES = {a.name for a in ARCHETYPES if a.is_risky}
+# The pattern detector (core.patterns) each risky archetype is generated to trip.
+OWN_DETECTOR = {
+    "wash_trader": "wash_trading",
+    "mev_bot": "mev_bot",
+    "sybil_farm": "sybil_cluster",
+    "rug_puller": "rug_pull",
+    "pump_dumper": "pump_and_dump",
+}
 
 
 @dataclass
