@@ -9,7 +9,7 @@ from defi_scoring.core.hybrid_score import FALLBACK_CONFIDENCE, INSUFFICIENT_HIS
 from defi_scoring.core.model_scoring import ModelScores
 from defi_scoring.core.normalise import normalise_messages
 from defi_scoring.core.scoring_config import ScoringConfig, load_scoring_config
-from defi_scoring.core.synthetic import OWN_DETECTOR, generate_wallets, iter_messages
+from defi_scoring.core.synthetic import OWN_DETECTOR, RISKY_ARCHETYPES, generate_wallets, iter_messages
 from defi_scoring.core.wallet_scoring import score_wallet_table
 
 AS_OF = 1_735_689_600
@@ -189,7 +189,7 @@ def test_benign_archetypes_outscore_risky_ones_by_20_points(generated):
     _, table = generated
     means = table.groupby("archetype")["hybrid_score"].mean()
     risky = means[list(OWN_DETECTOR)]
-    benign = means.drop(list(OWN_DETECTOR))
+    benign = means.drop(list(RISKY_ARCHETYPES))
     assert benign.min() - risky.max() >= 20, means.round(1).to_dict()
 
 

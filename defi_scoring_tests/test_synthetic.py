@@ -1,14 +1,17 @@
 """The synthetic generator: reproducible, the archetype mix, behaviour that looks like each archetype."""
 
+import numpy as np
 import orjson
 import pandas as pd
 
 from defi_scoring.contracts.messages import WalletTransactionsMessage
+from defi_scoring.core.normalise import normalise_messages
 from defi_scoring.core.synthetic import (
     ARCHETYPE_NAMES,
     RISKY_ARCHETYPES,
     generate_wallets,
     iter_messages,
+    split_newest,
     write_dataset,
 )
 
@@ -75,3 +78,58 @@ def test_write_dataset_writes_messages_labels_and_requested_bad_lines(tmp_path):
     labels = pd.read_csv(tmp_path / "labels.csv")
     assert list(labels.columns) == ["wallet_address", "archetype", "is_risky", "cluster_id"]
     assert len(labels) == 400
+
+
+def test_transfer_and_lending_archetypes_look_like_their_names_and_normalise_without_loss():
+    data = generate_wallets(3000, seed=4)
+    archetype = data.wallets["archetype"].to_numpy()
+    tr = data.transfers.assign(archetype=archetype[data.transfers["wallet_index"].to_numpy()])
+    per = tr.groupby(["archetype", "wallet_index"]).apply(
+        lambda g: pd.Series(
+            {
+                "senders": g.loc[g["action"] == "receive", "counterparty"].nunique(),
+                "recipients": g.loc[g["action"] == "send", "counterparty"].nunique(),
+            }
+        ),
+        include_groups=False,
+    )
+    drainers = per.loc["drainer"]
+    assert (drainers["senders"] >= 30).all() and (drainers["recipients"] <= 2).all()
+    hubs = per.loc["exchange_hub"]
+    assert (hubs["senders"] > 50).all() and (hubs["recipients"] > 50).all()
+    mixer_sends = tr[(tr["archetype"] == "mixer_user") & (tr["action"] == "send")]
+    assert mixer_sends["counterparty"].nunique() == 1 and mixer_sends["amount"].isin([0.1, 1.0, 10.0]).all()
+
+    ln = data.lending.assign(archetype=archetype[data.lending["wallet_index"].to_numpy()])
+    sums = ln.pivot_table(index=["archetype", "wallet_index"], columns="action", values="usd", aggfunc="sum").fillna(0)
+    prudent, liquidated = sums.loc["prudent_borrower"], sums.loc["liquidated_borrower"]
+    assert (prudent["borrow"] / prudent["deposit"] <= 0.45).all()
+    repaid = prudent["repay"] / prudent["borrow"]  # histories still running at the end time are cut
+    assert repaid.median() >= 1.0 and (repaid >= 0.5).mean() > 0.8
+    assert (liquidated["liquidation"] > 0).all() and (liquidated["borrow"] / liquidated["deposit"] >= 0.75).all()
+
+    messages = list(iter_messages(data))
+    types = {m["wallet_address"]: [s["protocolType"] for s in m["data"]] for m in messages}
+    by_archetype = dict(zip(data.wallets["wallet_address"], archetype))
+    for address, sections in types.items():
+        expected = {"drainer": "transfers", "mixer_user": "transfers", "prudent_borrower": "lending"}.get(
+            by_archetype[address]
+        )
+        assert expected is None or sections == [expected]
+    for message in messages:
+        WalletTransactionsMessage.model_validate(message)
+    batch = normalise_messages(orjson.dumps(m) for m in messages)
+    assert batch.counts["rejected_messages"] == 0 and batch.counts["dropped_transactions"] == 0
+    assert len(batch.transactions) == data.transaction_count
+    assert set(batch.transactions["protocol_type"].unique()) == {"dexes", "transfers", "lending"}
+
+
+def test_split_newest_takes_the_newest_across_sections():
+    data = generate_wallets(400, seed=3)
+    rng = np.random.default_rng(0)
+    for message in iter_messages(data):
+        older, newest = split_newest(message, rng, max_new=3)
+        all_ts = sorted(tx["timestamp"] for s in message["data"] for tx in s["transactions"])
+        new_ts = sorted(tx["timestamp"] for s in newest["data"] for tx in s["transactions"])
+        old_ts = [] if older is None else sorted(tx["timestamp"] for s in older["data"] for tx in s["transactions"])
+        assert sorted(old_ts + new_ts) == all_ts and (not old_ts or max(old_ts) <= min(new_ts))

@@ -38,21 +38,40 @@ from defi_scoring.config import Settings, ensure_dagster_home
     type=click.FloatRange(0, 1),
     help="Share of messages to corrupt on purpose (to see failure records).",
 )
-def generate(n_wallets: int, seed: int, output: Path, labels: Path | None, bad_fraction: float) -> None:
-    """Generate synthetic wallets (9 archetypes, benign and risky) as JSONL messages plus labels."""
-    stats = generate_dataset(n_wallets, seed, output, labels or output.with_suffix(".labels.csv"), bad_fraction)
+@click.option(
+    "--types",
+    "protocol_types",
+    multiple=True,
+    type=click.Choice(["dexes", "transfers", "lending"]),
+    help="Only archetypes of these protocol types (repeat the option) [default: all].",
+)
+def generate(
+    n_wallets: int, seed: int, output: Path, labels: Path | None, bad_fraction: float, protocol_types: tuple[str, ...]
+) -> None:
+    """Generate synthetic wallets (15 archetypes, benign and risky; DEX, transfers and lending
+    histories) as JSONL messages plus labels."""
+    stats = generate_dataset(
+        n_wallets, seed, output, labels or output.with_suffix(".labels.csv"), bad_fraction, protocol_types or None
+    )
     console.print(
         f"wrote {stats['wallets']:,} wallets / {stats['transactions']:,} transactions "
         f"({stats['bad_lines']} corrupted lines) to [bold]{output}[/]"
     )
 
 
-def generate_dataset(n_wallets: int, seed: int, output: Path, labels: Path, bad_fraction: float) -> dict[str, int]:
+def generate_dataset(
+    n_wallets: int,
+    seed: int,
+    output: Path,
+    labels: Path,
+    bad_fraction: float,
+    protocol_types: tuple[str, ...] | None = None,
+) -> dict[str, int]:
     from defi_scoring.core.synthetic import generate_wallets, write_dataset
 
     with progress_bar() as progress:
         task = progress.add_task("generating wallets", total=n_wallets)
-        data = generate_wallets(n_wallets, seed=seed)
+        data = generate_wallets(n_wallets, seed=seed, protocol_types=protocol_types)
         progress.update(task, description="writing messages")
         return write_dataset(
             data,

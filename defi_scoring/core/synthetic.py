@@ -8,13 +8,16 @@ pools follow a Zipf-like popularity.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import orjson
 import pandas as pd
+
+from defi_scoring.core import synthetic_lending, synthetic_transfers
+from defi_scoring.core.synthetic_draws import address_pool, positions, within_wallet_cumsum
 
 DEFAULT_END_TIME = 1_735_689_600  # 2025-01-01T00:00:00Z: generated histories end before this
 DAY = 86_400
@@ -69,6 +72,7 @@ class Archetype:
     name: str
     share: float
     is_risky: bool
+    protocol_type: str = "dexes"  # the §1 / §1b section its history is made of
 
 
 ARCHETYPES = [
@@ -81,8 +85,16 @@ ARCHETYPES = [
     Archetype("sybil_farm", 0.10, True),
     Archetype("rug_puller", 0.06, True),
     Archetype("pump_dumper", 0.03, True),
+    # transfers and lending (CONTRACTS.md §1b)
+    Archetype("transfer_user", 0.07, False, "transfers"),
+    Archetype("exchange_hub", 0.01, False, "transfers"),
+    Archetype("drainer", 0.03, True, "transfers"),
+    Archetype("mixer_user", 0.02, True, "transfers"),
+    Archetype("prudent_borrower", 0.04, False, "lending"),
+    Archetype("liquidated_borrower", 0.02, True, "lending"),
 ]
 ARCHETYPE_NAMES = [a.name for a in ARCHETYPES]
+PROTOCOL_TYPES = ("dexes", "transfers", "lending")
 RISKY_ARCHETYPES = {a.name for a in ARCHETYPES if a.is_risky}
 # The pattern detector (core.patterns) each risky archetype is generated to trip.
 OWN_DETECTOR = {
@@ -91,6 +103,7 @@ OWN_DETECTOR = {
     "sybil_farm": "sybil_cluster",
     "rug_puller": "rug_pull",
     "pump_dumper": "pump_and_dump",
+    "drainer": "fan_in_collector",
 }
 
 
@@ -99,8 +112,15 @@ class SyntheticData:
     """Column-wise transactions (one row per transaction) plus per-wallet labels."""
 
     wallets: pd.DataFrame  # wallet_address, archetype, is_risky, cluster_id
-    transactions: pd.DataFrame  # wallet_index, position, timestamp, action, pool, direction, usd
+    transactions: pd.DataFrame  # dexes: wallet_index, position, timestamp, action, pool, direction, usd
     universe: _Universe
+    transfers: pd.DataFrame  # synthetic_transfers.TRANSFER_COLUMNS
+    lending: pd.DataFrame  # synthetic_lending.LENDING_COLUMNS
+
+    @property
+    def transaction_count(self) -> int:
+        """Transactions of every protocol type."""
+        return len(self.transactions) + len(self.transfers) + len(self.lending)
 
 
 class _Universe:
@@ -140,19 +160,6 @@ def _hex(rng: np.random.Generator, digits: int) -> str:
     return "0x" + rng.bytes(digits // 2).hex()
 
 
-def _within_wallet_cumsum(counts: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """Cumulative sum of `values` restarting at each wallet (rows grouped by wallet, in order)."""
-    total = np.cumsum(values)
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    before = np.where(starts > 0, total[np.maximum(starts - 1, 0)], 0.0)
-    return total - np.repeat(before, counts)
-
-
-def _positions(counts: np.ndarray) -> np.ndarray:
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    return np.arange(counts.sum()) - np.repeat(starts, counts)
-
-
 def _first_seen(rng: np.random.Generator, n: int, end_time: int) -> np.ndarray:
     """First activity uniform over the two years before `end_time`, whatever the archetype, so a
     time-based holdout sees the same mix as training. Later transactions past `end_time` are cut."""
@@ -175,12 +182,12 @@ def _frame(
     direction: np.ndarray,
     usd: np.ndarray,
 ) -> pd.DataFrame:
-    gaps = np.where(_positions(counts) == 0, 0.0, gaps)  # gap = time since the wallet's previous tx
-    timestamp = np.repeat(start, counts) + _within_wallet_cumsum(counts, gaps)
+    gaps = np.where(positions(counts) == 0, 0.0, gaps)  # gap = time since the wallet's previous tx
+    timestamp = np.repeat(start, counts) + within_wallet_cumsum(counts, gaps)
     return pd.DataFrame(
         {
             "wallet_index": wallet,
-            "position": _positions(counts),
+            "position": positions(counts),
             "timestamp": timestamp.astype(np.int64),
             "action": action,
             "pool": pool,
@@ -217,7 +224,7 @@ def _generic(
     start = _first_seen(rng, n_w, end_time)
     action = rng.choice(np.array(["swap", "deposit", "withdraw"], dtype=object), n_tx, p=probs)
     if first_is_deposit:
-        action[_positions(counts) == 0] = "deposit"
+        action[positions(counts) == 0] = "deposit"
     scale = rng.lognormal(scale_mu, scale_sigma, n_w)
     usd = scale[local] * rng.lognormal(0.0, tx_sigma, n_tx)
     usd = np.where(action == "withdraw", usd * rng.uniform(0.2, 0.7, n_tx), usd)
@@ -234,7 +241,7 @@ def _wash_trader(rng, universe, n_w, end_time):
     size = rng.lognormal(np.log(20_000), 1.0, n_w)
     usd = size[local] * rng.uniform(0.998, 1.002, n_tx)
     pool = _pick_pools(rng, universe, counts, 1, local)
-    direction = _positions(counts) % 2  # A→B, B→A, A→B, …
+    direction = positions(counts) % 2  # A→B, B→A, A→B, …
     return _frame(local, counts, start, gaps, np.full(n_tx, "swap", dtype=object), pool, direction, usd)
 
 
@@ -242,7 +249,7 @@ def _mev_bot(rng, universe, n_w, end_time):
     pairs = rng.integers(40, 120, n_w)
     counts = pairs * 2
     n_tx, local = int(counts.sum()), np.repeat(np.arange(n_w), counts)
-    pos = _positions(counts)
+    pos = positions(counts)
     gaps = np.where(
         pos % 2 == 1, rng.integers(0, 13, n_tx), rng.exponential(900, n_tx)
     )  # back-run within a block or two
@@ -261,7 +268,7 @@ def _rug_puller(rng, universe, n_w, end_time):
     n_wd = rng.integers(1, 3, n_w)
     counts = n_swaps + n_dep + n_wd
     n_tx, local = int(counts.sum()), np.repeat(np.arange(n_w), counts)
-    pos = _positions(counts)
+    pos = positions(counts)
     swaps_end, dep_end = n_swaps[local], (n_swaps + n_dep)[local]
     action = np.where(pos < swaps_end, "swap", np.where(pos < dep_end, "deposit", "withdraw")).astype(object)
     gaps = np.select(
@@ -309,7 +316,7 @@ def _sybil_farm(rng, universe, n_w, end_time):
     t_counts = np.bincount(template["wallet_index"], minlength=n_clusters)
     t_start = np.concatenate([[0], np.cumsum(t_counts)[:-1]])
     counts = t_counts[cluster_of_wallet]
-    rows = np.repeat(t_start[cluster_of_wallet], counts) + _positions(counts)
+    rows = np.repeat(t_start[cluster_of_wallet], counts) + positions(counts)
     out = template.iloc[rows].reset_index(drop=True)
     out["wallet_index"] = np.repeat(np.arange(n_w), counts)
     shift = rng.integers(30, 1800, n_w)  # each member runs the script a little later
@@ -360,21 +367,39 @@ def _pump_dumper(rng, universe, n_w, end_time):
         }
     )
     out = pd.concat([background, pumps], ignore_index=True).sort_values(["wallet_index", "timestamp"], kind="stable")
-    out["position"] = _positions(np.bincount(out["wallet_index"], minlength=n_w))
+    out["position"] = positions(np.bincount(out["wallet_index"], minlength=n_w))
     return out.reset_index(drop=True)[background.columns]
 
 
-def generate_wallets(n_wallets: int, seed: int = 42, end_time: int = DEFAULT_END_TIME) -> SyntheticData:
-    """Draw `n_wallets` wallets in the archetype mix of ARCHETYPES, reproducibly from `seed`."""
+def generate_wallets(
+    n_wallets: int, seed: int = 42, end_time: int = DEFAULT_END_TIME, protocol_types: Collection[str] | None = None
+) -> SyntheticData:
+    """Draw `n_wallets` wallets in the archetype mix of ARCHETYPES, reproducibly from `seed`;
+    `protocol_types` keeps only the archetypes of those types (e.g. {"transfers"} for a transfers mix)."""
     rng = np.random.default_rng(seed)
     universe = _Universe(rng)
-    shares = np.array([a.share for a in ARCHETYPES])
+    keep = set(PROTOCOL_TYPES if protocol_types is None else protocol_types)
+    unknown = keep - set(PROTOCOL_TYPES)
+    if unknown:
+        raise ValueError(f"unknown protocol types {sorted(unknown)}; choose from {PROTOCOL_TYPES}")
+    shares = np.array([a.share if a.protocol_type in keep else 0.0 for a in ARCHETYPES])
     per_type = rng.multinomial(n_wallets, shares / shares.sum())
     frames, wallet_rows, offset = [], [], 0
+    other = {"transfers": [], "lending": []}
+    counterparties = _Counterparties(rng)
     for archetype, n in zip(ARCHETYPES, per_type):
         if n == 0:
             continue
         cluster = np.full(n, -1)
+        if archetype.protocol_type != "dexes":
+            section = _section_1b(rng, universe, counterparties, archetype.name, n, end_time)
+            section["wallet_index"] = section["wallet_index"].to_numpy() + offset
+            other[archetype.protocol_type].append(section)
+            wallet_rows.append(
+                pd.DataFrame({"archetype": archetype.name, "is_risky": archetype.is_risky, "cluster_id": cluster})
+            )
+            offset += n
+            continue
         if archetype.name == "whale_lp":
             tx = _generic(
                 rng,
@@ -460,9 +485,65 @@ def generate_wallets(n_wallets: int, seed: int = 42, end_time: int = DEFAULT_END
     order = rng.permutation(len(wallets))  # interleave archetypes in the output
     addresses = np.array([_checksum_like(rng.bytes(20).hex(), rng) for _ in range(len(wallets))], dtype=object)
     wallets.insert(0, "wallet_address", addresses)
-    transactions = pd.concat(frames, ignore_index=True)
+    transactions = pd.concat(frames, ignore_index=True) if frames else _no_dex_transactions()
     transactions = transactions[transactions["timestamp"].to_numpy() <= end_time]
-    return SyntheticData(wallets.iloc[order].reset_index(drop=True), _reindex(transactions, order), universe)
+    transfers, lending = (
+        _cut_and_reindex(other["transfers"], synthetic_transfers.TRANSFER_COLUMNS, end_time, order),
+        _cut_and_reindex(other["lending"], synthetic_lending.LENDING_COLUMNS, end_time, order),
+    )
+    return SyntheticData(
+        wallets.iloc[order].reset_index(drop=True), _reindex(transactions, order), universe, transfers, lending
+    )
+
+
+def _no_dex_transactions() -> pd.DataFrame:
+    empty = np.array([], dtype=np.int64)
+    return pd.DataFrame(
+        {
+            "wallet_index": empty,
+            "position": empty,
+            "timestamp": empty,
+            "action": np.array([], dtype=object),
+            "pool": empty,
+            "direction": empty,
+            "usd": np.array([], dtype=float),
+        }
+    )
+
+
+class _Counterparties:
+    """Addresses several wallets deal with: exchanges, one mixer contract, liquidation bots."""
+
+    def __init__(self, rng: np.random.Generator) -> None:
+        self.services = address_pool(rng, 25)
+        self.mixer = address_pool(rng, 1)[0]
+        self.liquidators = address_pool(rng, 5)
+
+
+def _section_1b(rng, universe, counterparties: _Counterparties, name: str, n: int, end_time: int) -> pd.DataFrame:
+    start = _first_seen(rng, n, end_time)
+    if name == "transfer_user":
+        return synthetic_transfers.transfer_users(rng, universe, counterparties.services, n, start)
+    if name == "exchange_hub":
+        return synthetic_transfers.exchange_hubs(rng, universe, n, start)
+    if name == "drainer":
+        return synthetic_transfers.drainers(rng, universe, n, start)
+    if name == "mixer_user":
+        return synthetic_transfers.mixer_users(rng, universe, counterparties.services, counterparties.mixer, n, start)
+    if name == "prudent_borrower":
+        return synthetic_lending.prudent_borrowers(rng, universe, n, start)
+    return synthetic_lending.liquidated_borrowers(rng, universe, counterparties.liquidators, n, start)
+
+
+def _cut_and_reindex(frames: list[pd.DataFrame], columns: list[str], end_time: int, order: np.ndarray) -> pd.DataFrame:
+    if not frames:
+        return pd.DataFrame({c: [] for c in columns})
+    rows = pd.concat(frames, ignore_index=True)
+    rows = rows[rows["timestamp"].to_numpy() <= end_time]
+    new_index = np.empty_like(order)
+    new_index[order] = np.arange(len(order))
+    rows["wallet_index"] = new_index[rows["wallet_index"].to_numpy()]
+    return rows.sort_values(["wallet_index", "timestamp"], kind="stable").reset_index(drop=True)
 
 
 def _reindex(transactions: pd.DataFrame, order: np.ndarray) -> pd.DataFrame:
@@ -470,7 +551,7 @@ def _reindex(transactions: pd.DataFrame, order: np.ndarray) -> pd.DataFrame:
     new_index[order] = np.arange(len(order))
     transactions["wallet_index"] = new_index[transactions["wallet_index"].to_numpy()]
     transactions = transactions.sort_values(["wallet_index", "timestamp"], kind="stable").reset_index(drop=True)
-    transactions["position"] = _positions(np.bincount(transactions["wallet_index"], minlength=len(order)))
+    transactions["position"] = positions(np.bincount(transactions["wallet_index"], minlength=len(order)))
     return transactions
 
 
@@ -481,7 +562,40 @@ def _checksum_like(hex40: str, rng: np.random.Generator) -> str:
 
 
 def iter_messages(data: SyntheticData) -> Iterator[dict]:
-    """One wallet-transactions message (CONTRACTS.md §1) per wallet, with its full history."""
+    """One wallet-transactions message (CONTRACTS.md §1, §1b) per wallet, with its full history: a
+    section per protocol type the wallet used, in wallet order."""
+    addresses = data.wallets["wallet_address"].tolist()
+    streams = [
+        ("dexes", _dex_records(data, addresses)),
+        ("transfers", _transfer_records(data)),
+        ("lending", _lending_records(data, len(data.transactions) + len(data.transfers))),
+    ]
+    heads = {name: next(stream, None) for name, stream in streams}
+    for wallet, address in enumerate(addresses):
+        sections = []
+        for name, stream in streams:
+            head = heads[name]
+            if head is not None and head[0] == wallet:
+                sections.append({"protocolType": name, "transactions": head[1]})
+                heads[name] = next(stream, None)
+        if sections:
+            yield {"wallet_address": address, "data": sections}
+
+
+def _grouped(wallets: list[int], records: Iterator[dict]) -> Iterator[tuple[int, list[dict]]]:
+    """(wallet index, its records) for rows sorted by wallet."""
+    current, txs = -1, []
+    for wallet, record in zip(wallets, records):
+        if wallet != current:
+            if current >= 0:
+                yield current, txs
+            current, txs = wallet, []
+        txs.append(record)
+    if current >= 0:
+        yield current, txs
+
+
+def _dex_records(data: SyntheticData, addresses: list[str]) -> Iterator[tuple[int, list[dict]]]:
     tx = data.transactions
     universe = data.universe
     pool = tx["pool"].to_numpy()
@@ -493,8 +607,9 @@ def iter_messages(data: SyntheticData) -> Iterator[dict]:
     usd = tx["usd"].to_numpy()
     usd_a = np.where(is_swap, usd, usd / 2)
     usd_b = np.where(is_swap, usd * 0.997, usd / 2)  # swap slippage; LP split 50/50
+    wallets = tx["wallet_index"].to_numpy().tolist()
     columns = zip(
-        tx["wallet_index"].to_numpy().tolist(),
+        wallets,
         tx["timestamp"].to_numpy().tolist(),
         tx["action"].tolist(),
         pool.tolist(),
@@ -507,7 +622,6 @@ def iter_messages(data: SyntheticData) -> Iterator[dict]:
     scales = (10.0**universe.decimals).tolist()
     token_addresses, pool_ids = universe.token_addresses.tolist(), universe.pool_ids.tolist()
     pool_names, protocols = universe.pool_names.tolist(), universe.pool_protocol.tolist()
-    addresses = data.wallets["wallet_address"].tolist()
 
     def token(i: int, usd_value: float) -> dict:
         return {
@@ -517,41 +631,114 @@ def iter_messages(data: SyntheticData) -> Iterator[dict]:
             "symbol": symbols[i],
         }
 
-    current, txs = -1, []
-    for serial, (wallet, ts, action, p, a, b, ua, ub) in enumerate(columns, start=1):
-        if wallet != current:
-            if current >= 0:
-                yield _message(addresses[current], txs)
-            current, txs = wallet, []
-        record = {
-            "document_id": f"{serial:024x}",
-            "action": action,
-            "timestamp": ts,
-            "caller": addresses[wallet],
-            "protocol": protocols[p],
-            "poolId": pool_ids[p],
-            "poolName": pool_names[p],
-        }
-        if action == "swap":
-            record["tokenIn"], record["tokenOut"] = token(a, ua), token(b, ub)
-        else:
-            record["token0"], record["token1"] = token(a, ua), token(b, ub)
-        txs.append(record)
-    if current >= 0:
-        yield _message(addresses[current], txs)
+    def records() -> Iterator[dict]:
+        for serial, (wallet, ts, action, p, a, b, ua, ub) in enumerate(columns, start=1):
+            record = {
+                "document_id": f"{serial:024x}",
+                "action": action,
+                "timestamp": ts,
+                "caller": addresses[wallet],
+                "protocol": protocols[p],
+                "poolId": pool_ids[p],
+                "poolName": pool_names[p],
+            }
+            if action == "swap":
+                record["tokenIn"], record["tokenOut"] = token(a, ua), token(b, ub)
+            else:
+                record["token0"], record["token1"] = token(a, ua), token(b, ub)
+            yield record
+
+    return _grouped(wallets, records())
 
 
-def _message(address: str, transactions: list[dict]) -> dict:
-    return {"wallet_address": address, "data": [{"protocolType": "dexes", "transactions": transactions}]}
+def _transfer_records(data: SyntheticData) -> Iterator[tuple[int, list[dict]]]:
+    tx = data.transfers
+    wallets = tx["wallet_index"].to_numpy().tolist()
+    first_serial = len(data.transactions) + 1
+    columns = zip(
+        tx["timestamp"].to_numpy().tolist(),
+        tx["action"].tolist(),
+        tx["counterparty"].tolist(),
+        tx["token"].to_numpy().tolist(),
+        tx["amount"].to_numpy().tolist(),
+        np.round(tx["usd"].to_numpy(), 2).tolist(),
+        tx["method"].tolist(),
+        tx["failed"].to_numpy().tolist(),
+        tx["gas_used"].to_numpy().tolist(),
+        tx["gas_price"].to_numpy().tolist(),
+    )
+
+    def records() -> Iterator[dict]:
+        for serial, (ts, action, other, token, amount, usd, method, failed, gas_used, gas_price) in enumerate(
+            columns, start=first_serial
+        ):
+            record = {
+                "document_id": f"{serial:024x}",
+                "action": action,
+                "timestamp": ts,
+                "counterparty": other,
+                "token": synthetic_transfers.transfer_record(data.universe, token, amount, usd),
+            }
+            if method is not None:
+                record["method"] = method
+            if action == "send":
+                record["failed"] = failed
+                record["gasUsed"] = int(gas_used)
+                record["gasPrice"] = int(gas_price)
+            yield record
+
+    return _grouped(wallets, records())
+
+
+def _lending_records(data: SyntheticData, serial_offset: int) -> Iterator[tuple[int, list[dict]]]:
+    tx = data.lending
+    wallets = tx["wallet_index"].to_numpy().tolist()
+    universe = data.universe
+    columns = zip(
+        tx["timestamp"].to_numpy().tolist(),
+        tx["action"].tolist(),
+        tx["protocol"].tolist(),
+        tx["token"].to_numpy().tolist(),
+        np.round(tx["usd"].to_numpy(), 2).tolist(),
+        tx["debt_token"].to_numpy().tolist(),
+        np.round(tx["debt_usd"].to_numpy(), 2).tolist(),
+        tx["liquidator"].tolist(),
+    )
+
+    def records() -> Iterator[dict]:
+        for serial, (ts, action, protocol, token, usd, debt_token, debt_usd, liquidator) in enumerate(
+            columns, start=serial_offset + 1
+        ):
+            record = {"document_id": f"{serial:024x}", "action": action, "timestamp": ts, "protocol": protocol}
+            asset = synthetic_lending.lending_record(universe, token, usd)
+            if action == "liquidation":
+                record["collateral"] = asset
+                record["debt"] = synthetic_lending.lending_record(universe, debt_token, debt_usd)
+                record["liquidator"] = liquidator
+            else:
+                record["asset"] = asset
+            yield record
+
+    return _grouped(wallets, records())
 
 
 def split_newest(message: dict, rng: np.random.Generator, max_new: int = 3) -> tuple[dict | None, dict]:
     """(older history, newest 1..max_new transactions) of a full-history message: what a stream of new
-    transactions looks like once the older ones have been seen (None when everything is new)."""
-    txs = message["data"][0]["transactions"]
-    new = min(len(txs), int(rng.integers(1, max_new + 1)))
-    older = _message(message["wallet_address"], txs[:-new]) if len(txs) > new else None
-    return older, _message(message["wallet_address"], txs[-new:])
+    transactions looks like once the older ones have been seen (None when everything is new). The
+    newest are taken across the message's sections by timestamp."""
+    rows = [(tx["timestamp"], i, tx) for i, section in enumerate(message["data"]) for tx in section["transactions"]]
+    rows.sort(key=lambda row: row[0])
+    new = min(len(rows), int(rng.integers(1, max_new + 1)))
+
+    def rebuild(part: list) -> dict:
+        sections = [
+            {"protocolType": section["protocolType"], "transactions": [tx for _, j, tx in part if j == i]}
+            for i, section in enumerate(message["data"])
+        ]
+        return {"wallet_address": message["wallet_address"], "data": [s for s in sections if s["transactions"]]}
+
+    older = rebuild(rows[:-new]) if len(rows) > new else None
+    return older, rebuild(rows[-new:])
 
 
 CORRUPTIONS = [
@@ -582,7 +769,8 @@ def corrupt(message: dict, kind: str) -> bytes:
             tx["timestamp"] *= 1000
     elif kind == "negative_usd":
         for tx in txs:
-            (tx.get("tokenIn") or tx.get("token0"))["amountUSD"] = -1.0
+            valued = tx.get("tokenIn") or tx.get("token0") or tx.get("token") or tx.get("asset") or tx["collateral"]
+            valued["amountUSD"] = -1.0
     elif kind == "unknown_action":
         for tx in txs:
             tx["action"] = "stake"
@@ -617,4 +805,4 @@ def write_dataset(
     if labels_path is not None:
         labels_path.parent.mkdir(parents=True, exist_ok=True)
         data.wallets.to_csv(labels_path, index=False)
-    return {"wallets": len(data.wallets), "transactions": len(data.transactions), "bad_lines": bad_lines}
+    return {"wallets": len(data.wallets), "transactions": data.transaction_count, "bad_lines": bad_lines}
