@@ -111,6 +111,7 @@ def test_help_texts():
         ["generate"],
         ["score"],
         ["land"],
+        ["train"],
         ["demo"],
         ["ui"],
         ["mlflow-ui"],
@@ -147,3 +148,23 @@ def test_score_and_evaluate_read_real_transfers_messages(tmp_path, real_sample):
         timeout=300,
     )
     assert result.returncode != 0 and "Train one first" in result.stderr  # no champion yet: says what to do
+
+
+def test_bring_your_own_labels_land_train_evaluate(tmp_path, real_sample):
+    """README "Real data": labelled messages + labels.csv → a registered champion → its evaluation."""
+    env = {**os.environ, "DEFI_SCORING_HOME": str(tmp_path / "home")}
+    messages, labels = real_sample / "messages.jsonl", real_sample / "labels.csv"
+    missing = subprocess.run([*CLI, "train"], capture_output=True, text=True, env=env, timeout=300)
+    assert missing.returncode != 0 and "--labels" in missing.stderr  # says what to pass
+    run_cli("land", str(messages), "--key", "real", env=env)
+    trained = run_cli("train", "--labels", str(labels), env=env)
+    assert "registered version 1" in trained.stdout and "champion 1" in trained.stdout
+    assert (tmp_path / "home" / "labels" / "labels.csv").exists()
+    report = tmp_path / "evaluation.json"
+    evaluated = run_cli("evaluate", "--input", str(messages), "--labels", str(labels), "--output", str(report), env=env)
+    assert "calibration" in evaluated.stdout
+    result = orjson.loads(report.read_bytes())
+    assert result["model_version"] == "1"
+    roc = result["ensemble"]["roc_auc"]
+    assert roc["low"] <= roc["value"] <= roc["high"] and roc["value"] > 0.8  # mostly accounts it trained on
+    assert result["hybrid"]["mean_score_risky"] < result["hybrid"]["mean_score_normal"]

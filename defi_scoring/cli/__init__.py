@@ -10,6 +10,7 @@ from defi_scoring.cli.demo import demo
 from defi_scoring.cli.evaluate import evaluate
 from defi_scoring.cli.server_commands import mlflow_ui, serve, ui
 from defi_scoring.cli.streaming_commands import broker, produce
+from defi_scoring.cli.train import train
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -21,5 +22,5 @@ def main() -> None:
     """
 
 
-for command in (generate, score, land, demo, evaluate, broker, produce, serve, mlflow_ui, ui, config):
+for command in (generate, score, land, train, demo, evaluate, broker, produce, serve, mlflow_ui, ui, config):
     main.add_command(command)

@@ -15,8 +15,9 @@ from rich.table import Table
 
 from defi_scoring.cli.console import console, print_risk_levels
 from defi_scoring.cli.data_commands import generate_dataset, land_and_materialise, run_jobs, score_step
-from defi_scoring.cli.run_log import elapsed, execute_job, send_logs_to_file
+from defi_scoring.cli.run_log import send_logs_to_file
 from defi_scoring.cli.streaming_commands import send_lines
+from defi_scoring.cli.train import print_model_table, train_champion
 from defi_scoring.config import Settings
 
 
@@ -44,7 +45,7 @@ def demo(n_wallets: int, seed: int) -> None:
     key = land_and_materialise(settings, batch_file, None, as_of=DEFAULT_END_TIME)
     (settings.home / "labels").mkdir(parents=True, exist_ok=True)
     shutil.copyfile(labels_file, settings.home / "labels" / labels_file.name)
-    training = _train(settings)
+    training = train_champion(settings)
     if training is not None:  # rescore so the hybrid scores carry the new champion's adjustment
         run_jobs(settings, [score_step(DEFAULT_END_TIME)])
 
@@ -99,18 +100,7 @@ def demo(n_wallets: int, seed: int) -> None:
         out.print(t)
     out.print(f"Top tags: {', '.join(f'{k} ({v:,})' for k, v in tag_counts(scores).head(6).items())}")
     if training is not None:
-        models = Table(
-            title=f"Ensemble on the holdout accounts — registered version {training['version']}, "
-            f"champion {training['champion']}"
-        )
-        names = ("roc_auc", "pr_auc", "ks", "brier", "f1", "log_loss")
-        models.add_column("model")
-        for name in names:
-            models.add_column(name, justify="right")
-        for model_name, values in training["metrics"].items():
-            models.add_row(model_name, *(f"{values[n]:.4f}" for n in names))
-        out.print(models)
-        out.print("Compare versions in the MLflow UI:  [bold]defi-scoring mlflow-ui[/]")
+        print_model_table(out, training)
     _print_hybrid_summary(out, pd.read_parquet(settings.tables_dir / "scored_wallets.parquet"), labels)
     _stream_demo(out, settings, seed)
     out.print(f"\nLogs of this demo: {log_file}", soft_wrap=True)
@@ -213,39 +203,3 @@ def _print_hybrid_summary(out: Console, scored, labels) -> None:
     for wallet, row in scored.sort_values("hybrid_score").head(5).iterrows():
         worst.add_row(wallet, f"{row['hybrid_score']:.1f}", row["risk_level"], str(row["reason_1_text"]))
     out.print(worst)
-
-
-def _train(settings: Settings) -> dict | None:
-    """Run the train_model job; returns the holdout metrics of every member and the ensemble."""
-    from dagster import DagsterInstance
-
-    from defi_scoring.core.ensemble_config import load_ensemble_config
-    from defi_scoring.core.model_registry import CHAMPION, alias_version, embedded_store
-    from defi_scoring.definitions import build_definitions
-
-    defs = build_definitions(settings)
-    started = time.perf_counter()
-    with DagsterInstance.get() as instance:
-        result = execute_job(defs, instance, "train_model", "training the ensemble", raise_on_error=False)
-    materialised = result.asset_materializations_for_node("ensemble_model")
-    if not materialised:
-        console.print("[yellow]no model trained[/] (no labels under the data home's labels/ folder?)")
-        return None
-    meta = materialised[0].metadata
-    store = embedded_store(settings.home)
-    run = store.client().get_run(meta["mlflow_run_id"].value)
-    metrics: dict[str, dict[str, float]] = {}
-    for key, value in run.data.metrics.items():
-        model_name, _, metric = key.partition(".")
-        if metric != "train_seconds":
-            metrics.setdefault(model_name, {})[metric] = value
-    name = load_ensemble_config().registered_model_name
-    console.print(
-        f"[green]✓[/] train_model run {result.run_id[:8]}: registered version "
-        f"{meta['model_version'].value} ({elapsed(started)})"
-    )
-    return {
-        "version": meta["model_version"].value,
-        "champion": alias_version(store, name, CHAMPION),
-        "metrics": dict(sorted(metrics.items(), key=lambda kv: kv[0] != "ensemble")),
-    }

@@ -54,8 +54,8 @@ def evaluate(input_path: Path, labels_path: Path, output_path: Path, rounds: int
     table = scored.wallets.table.join(load_labels([labels_path]), how="inner")
     if scored.wallets.model_version is None:
         raise click.ClickException(
-            f"{scored.wallets.model_note}. Train one first: land labelled data and run "
-            "the train_model job (README, 'Real data')."
+            f"{scored.wallets.model_note}. Train one first: defi-scoring land MESSAGES.jsonl, then "
+            "defi-scoring train --labels LABELS.csv (README, 'Real data')."
         )
     try:
         evaluation = evaluate_labelled(table, config.decision_threshold, rounds=rounds)
