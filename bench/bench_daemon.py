@@ -1,0 +1,190 @@
+"""Streaming through the deployed path: the stock Dagster daemon, code server and webserver.
+
+Starts, on a fresh data home with the shipped instance configuration (defi_scoring/defaults/
+dagster.yaml): the embedded broker, then `defi-scoring ui` (`dagster dev`: webserver, daemon, code
+server — what `make ui` runs). The daemon evaluates kafka_scoring_sensor, queues a run per offset
+range and launches it with the shipped run launcher. One warm-up message is answered before the clock
+starts (a running deployment is warm); then messages are produced at --rate per second from a
+separate process, and latency is read from Kafka record timestamps (input record → its output).
+
+  python bench/bench_daemon.py [--messages 24000] [--rate 200] [--partitions 1] [--backlog]
+
+Messages carry each wallet's newest 1–3 transactions and the score store holds the older ones (as in
+bench_stream.py). --backlog produces everything before the daemon starts and times the drain.
+
+Prints one JSON line: mode, offered_per_s, messages, answered, wallets_per_s, latency percentiles,
+runs, run_seconds_p50 (start → end of a run) and queue_seconds_p50 (created → started).
+"""
+
+import argparse
+import json
+import multiprocessing
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import orjson
+from bench_stream import _produce  # bench/ helper (scripts run from this folder)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class _AnswerCounter:
+    """Counts the records on the output topics by reading them as they come (end offsets of the
+    embedded broker lag behind multi-record batches, see streaming/client.py)."""
+
+    def __init__(self, kafka, topics: list[str]) -> None:
+        from kafka import KafkaConsumer, TopicPartition
+
+        self.consumer = KafkaConsumer(**kafka.client_options())
+        tps = [TopicPartition(t, p) for t in topics for p in sorted(self.consumer.partitions_for_topic(t) or [])]
+        self.consumer.assign(tps)
+        self.consumer.seek_to_beginning(*tps)
+        self.count = 0
+
+    def __call__(self) -> int:
+        for records in self.consumer.poll(timeout_ms=200, max_records=100_000).values():
+            self.count += len(records)
+        return self.count
+
+
+def _wait(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(0.25)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--messages", type=int, default=24_000)
+    parser.add_argument("--rate", type=float, default=200.0)
+    parser.add_argument("--partitions", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--backlog", action="store_true", help="produce everything first, then time the drain")
+    parser.add_argument("--timeout", type=float, default=900.0, help="give up after this many seconds")
+    args = parser.parse_args()
+    from defi_scoring.process_hygiene import terminate_like_interrupt
+
+    terminate_like_interrupt()  # SIGTERM too runs the `finally` that stops the UI and the broker
+    home = Path(tempfile.mkdtemp(prefix="bench-daemon-"))
+    os.environ["DEFI_SCORING_HOME"] = str(home)
+    os.environ["DAGSTER_HOME"] = str(home / "dagster")
+    from dagster import DagsterInstance, RunsFilter
+
+    from defi_scoring.config import Settings, ensure_dagster_home
+    from defi_scoring.core.normalise import normalise_messages
+    from defi_scoring.core.synthetic import generate_wallets, iter_messages, split_newest
+    from defi_scoring.score_store import ScoreStore
+    from defi_scoring.streaming.broker import EmbeddedBroker
+    from defi_scoring.streaming.client import ensure_topics, producer, read_topic
+    from defi_scoring.streaming.driver import latencies_s
+    from defi_scoring.streaming.settings import KafkaSettings
+
+    rng, older, lines = np.random.default_rng(args.seed), [], []
+    for message in iter_messages(generate_wallets(args.messages + 1, seed=args.seed)):
+        old, new = split_newest(message, rng)
+        older += [old] if old else []
+        lines.append(orjson.dumps(new))
+    warm_up, lines = lines[0], lines[1:]
+    ScoreStore(Settings.from_env().store_url).add_transactions(normalise_messages(older).transactions)
+    ensure_dagster_home(Settings.from_env())
+
+    with EmbeddedBroker(log_path=home / "broker.log") as broker:
+        os.environ["KAFKA_BOOTSTRAP_SERVERS"] = broker.bootstrap_servers
+        kafka = KafkaSettings.from_env()
+        ensure_topics(kafka, [kafka.input_topic], partitions=args.partitions)
+        ensure_topics(kafka, kafka.output_topics)
+        outputs_topics = [kafka.success_topic, kafka.failure_topic]
+        send = lambda: _produce(broker.bootstrap_servers, kafka.input_topic, lines, float("inf"), args.partitions)
+        if args.backlog:
+            send()
+        ui_log = open(home / "ui.log", "wb")  # noqa: SIM115 (closed below)
+        ui = subprocess.Popen(
+            [str(Path(sys.executable).parent / "defi-scoring"), "ui", "--port", str(_free_port())],
+            stdout=ui_log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        answered = _AnswerCounter(kafka, outputs_topics)
+        try:
+            if not args.backlog:
+                warm = producer(kafka)
+                key = orjson.loads(warm_up)["wallet_address"].encode()
+                warm.send(kafka.input_topic, key=key, value=warm_up).get(timeout=30)
+                warm.close()
+                _wait(lambda: answered() >= 1, 300, "the warm-up message's answer")
+            started = time.time()
+            total = len(lines) + (0 if args.backlog else 1)
+            producer_process = None
+            if not args.backlog:
+                producer_process = multiprocessing.get_context("spawn").Process(
+                    target=_produce,
+                    args=(broker.bootstrap_servers, kafka.input_topic, lines, args.rate, args.partitions),
+                )
+                producer_process.start()
+            done = lambda: answered() >= total
+            try:
+                _wait(done, args.timeout, f"{total} answers")
+            finally:
+                if producer_process is not None:
+                    producer_process.join()
+            elapsed = time.time() - started
+            inputs = read_topic(kafka, kafka.input_topic)
+            outputs = [r for t in outputs_topics for r in read_topic(kafka, t)]
+        finally:
+            answered.consumer.close()
+            os.killpg(ui.pid, signal.SIGTERM)
+            ui.wait(timeout=60)
+            ui_log.close()
+
+    with DagsterInstance.get() as instance:
+        records = instance.get_run_records(RunsFilter(job_name="kafka_scoring"))
+    run_seconds = [r.end_time - r.start_time for r in records if r.start_time and r.end_time]
+    queue_seconds = [r.start_time - r.create_timestamp.timestamp() for r in records if r.start_time]
+    if not args.backlog:  # the warm-up message and its run are not part of the figures
+        key = orjson.loads(warm_up)["wallet_address"].encode()
+        inputs = [r for r in inputs if r.key != key]
+        outputs = [r for r in outputs if r.key != key]
+    lat = np.array(latencies_s(inputs, outputs))
+    first_in = started if args.backlog else min(r.timestamp for r in inputs) / 1000
+    last_out = max(r.timestamp for r in outputs) / 1000
+    percentile = lambda values, q: round(float(np.percentile(values, q)), 3) if len(values) else None
+    print(
+        json.dumps(
+            {
+                "mode": "daemon+backlog" if args.backlog else "daemon",
+                "offered_per_s": None if args.backlog else args.rate,
+                "messages": len(lines),
+                "answered": len(outputs),
+                "partitions": args.partitions,
+                "wallets_per_s": round(len(outputs) / (last_out - first_in)),
+                "latency_p50_s": None if args.backlog else percentile(lat, 50),
+                "latency_p95_s": None if args.backlog else percentile(lat, 95),
+                "latency_p99_s": None if args.backlog else percentile(lat, 99),
+                "latency_max_s": None if args.backlog else percentile(lat, 100),
+                "runs": len(records),
+                "run_seconds_p50": percentile(run_seconds, 50),
+                "run_seconds_max": percentile(run_seconds, 100),
+                "queue_seconds_p50": percentile(queue_seconds, 50),
+                "queue_seconds_max": percentile(queue_seconds, 100),
+                "elapsed_s": round(elapsed, 1),
+                "home": str(home),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
