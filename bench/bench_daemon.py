@@ -10,7 +10,8 @@ separate process, and latency is read from Kafka record timestamps (input record
   python bench/bench_daemon.py [--messages 24000] [--rate 200] [--partitions 1] [--backlog]
 
 Messages carry each wallet's newest 1–3 transactions and the score store holds the older ones (as in
-bench_stream.py). --backlog produces everything before the daemon starts and times the drain.
+bench_stream.py). --backlog produces everything at once (a few seconds for 50,000) after the warm-up
+and times the drain: first input record → last output record.
 
 Prints one JSON line: mode, offered_per_s, messages, answered, wallets_per_s, latency percentiles,
 runs, run_seconds_p50 (start → end of a run) and queue_seconds_p50 (created → started).
@@ -107,9 +108,6 @@ def main() -> None:
         ensure_topics(kafka, [kafka.input_topic], partitions=args.partitions)
         ensure_topics(kafka, kafka.output_topics)
         outputs_topics = [kafka.success_topic, kafka.failure_topic]
-        send = lambda: _produce(broker.bootstrap_servers, kafka.input_topic, lines, float("inf"), args.partitions)
-        if args.backlog:
-            send()
         ui_log = open(home / "ui.log", "wb")  # noqa: SIM115 (closed below)
         ui = subprocess.Popen(
             [str(Path(sys.executable).parent / "defi-scoring"), "ui", "--port", str(_free_port())],
@@ -119,27 +117,23 @@ def main() -> None:
         )
         answered = _AnswerCounter(kafka, outputs_topics)
         try:
-            if not args.backlog:
-                warm = producer(kafka)
-                key = orjson.loads(warm_up)["wallet_address"].encode()
-                warm.send(kafka.input_topic, key=key, value=warm_up).get(timeout=30)
-                warm.close()
-                _wait(lambda: answered() >= 1, 300, "the warm-up message's answer")
+            # A running deployment is warm: one message is answered before the clock starts.
+            warm = producer(kafka)
+            warm.send(kafka.input_topic, key=orjson.loads(warm_up)["wallet_address"].encode(), value=warm_up).get(30)
+            warm.close()
+            _wait(lambda: answered() >= 1, 300, "the warm-up message's answer")
             started = time.time()
-            total = len(lines) + (0 if args.backlog else 1)
-            producer_process = None
-            if not args.backlog:
-                producer_process = multiprocessing.get_context("spawn").Process(
-                    target=_produce,
-                    args=(broker.bootstrap_servers, kafka.input_topic, lines, args.rate, args.partitions),
-                )
-                producer_process.start()
+            total = len(lines) + 1
+            rate = float("inf") if args.backlog else args.rate
+            producer_process = multiprocessing.get_context("spawn").Process(
+                target=_produce, args=(broker.bootstrap_servers, kafka.input_topic, lines, rate, args.partitions)
+            )
+            producer_process.start()
             done = lambda: answered() >= total
             try:
                 _wait(done, args.timeout, f"{total} answers")
             finally:
-                if producer_process is not None:
-                    producer_process.join()
+                producer_process.join()
             elapsed = time.time() - started
             inputs = read_topic(kafka, kafka.input_topic)
             outputs = [r for t in outputs_topics for r in read_topic(kafka, t)]
@@ -150,15 +144,14 @@ def main() -> None:
             ui_log.close()
 
     with DagsterInstance.get() as instance:
-        records = instance.get_run_records(RunsFilter(job_name="kafka_scoring"))
+        records = instance.get_run_records(RunsFilter(job_name="kafka_scoring"))[:-1]  # newest first: not the warm-up
     run_seconds = [r.end_time - r.start_time for r in records if r.start_time and r.end_time]
     queue_seconds = [r.start_time - r.create_timestamp.timestamp() for r in records if r.start_time]
-    if not args.backlog:  # the warm-up message and its run are not part of the figures
-        key = orjson.loads(warm_up)["wallet_address"].encode()
-        inputs = [r for r in inputs if r.key != key]
-        outputs = [r for r in outputs if r.key != key]
+    key = orjson.loads(warm_up)["wallet_address"].encode()  # the warm-up is not part of the figures
+    inputs = [r for r in inputs if r.key != key]
+    outputs = [r for r in outputs if r.key != key]
     lat = np.array(latencies_s(inputs, outputs))
-    first_in = started if args.backlog else min(r.timestamp for r in inputs) / 1000
+    first_in = min(r.timestamp for r in inputs) / 1000
     last_out = max(r.timestamp for r in outputs) / 1000
     percentile = lambda values, q: round(float(np.percentile(values, q)), 3) if len(values) else None
     print(

@@ -22,7 +22,7 @@ from defi_scoring.resources.kafka import KafkaResource
 from defi_scoring.resources.mlflow_store import MlflowResource
 from defi_scoring.resources.score_store import ScoreStoreResource
 from defi_scoring.schedules import freshness_schedule, retraining_schedule
-from defi_scoring.sensors import automation_sensor, kafka_scoring_sensor, landing_folder_sensor
+from defi_scoring.sensors import automation_sensor, kafka_range_failed, kafka_scoring_sensor, landing_folder_sensor
 from defi_scoring.streaming.settings import KafkaSettings
 
 
@@ -48,7 +48,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         asset_checks=[challenger_beats_champion, scored_wallets_is_fresh, champion_is_fresh],
         jobs=[ingest_batch_job, score_wallets_job, train_model_job, kafka_scoring_job, data_freshness_job],
         schedules=[retraining_schedule, freshness_schedule],
-        sensors=[landing_folder_sensor, kafka_scoring_sensor, automation_sensor],
+        sensors=[landing_folder_sensor, kafka_scoring_sensor, kafka_range_failed, automation_sensor],
         resources={
             "data_home": DataHomeResource(home=str(settings.home)),
             "kafka": KafkaResource.from_settings(KafkaSettings.from_env()),

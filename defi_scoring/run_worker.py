@@ -109,5 +109,6 @@ def main() -> None:
             _run_child(request)
         answers.write(json.dumps({"run_id": request["run_id"], "pid": pid}) + "\n")
 
+
 if __name__ == "__main__":
     main()

@@ -1,5 +1,6 @@
 """Sensors: landing folder (each new JSONL file → a batch) and Kafka (each new offset range → a run)."""
 
+import contextlib
 import json
 import os
 
@@ -11,7 +12,9 @@ from defi_scoring.jobs import ingest_batch_job, kafka_scoring_job
 from defi_scoring.landing import scan_landing
 from defi_scoring.resources.data_home import DataHomeResource
 from defi_scoring.resources.kafka import KafkaResource
-from defi_scoring.streaming.client import plan_ranges
+from defi_scoring.resources.score_store import ScoreStoreResource
+from defi_scoring.streaming.client import OffsetRange, plan_ranges
+from defi_scoring.streaming.range_failures import answer_failed_range
 from defi_scoring.streaming.settings import KafkaSettings
 
 
@@ -87,3 +90,37 @@ automation_sensor = dg.AutomationConditionSensorDefinition(
     minimum_interval_seconds=30,
     description="Rescore every wallet after a new batch lands (the eager conditions of the scoring assets).",
 )
+
+
+@dg.run_failure_sensor(
+    monitored_jobs=[kafka_scoring_job],
+    default_status=dg.DefaultSensorStatus.RUNNING
+    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    else dg.DefaultSensorStatus.STOPPED,
+    description="When the last retry of a Kafka range run fails, answers every record of the range on the "
+    "failure topic, so that success + failure = input still holds.",
+)
+def kafka_range_failed(context: dg.RunFailureSensorContext, kafka: KafkaResource, score_store: ScoreStoreResource):
+    from dagster._daemon.auto_run_reexecution.auto_run_reexecution import should_retry
+
+    run = context.dagster_run
+    key = run.tags.get("kafka/range")
+    if key is None:
+        return dg.SkipReason(f"run {run.run_id} is not a range run")
+    if should_retry(context.instance.get_run_by_id(run.run_id) or run, context.instance):
+        return dg.SkipReason(f"{key}: run {run.run_id[:8]} failed and will be retried")
+    errors = [
+        e.event_specific_data.error.message.strip() for e in context.get_step_failure_events() if e.event_specific_data
+    ]
+    error = errors[0] if errors else (context.failure_event.message or "the run failed")
+    store = None
+    with contextlib.suppress(Exception):
+        store = score_store.store
+    published, replayed = answer_failed_range(kafka.settings(), OffsetRange.parse(key), error[:500], store)
+    context.log.warning(
+        "%s: every attempt failed (%s); %d %s published",
+        key,
+        error[:200],
+        published,
+        "stored outputs" if replayed else "failure records",
+    )

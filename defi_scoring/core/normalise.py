@@ -283,7 +283,7 @@ def _as_line(raw: Any) -> tuple[Any, str | None]:
         return None, f"invalid JSON ({exc})"
 
 
-def _wallet_hint(raw: Any) -> str:
+def wallet_hint(raw: Any) -> str:
     """Best-effort wallet address from an unreadable message, so its failure can be routed."""
     if isinstance(raw, (bytes, bytearray)):
         raw = bytes(raw[:4096]).decode("utf-8", "replace")
@@ -360,7 +360,7 @@ def normalise_messages(raw_messages: Iterable[Any]) -> NormalisedBatch:
                 elif not isinstance(data, list):
                     error = f"field 'data' must be a list of protocol sections, got {type(data).__name__}"
         else:
-            address = _wallet_hint(raw)
+            address = wallet_hint(raw)
         addresses.append(address)
         if error is not None:
             rejections.append(Rejection(index, address, f"Processing failed: {error}"))
