@@ -56,12 +56,16 @@ def kafka_scoring_sensor(context: dg.SensorEvaluationContext, kafka: KafkaResour
     cursor = json.loads(context.cursor) if context.cursor else {}
     settings = kafka.settings()
     try:
-        ranges, new_cursor = plan_ranges(settings, cursor)
+        ranges, new_cursor, resets = plan_ranges(settings, cursor)
     except KafkaError as exc:
         return dg.SkipReason(
             f"Kafka at {settings.bootstrap_servers} not reachable ({type(exc).__name__}: {exc}); "
             f"start one with `defi-scoring broker` or set KAFKA_BOOTSTRAP_SERVERS."
         )
+    for reset in resets:
+        context.log.warning(reset.describe())
+    if not ranges and resets:  # say so where the UI shows it, and keep the moved cursor
+        return dg.SensorResult(skip_reason="; ".join(r.describe() for r in resets), cursor=json.dumps(new_cursor))
     if not ranges:
         return dg.SkipReason(f"no new messages on {settings.input_topic}")
     keys = [r.key for r in ranges]

@@ -289,3 +289,37 @@ def test_transfers_and_lending_messages_through_range_runs(kafka_env, tmp_home):
     assert ok[1]["activity"]["transfers"]["transaction_count"] == 5
     stored = ScoreStore(Settings(home=tmp_home).store_url).wallet(WALLET)["latest"]
     assert stored["activity"]["transfers"]["transaction_count"] == 5
+
+
+def test_broker_restarted_empty_the_sensor_says_so_and_reads_the_new_topic(kafka_env, tmp_home, monkeypatch):
+    """An in-memory broker that comes back empty: offsets restart at 0, below the sensor's cursor."""
+    settings = kafka_env
+    before = [orjson.dumps(m) for m in iter_messages(generate_wallets(30, seed=31))]
+    _produce(settings, before)
+    defs = build_definitions(Settings(home=tmp_home))
+    with dg.instance_for_test() as instance:
+        _, runs = _run_sensor_and_jobs(defs, instance)
+        assert all(run.success for run in runs)
+        with EmbeddedBroker() as restarted:  # same topic names, nothing on them
+            monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", restarted.bootstrap_servers)
+            settings = KafkaSettings.from_env()
+            client.ensure_topics(settings, [settings.input_topic, *settings.output_topics])
+            after = [orjson.dumps(m) for m in iter_messages(generate_wallets(5, seed=32))]
+            _produce(settings, after)
+            defs = build_definitions(Settings(home=tmp_home))
+            result, runs = _run_sensor_and_jobs(defs, instance)
+            assert [r.run_key for r in result.run_requests] == [f"{settings.input_topic}.0.0-4~1"]  # not a reused key
+            assert all(run.success for run in runs)
+            answered = _drain(settings, settings.success_topic) + _drain(settings, settings.failure_topic)
+            assert sorted(k for k, _ in answered) == sorted(orjson.loads(m)["wallet_address"] for m in after)
+            assert json.loads(result.cursor)["~epochs"] == {settings.input_topic: {"0": 1}}
+            _produce(settings, after[:2])
+            result, _ = _run_sensor_and_jobs(defs, instance)  # the new epoch carries on normally
+            assert [r.run_key for r in result.run_requests] == [f"{settings.input_topic}.0.5-6~1"]
+            ranges, _, resets = client.plan_ranges(settings, {settings.input_topic: {"0": 99}})
+            assert "end offset 7 is below the cursor 99" in resets[0].describe() and ranges[0].start == 0
+
+
+def test_offset_range_keys_carry_the_epoch_after_a_reset():
+    assert OffsetRange.parse("t.x.0.5-9~2") == OffsetRange("t.x", 0, 5, 9, 2)
+    assert OffsetRange("t", 1, 0, 4, 3).key == "t.1.0-4~3" and OffsetRange("t", 1, 0, 4).key == "t.1.0-4"

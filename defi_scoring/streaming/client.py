@@ -18,7 +18,7 @@ from kafka.errors import TopicAlreadyExistsError
 
 from defi_scoring.streaming.settings import KafkaSettings
 
-Cursor = dict[str, dict[str, int]]  # {topic: {partition: next offset to read}}
+Cursor = dict[str, dict]  # {topic: {partition: next offset to read}}, plus EPOCHS_KEY
 
 
 @dataclass(frozen=True)
@@ -27,20 +27,24 @@ class OffsetRange:
     partition: int
     start: int
     end: int  # inclusive
+    epoch: int = 0  # how many times the partition's offsets went backwards (CursorReset) before this range
 
     @property
     def key(self) -> str:
-        """Dynamic partition key and run key: `{topic}.{partition}.{start}-{end}` (no commas)."""
-        return f"{self.topic}.{self.partition}.{self.start}-{self.end}"
+        """Dynamic partition key and run key: `{topic}.{partition}.{start}-{end}` (no commas), with
+        `~{epoch}` appended after a reset so that new offsets never reuse an old range's key."""
+        span = f"{self.start}-{self.end}" + (f"~{self.epoch}" if self.epoch else "")
+        return f"{self.topic}.{self.partition}.{span}"
 
     @classmethod
     def parse(cls, key: str) -> OffsetRange:
         try:
             topic, partition, span = key.rsplit(".", 2)  # topics may contain dots; the tail never does
+            span, _, epoch = span.partition("~")
             start, end = span.split("-")
-            return cls(topic, int(partition), int(start), int(end))
+            return cls(topic, int(partition), int(start), int(end), int(epoch or 0))
         except ValueError:
-            raise ValueError(f"not an offset-range key: {key!r} (expected topic.partition.start-end)") from None
+            raise ValueError(f"not an offset-range key: {key!r} (expected topic.partition.start-end[~epoch])") from None
 
     @property
     def size(self) -> int:
@@ -61,16 +65,38 @@ def _consumer(settings: KafkaSettings, **overrides) -> KafkaConsumer:
     return KafkaConsumer(**options)
 
 
-def plan_ranges(settings: KafkaSettings, cursor: Cursor) -> tuple[list[OffsetRange], Cursor]:
+EPOCHS_KEY = "~epochs"  # cursor entry {topic: {partition: resets so far}}; topics cannot contain "~"
+
+
+@dataclass(frozen=True)
+class CursorReset:
+    """A partition whose end offset fell below the cursor: the topic was recreated or truncated (an
+    in-memory broker restarted empty, a topic deleted and made again). Planning restarts at its
+    beginning instead of waiting for offsets that will never come."""
+
+    topic: str
+    partition: int
+    cursor: int
+    end: int
+
+    def describe(self) -> str:
+        return (
+            f"{self.topic}[{self.partition}]: end offset {self.end} is below the cursor {self.cursor} "
+            "(topic recreated or broker restarted empty?); reading it again from its beginning"
+        )
+
+
+def plan_ranges(settings: KafkaSettings, cursor: Cursor) -> tuple[list[OffsetRange], Cursor, list[CursorReset]]:
     """New offset ranges of the input topic since the cursor, bounded by max_range_messages each and
-    max_ranges_per_tick in all; and the cursor moved past exactly those ranges."""
+    max_ranges_per_tick in all; the cursor moved past exactly those ranges; and the partitions whose
+    offsets went backwards (see CursorReset)."""
     topic = settings.input_topic
     consumer = _consumer(settings)
     try:
         partitions = consumer.partitions_for_topic(topic) or set()
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
         if not tps:
-            return [], cursor
+            return [], cursor, []
         beginning = consumer.beginning_offsets(tps)
         end = _visible_end(consumer, tps, consumer.end_offsets(tps))
     finally:
@@ -78,14 +104,20 @@ def plan_ranges(settings: KafkaSettings, cursor: Cursor) -> tuple[list[OffsetRan
     new_cursor = {t: dict(p) for t, p in cursor.items()}
     positions = new_cursor.setdefault(topic, {})
     ranges: list[OffsetRange] = []
+    resets: list[CursorReset] = []
     for tp in tps:
         start = max(int(positions.get(str(tp.partition), beginning[tp])), beginning[tp])
+        epoch = int(new_cursor.get(EPOCHS_KEY, {}).get(topic, {}).get(str(tp.partition), 0))
+        if start > end[tp]:
+            resets.append(CursorReset(topic, tp.partition, start, end[tp]))
+            start, epoch = beginning[tp], epoch + 1
+            new_cursor.setdefault(EPOCHS_KEY, {}).setdefault(topic, {})[str(tp.partition)] = epoch
         while start < end[tp] and len(ranges) < settings.max_ranges_per_tick:
             stop = min(end[tp], start + settings.max_range_messages)
-            ranges.append(OffsetRange(topic, tp.partition, start, stop - 1))
+            ranges.append(OffsetRange(topic, tp.partition, start, stop - 1, epoch))
             start = stop
         positions[str(tp.partition)] = start
-    return ranges, new_cursor
+    return ranges, new_cursor, resets
 
 
 def _visible_end(consumer: KafkaConsumer, tps: list[TopicPartition], end: dict, probe_s: float = 0.2) -> dict:
