@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
+from kafka.structs import OffsetAndMetadata
 
 from defi_scoring.streaming.settings import KafkaSettings
 
@@ -204,6 +205,7 @@ def producer(settings: KafkaSettings, **overrides) -> KafkaProducer:
 
 
 _range_consumer = _KeptClient(_consumer)
+_committer = _KeptClient(lambda settings: _consumer(settings, group_id=settings.consumer_group))
 _output_producer = _KeptClient(lambda settings: producer(settings, compression_type="lz4"))
 atexit.register(_output_producer.close)
 
@@ -255,3 +257,27 @@ def read_topic(settings: KafkaSettings, topic: str, idle_ms: int = 1500) -> list
         return list(consumer)
     finally:
         consumer.close()
+
+
+def commit_range(settings: KafkaSettings, offsets: OffsetRange) -> None:
+    """Commit the offset after a scored range to the consumer group `settings.consumer_group`, so that
+    the usual lag tools (kafka-consumer-groups --describe, Burrow, exporters) and /health show how far
+    scoring is behind. Never moves the group backwards, except into a new epoch (CursorReset)."""
+    tp = TopicPartition(offsets.topic, offsets.partition)
+    with _committer.lock:
+        consumer = _committer.get(settings)
+        try:
+            committed = consumer.committed(tp)
+            if offsets.epoch > 0 or committed is None or offsets.end + 1 > committed:
+                consumer.commit({tp: OffsetAndMetadata(offsets.end + 1, offsets.key, -1)})
+        except BaseException:
+            _committer.close()
+            raise
+
+
+def committed_offsets(settings: KafkaSettings, topic: str) -> dict[int, int | None]:
+    """The consumer group's committed offset per partition of `topic` (None: nothing committed yet)."""
+    with _committer.lock:
+        consumer = _committer.get(settings)
+        partitions = sorted(consumer.partitions_for_topic(topic) or [])
+        return {p: consumer.committed(TopicPartition(topic, p)) for p in partitions}

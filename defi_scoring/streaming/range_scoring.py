@@ -17,11 +17,13 @@ rescores it (the stored transactions are keyed by (wallet, document_id), so stil
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 
 import orjson
 import pandas as pd
+from kafka.errors import KafkaError
 
 from defi_scoring.core.batch_scoring import ScoredBatch
 from defi_scoring.core.normalise import normalise_messages
@@ -29,7 +31,7 @@ from defi_scoring.core.scoring_config import ScoringConfig
 from defi_scoring.core.wallet_history import merge_history
 from defi_scoring.core.wallet_scoring import ModelFn, score_wallet_table
 from defi_scoring.score_store import HistoryConflict, ScoreStore, history_counts
-from defi_scoring.streaming.client import OffsetRange, publish, read_range
+from defi_scoring.streaming.client import OffsetRange, commit_range, publish, read_range
 from defi_scoring.streaming.settings import KafkaSettings
 
 ALERT_TYPES_PUBLISHED = {"score_drop", "high_risk_pattern"}
@@ -110,6 +112,15 @@ def score_records(
     )
 
 
+def _commit(settings: KafkaSettings, offsets: OffsetRange) -> None:
+    """The range is answered; a failed group commit only delays what lag tools show (the next range's
+    commit covers it), so it is logged, not raised."""
+    try:
+        commit_range(settings, offsets)
+    except KafkaError as exc:
+        logging.getLogger(__name__).warning("consumer group commit of %s failed: %s", offsets.key, exc)
+
+
 def process_range(
     settings: KafkaSettings,
     offsets: OffsetRange,
@@ -126,6 +137,7 @@ def process_range(
         stored = store.range_outputs(offsets.key)
         if stored is not None:
             publish(settings, stored)
+            _commit(settings, offsets)
             counts = pd.Series([t for t, _, _ in stored]).value_counts()
             return RangeResult(
                 offsets,
@@ -169,6 +181,7 @@ def process_range(
             if attempt == attempts - 1:
                 raise
     publish(settings, outputs)
+    _commit(settings, offsets)
     lap("publish")
     failures = len(result.scored.batch.rejections)
     return RangeResult(

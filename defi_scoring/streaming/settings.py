@@ -17,6 +17,7 @@ class KafkaSettings:
     failure_topic: str = "wallet-scores-failure"
     alerts_topic: str = "wallet-score-alerts"
     client_id: str = "defi-scoring"
+    consumer_group: str = "defi-scoring"  # committed end offsets of scored ranges, for lag tools
     security: dict[str, Any] = field(default_factory=dict)  # SASL/SSL options passed to kafka-python
     max_range_messages: int = 5_000  # one run scores at most this many messages
     max_ranges_per_tick: int = 20
@@ -45,6 +46,7 @@ class KafkaSettings:
             failure_topic=env.get("KAFKA_FAILURE_TOPIC", "wallet-scores-failure"),
             alerts_topic=env.get("KAFKA_ALERTS_TOPIC", "wallet-score-alerts"),
             client_id=env.get("KAFKA_CLIENT_ID", "defi-scoring"),
+            consumer_group=env.get("KAFKA_CONSUMER_GROUP", "defi-scoring"),
             security=security,
             max_range_messages=int(env.get("KAFKA_MAX_RANGE_MESSAGES", 5_000)),
             max_ranges_per_tick=int(env.get("KAFKA_MAX_RANGES_PER_TICK", 20)),
