@@ -10,8 +10,8 @@ separate process, and latency is read from Kafka record timestamps (input record
   python bench/bench_daemon.py [--messages 24000] [--rate 200] [--partitions 1] [--backlog]
 
 Messages carry each wallet's newest 1–3 transactions and the score store holds the older ones (as in
-bench_stream.py). --backlog produces everything at once (a few seconds for 50,000) after the warm-up
-and times the drain: first input record → last output record.
+bench_stream.py). --backlog stops the sensor after the warm-up, produces everything, starts the sensor again and times
+the drain from that moment to the last output record.
 
 Prints one JSON line: mode, offered_per_s, messages, answered, wallets_per_s, latency percentiles,
 runs, run_seconds_p50 (start → end of a run) and queue_seconds_p50 (created → started).
@@ -57,6 +57,12 @@ class _AnswerCounter:
         for records in self.consumer.poll(timeout_ms=200, max_records=100_000).values():
             self.count += len(records)
         return self.count
+
+
+def _sensor(action: str) -> None:
+    """`dagster sensor start|stop kafka_scoring_sensor` on the running deployment's instance."""
+    command = [str(Path(sys.executable).parent / "dagster"), "sensor", action, "kafka_scoring_sensor"]
+    subprocess.run([*command, "-m", "defi_scoring.definitions"], check=True, capture_output=True, timeout=120)
 
 
 def _wait(condition, timeout: float, what: str) -> None:
@@ -122,13 +128,19 @@ def main() -> None:
             warm.send(kafka.input_topic, key=orjson.loads(warm_up)["wallet_address"].encode(), value=warm_up).get(30)
             warm.close()
             _wait(lambda: answered() >= 1, 300, "the warm-up message's answer")
-            started = time.time()
             total = len(lines) + 1
             rate = float("inf") if args.backlog else args.rate
             producer_process = multiprocessing.get_context("spawn").Process(
                 target=_produce, args=(broker.bootstrap_servers, kafka.input_topic, lines, rate, args.partitions)
             )
-            producer_process.start()
+            if args.backlog:  # the whole backlog is on the topic before the sensor looks again
+                _sensor("stop")
+                producer_process.start()
+                producer_process.join()
+                _sensor("start")
+            started = time.time()
+            if not args.backlog:
+                producer_process.start()
             done = lambda: answered() >= total
             try:
                 _wait(done, args.timeout, f"{total} answers")
@@ -151,7 +163,7 @@ def main() -> None:
     inputs = [r for r in inputs if r.key != key]
     outputs = [r for r in outputs if r.key != key]
     lat = np.array(latencies_s(inputs, outputs))
-    first_in = min(r.timestamp for r in inputs) / 1000
+    first_in = started if args.backlog else min(r.timestamp for r in inputs) / 1000
     last_out = max(r.timestamp for r in outputs) / 1000
     percentile = lambda values, q: round(float(np.percentile(values, q)), 3) if len(values) else None
     print(
