@@ -137,6 +137,11 @@ def test_sensor_plans_ranges_and_runs_account_for_every_message(kafka_env, tmp_h
         assert isinstance(again, dg.SkipReason) and more == []
         # lag tools see the consumer group at the end of what was scored
         assert client.committed_offsets(settings, settings.input_topic) == {0: total}
+        assert client.consumer_lag(settings) == {0: 0}
+        from defi_scoring.api.app import _kafka_status
+
+        health = _kafka_status(settings)  # what /health shows
+        assert health["status"] == "ok" and health["consumer_lag"] == {0: 0}
 
     successes = _drain(settings, settings.success_topic)
     failures = _drain(settings, settings.failure_topic)

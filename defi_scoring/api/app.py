@@ -28,6 +28,7 @@ from defi_scoring.api.observability import RequestObservability, configure_acces
 from defi_scoring.api.scoring import score_bodies
 from defi_scoring.api.state import ServiceState
 from defi_scoring.config import Settings
+from defi_scoring.streaming.client import consumer_lag
 from defi_scoring.streaming.settings import KafkaSettings
 
 ADDRESS_PATTERN = r"^0x[0-9a-fA-F]{40}$"
@@ -40,15 +41,29 @@ except PackageNotFoundError:  # running from a source tree without installing
     VERSION = "0.0.0"
 
 
+LAG_CACHE_SECONDS = 5.0
+_lag_cache: dict[str, Any] = {}
+
+
 def _kafka_status(kafka: KafkaSettings) -> dict[str, Any]:
+    """Broker reachability and, per input partition, the messages the consumer group has not scored."""
     if not os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
         return {"status": "not_configured", "detail": "set KAFKA_BOOTSTRAP_SERVERS to enable streaming"}
     host, _, port = kafka.bootstrap_servers.split(",")[0].rpartition(":")
     try:
         with socket.create_connection((host or "127.0.0.1", int(port)), timeout=0.5):
-            return {"status": "ok", "bootstrap_servers": kafka.bootstrap_servers}
+            pass
     except OSError as exc:
         return {"status": "unreachable", "bootstrap_servers": kafka.bootstrap_servers, "detail": str(exc)}
+    status: dict[str, Any] = {"status": "ok", "bootstrap_servers": kafka.bootstrap_servers}
+    now = time.monotonic()
+    if now - _lag_cache.get("at", -1e9) > LAG_CACHE_SECONDS:  # health is polled often; Kafka calls cost ~0.1 s
+        try:
+            lag = consumer_lag(kafka)
+            _lag_cache.update(at=now, value={"consumer_group": kafka.consumer_group, "consumer_lag": lag})
+        except Exception as exc:  # reachable but not answering: still show the broker as up
+            _lag_cache.update(at=now, value={"consumer_lag_error": f"{type(exc).__name__}: {exc}"})
+    return {**status, **_lag_cache["value"]}
 
 
 def _store_status(state: ServiceState) -> dict[str, Any]:

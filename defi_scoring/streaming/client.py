@@ -281,3 +281,20 @@ def committed_offsets(settings: KafkaSettings, topic: str) -> dict[int, int | No
         consumer = _committer.get(settings)
         partitions = sorted(consumer.partitions_for_topic(topic) or [])
         return {p: consumer.committed(TopicPartition(topic, p)) for p in partitions}
+
+
+def consumer_lag(settings: KafkaSettings) -> dict[int, int]:
+    """Per partition of the input topic: messages not yet scored (end offset − the group's committed
+    offset; everything when nothing is committed yet)."""
+    topic = settings.input_topic
+    with _committer.lock:
+        consumer = _committer.get(settings)
+        try:
+            tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+            end = consumer.end_offsets(tps)
+            beginning = consumer.beginning_offsets(tps)
+            committed = {tp: consumer.committed(tp) for tp in tps}
+        except BaseException:
+            _committer.close()
+            raise
+    return {tp.partition: max(0, end[tp] - max(committed[tp] or beginning[tp], beginning[tp])) for tp in tps}
