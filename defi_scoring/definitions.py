@@ -21,6 +21,7 @@ from defi_scoring.resources.data_home import DataHomeResource
 from defi_scoring.resources.kafka import KafkaResource
 from defi_scoring.resources.mlflow_store import MlflowResource
 from defi_scoring.resources.score_store import ScoreStoreResource
+from defi_scoring.retention import retention_schedule, streaming_retention
 from defi_scoring.schedules import freshness_schedule, retraining_schedule
 from defi_scoring.sensors import automation_sensor, kafka_range_failed, kafka_scoring_sensor, landing_folder_sensor
 from defi_scoring.streaming.settings import KafkaSettings
@@ -46,8 +47,15 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             kafka_scored_ranges,
         ],
         asset_checks=[challenger_beats_champion, scored_wallets_is_fresh, champion_is_fresh],
-        jobs=[ingest_batch_job, score_wallets_job, train_model_job, kafka_scoring_job, data_freshness_job],
-        schedules=[retraining_schedule, freshness_schedule],
+        jobs=[
+            ingest_batch_job,
+            score_wallets_job,
+            train_model_job,
+            kafka_scoring_job,
+            data_freshness_job,
+            streaming_retention,
+        ],
+        schedules=[retraining_schedule, freshness_schedule, retention_schedule],
         sensors=[landing_folder_sensor, kafka_scoring_sensor, kafka_range_failed, automation_sensor],
         resources={
             "data_home": DataHomeResource(home=str(settings.home)),
