@@ -21,8 +21,8 @@ from defi_scoring.resources.data_home import DataHomeResource
 from defi_scoring.resources.kafka import KafkaResource
 from defi_scoring.resources.mlflow_store import MlflowResource
 from defi_scoring.resources.score_store import ScoreStoreResource
-from defi_scoring.retention import retention_schedule, streaming_retention
-from defi_scoring.schedules import freshness_schedule, retraining_schedule
+from defi_scoring.retention import streaming_retention
+from defi_scoring.schedules import freshness_schedule, retention_schedule, retraining_schedule
 from defi_scoring.sensors import automation_sensor, kafka_range_failed, kafka_scoring_sensor, landing_folder_sensor
 from defi_scoring.streaming.settings import KafkaSettings
 

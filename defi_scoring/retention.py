@@ -134,12 +134,3 @@ def prune_streaming_history(
 @dg.job(description="Retention of the streaming path's runs, partitions and store rows (defi_scoring/retention.py).")
 def streaming_retention():
     prune_streaming_history()
-
-
-retention_schedule = dg.ScheduleDefinition(
-    name="daily_streaming_retention",
-    job=streaming_retention,
-    cron_schedule="23 4 * * *",
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="Prune Kafka ranges older than 7 days and score events older than 90 (configurable per run).",
-)

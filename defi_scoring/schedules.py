@@ -1,5 +1,5 @@
-"""Scheduled retraining (cron from ensemble.yaml, overridable with DEFI_SCORING_RETRAIN_CRON) and hourly
-freshness checks."""
+"""Scheduled retraining (cron from ensemble.yaml, overridable with DEFI_SCORING_RETRAIN_CRON), hourly
+freshness checks and daily streaming retention."""
 
 import os
 
@@ -7,6 +7,7 @@ import dagster as dg
 
 from defi_scoring.core.ensemble_config import load_ensemble_config
 from defi_scoring.jobs import data_freshness_job, train_model_job
+from defi_scoring.retention import streaming_retention
 
 retraining_schedule = dg.ScheduleDefinition(
     name="weekly_retraining",
@@ -22,4 +23,12 @@ freshness_schedule = dg.ScheduleDefinition(
     cron_schedule="17 * * * *",
     default_status=dg.DefaultScheduleStatus.RUNNING,
     description="Are scored_wallets and the champion model fresh enough (limits in data_checks.yaml)?",
+)
+
+retention_schedule = dg.ScheduleDefinition(
+    name="daily_streaming_retention",
+    job=streaming_retention,
+    cron_schedule="23 4 * * *",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Prune Kafka ranges older than 7 days and score events older than 90 (configurable per run).",
 )
