@@ -116,7 +116,7 @@ def test_a_range_that_fails_every_retry_is_answered_on_the_failure_topic(deploym
     _produce(kafka, lines)
     log = tmp_path / "daemon.log"
     unreachable = "postgresql+psycopg://nobody@127.0.0.1:9/nothing"  # every run fails to reach its store
-    daemon = _start_daemon(log, {"DEFI_SCORING_STORE_URL": unreachable})
+    daemon = _start_daemon(log, {"DEFI_SCORING_STORE_URL": unreachable, "DEFI_SCORING_STORE_WAIT_SECONDS": "1"})
     try:
 
         def all_failed():

@@ -1,12 +1,17 @@
 """Kafka sensor + scoring job against a real (embedded Tansu) broker, real Dagster, a real SQLite store."""
 
+import contextlib
 import json
+import os
+import socket
+import threading
 import time
 import uuid
 
 import dagster as dg
 import orjson
 import pytest
+import sqlalchemy as sa
 from kafka import KafkaConsumer, TopicPartition
 
 from defi_scoring.assets.partitions import kafka_offset_ranges
@@ -16,7 +21,7 @@ from defi_scoring.core.synthetic import generate_wallets, iter_messages
 from defi_scoring.definitions import build_definitions
 from defi_scoring.score_store import ScoreStore
 from defi_scoring.streaming import client
-from defi_scoring.streaming.broker import EmbeddedBroker
+from defi_scoring.streaming.broker import EmbeddedBroker, free_port
 from defi_scoring.streaming.client import OffsetRange
 from defi_scoring.streaming.settings import KafkaSettings
 from defi_scoring_tests.conftest import WALLET, example_message, lending_message, transfer, transfers_message
@@ -330,3 +335,102 @@ def test_broker_restarted_empty_the_sensor_says_so_and_reads_the_new_topic(kafka
 def test_offset_range_keys_carry_the_epoch_after_a_reset():
     assert OffsetRange.parse("t.x.0.5-9~2") == OffsetRange("t.x", 0, 5, 9, 2)
     assert OffsetRange("t", 1, 0, 4, 3).key == "t.1.0-4~3" and OffsetRange("t", 1, 0, 4).key == "t.1.0-4"
+
+
+class _SwitchableProxy:
+    """A TCP proxy in front of PostgreSQL that can refuse connections for a while (and cut the open
+    ones), as a database restart or failover looks to its clients."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target, self.port = target, free_port()
+        self.listener: socket.socket | None = None
+        self.open: list[socket.socket] = []
+
+    def on(self) -> None:
+        self.listener = socket.socket()
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind(("127.0.0.1", self.port))
+        self.listener.listen(64)
+        threading.Thread(target=self._accept, args=(self.listener,), daemon=True).start()
+
+    def off(self) -> None:
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the thread blocked in accept()
+        self.listener.close()
+        for conn in self.open:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+                conn.close()
+        self.open.clear()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client_side, _ = listener.accept()
+            except OSError:
+                return
+            server_side = socket.create_connection(self.target)
+            self.open += [client_side, server_side]
+            for a, b in ((client_side, server_side), (server_side, client_side)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+
+@pytest.fixture
+def outage_database():
+    """A fresh PostgreSQL database on the local server (skipped where there is none)."""
+    admin_url = os.environ.get("DEFI_SCORING_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    name = f"outage_{uuid.uuid4().hex[:8]}"
+    try:
+        admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
+        with admin.connect() as conn:
+            conn.execute(sa.text(f"CREATE DATABASE {name}"))
+    except sa.exc.OperationalError as exc:
+        pytest.skip(f"PostgreSQL not reachable at {admin_url}: {exc}")
+    url = sa.engine.make_url(admin_url)
+    yield url, name
+    with admin.connect() as conn:
+        conn.execute(sa.text(f"DROP DATABASE {name} WITH (FORCE)"))
+    admin.dispose()
+
+
+def test_a_30s_store_outage_mid_stream_is_waited_out_and_every_message_answered_once(
+    kafka_env, tmp_home, monkeypatch, outage_database
+):
+    settings = kafka_env
+    url, name = outage_database
+    proxy = _SwitchableProxy((url.host or "127.0.0.1", url.port or 5432))
+    proxy.on()
+    through_proxy = url.set(host="127.0.0.1", port=proxy.port, database=name).render_as_string(hide_password=False)
+    monkeypatch.setenv("DEFI_SCORING_STORE_URL", through_proxy)
+    defs = build_definitions(Settings(home=tmp_home))
+    first = [orjson.dumps(m) for m in iter_messages(generate_wallets(20, seed=41))]
+    second = [orjson.dumps(m) for m in iter_messages(generate_wallets(20, seed=42))]
+    with dg.instance_for_test() as instance:
+        _produce(settings, first)
+        assert all(run.success for run in _run_sensor_and_jobs(defs, instance)[1])
+        proxy.off()  # the database goes away mid-stream …
+        _produce(settings, second)
+        threading.Timer(30, proxy.on).start()  # … for 30 s
+        started = time.monotonic()
+        _, runs = _run_sensor_and_jobs(defs, instance)
+        waited = time.monotonic() - started
+        assert all(run.success for run in runs) and waited >= 25, waited
+        logged = [entry.user_message for entry in instance.all_logs(runs[0].run_id)]
+        assert any("score store unreachable" in m and "trying again" in m for m in logged)  # the run says why
+    proxy.off()
+    answered = _drain(settings, settings.success_topic) + _drain(settings, settings.failure_topic)
+    expected = sorted(orjson.loads(m)["wallet_address"] for m in first + second)
+    assert sorted(k for k, _ in answered) == expected  # every message once
+    direct = url.set(database=name).render_as_string(hide_password=False)
+    engine = sa.create_engine(direct)
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM score_events")).scalar() == len(expected)
+    engine.dispose()

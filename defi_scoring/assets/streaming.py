@@ -11,6 +11,7 @@ from defi_scoring.resources.mlflow_store import MlflowResource
 from defi_scoring.resources.score_store import ScoreStoreResource
 from defi_scoring.streaming.client import OffsetRange
 from defi_scoring.streaming.range_scoring import process_range
+from defi_scoring.streaming.store_wait import store_wait_seconds, waiting_for_store
 
 
 class RangeScoringConfig(dg.Config):
@@ -39,8 +40,12 @@ def kafka_scored_ranges(
     if config.use_champion:
         store, name = mlflow_store.store, load_ensemble_config().registered_model_name
         model = lambda behaviour: score_with_model(behaviour, store, name)
-    result = process_range(
-        kafka.settings(), offsets, score_store.store, context.run_id, load_scoring_config(), model, force=config.force
+    result = waiting_for_store(
+        lambda: process_range(
+            kafka.settings(), offsets, score_store.store, context.run_id, load_scoring_config(), model, config.force
+        ),
+        store_wait_seconds(),
+        context.log.warning,
     )
     context.log.info(
         "%s: %d messages → %d success, %d failure, %d alerts%s",
