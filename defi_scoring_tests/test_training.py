@@ -2,13 +2,17 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import dagster as dg
 import pandas as pd
 import pytest
 
+from defi_scoring.api.state import ServiceState
 from defi_scoring.assets.partitions import transaction_batch_partitions
 from defi_scoring.config import Settings
+from defi_scoring.core import model_scoring
+from defi_scoring.core.batch_scoring import score_raw_messages
 from defi_scoring.core.model_features import model_features
 from defi_scoring.core.model_registry import CHALLENGER, CHAMPION, ROLLBACK, alias_version, embedded_store
 from defi_scoring.core.model_scoring import score_with_model
@@ -173,3 +177,37 @@ def test_training_registers_promotes_only_a_better_challenger_and_loads_by_alias
     assert {"plots/roc.png", "plots/pr.png", "plots/calibration.png"} <= plots
     assert "evaluation.ensemble.roc_auc" in {m.key for m in client.get_logged_model(v2.tags["logged_model_id"]).metrics}
     assert third.asset_materializations_for_node("model_evaluation") == []  # the losing challenger: not promoted
+
+
+def test_a_corrupt_champion_is_scored_around_shown_in_health_and_replaced_by_retraining(world):
+    """Champion artifacts damaged on disk: scoring goes on without the model and says why, the API's
+    /health shows it, and the next training promotes its challenger whatever the metrics."""
+    home, defs, instance, truth = world
+    store = embedded_store(home)
+    _write_labels(home, truth)
+    assert _train(defs, instance).success or alias_version(store, MODEL, CHAMPION)  # a champion exists
+    broken = alias_version(store, MODEL, CHAMPION)
+    source = store.client().get_model_version(MODEL, broken).source
+    model_id = source.rstrip("/").split("/")[-1]  # models:/m-… (MLflow 3 LoggedModel)
+    damaged = [p for p in Path(home).rglob("*.joblib") if model_id in str(p)]
+    assert damaged, f"no model artifacts found for {source}"
+    for path in damaged:
+        path.write_bytes(b"\x00 not a model \xff")
+    model_scoring._cache.clear()  # as a process that starts after the damage
+
+    lines = (home / "landing" / "synthetic.jsonl").read_bytes().splitlines()[:50]
+    features = model_features(normalise_messages(lines).transactions, DEFAULT_END_TIME)
+    scores = score_with_model(features, store, MODEL)
+    assert not scores.available and "cannot be loaded" in scores.note and "retrain" in scores.note
+    messages = score_raw_messages(
+        lines, as_of=DEFAULT_END_TIME, model=lambda f: score_with_model(f, store, MODEL)
+    ).messages()
+    assert all("cannot be loaded" in m["ml"]["note"] for m in messages if "ml" in m)
+    state = ServiceState(Settings(home=home))
+    health = state.champion_status(max_age_s=0)
+    assert health["status"] == "error" and "cannot be loaded" in health["detail"]
+
+    retrained = _train(defs, instance, home / "weak_ensemble.yaml")  # even a weak challenger replaces it
+    assert retrained.success
+    assert alias_version(store, MODEL, CHAMPION) != broken
+    assert score_with_model(features, store, MODEL).available

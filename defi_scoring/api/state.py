@@ -3,6 +3,7 @@ not a crash), the champion's source in MLflow, the limits, and the cross-worker 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -13,7 +14,7 @@ from defi_scoring.api import metrics
 from defi_scoring.config import Settings
 from defi_scoring.core.ensemble_config import load_ensemble_config
 from defi_scoring.core.model_registry import CHAMPION, MlflowStore, alias_version, embedded_store
-from defi_scoring.core.model_scoring import load_champion, score_with_model
+from defi_scoring.core.model_scoring import ChampionUnloadable, load_champion, score_with_model, unloadable_reason
 from defi_scoring.core.normalise import MAX_MESSAGE_BYTES
 from defi_scoring.score_store import ScoreStore
 from defi_scoring.streaming.settings import KafkaSettings
@@ -80,7 +81,10 @@ class ServiceState:
         self.reload_marker.touch()
         self._reload_seen = _mtime(self.reload_marker)
         self._champion_status = None
-        champion = load_champion(self.mlflow, self.model_name, refresh=True)
+        try:
+            champion = load_champion(self.mlflow, self.model_name, refresh=True)
+        except ChampionUnloadable:  # /health says why; scoring goes on without the model
+            return alias_version(self.mlflow, self.model_name, CHAMPION), False
         return (champion[1] if champion else None), champion is not None
 
     def _reload_if_asked(self) -> None:
@@ -88,7 +92,8 @@ class ServiceState:
         if seen != self._reload_seen:
             self._reload_seen = seen
             self._champion_status = None
-            load_champion(self.mlflow, self.model_name, refresh=True)
+            with contextlib.suppress(ChampionUnloadable):
+                load_champion(self.mlflow, self.model_name, refresh=True)
 
     def cached_champion_status(self, max_age_s: float = 5.0) -> dict | None:
         if self._champion_status and time.monotonic() - self._champion_status[0] < max_age_s:
@@ -102,8 +107,11 @@ class ServiceState:
             return self._champion_status[1]
         try:
             version = alias_version(self.mlflow, self.model_name, CHAMPION)
+            broken = unloadable_reason(self.mlflow, self.model_name, version) if version else None
             status = (
-                {"status": "ok", "model": self.model_name, "version": version}
+                {"status": "error", "model": self.model_name, "version": version, "detail": broken}
+                if broken
+                else {"status": "ok", "model": self.model_name, "version": version}
                 if version
                 else {
                     "status": "missing",

@@ -149,10 +149,17 @@ def challenger_beats_champion(
     if champion is None:
         record_promotion_decision(store, name, challenger, True, "no champion yet")
         return dg.AssetCheckResult(passed=True, metadata={"challenger": challenger, "reason": "no champion yet"})
+    try:
+        models = {"champion": load_version(store, name, champion)}
+    except Exception as exc:  # a champion whose artifacts are gone or corrupt is no champion to defend
+        reason = f"champion v{champion} cannot be loaded ({type(exc).__name__}: {str(exc)[:200]}); replaced"
+        record_promotion_decision(store, name, challenger, True, reason)
+        return dg.AssetCheckResult(passed=True, metadata={"challenger": challenger, "reason": reason})
+    models["challenger"] = load_version(store, name, challenger)
     x_hold, y_hold = split_xy(data_home.read_table("training_set"), holdout=True)
     scores = {}
-    for label, version in (("challenger", challenger), ("champion", champion)):
-        p = load_version(store, name, version).predict(x_hold)["risk_probability"].to_numpy()
+    for label, model in models.items():
+        p = model.predict(x_hold)["risk_probability"].to_numpy()
         scores[label] = classification_metrics(y_hold, p, ensemble_config.decision_threshold)["roc_auc"]
     margin = ensemble_config.promotion_margin
     passed = challenger != champion and scores["challenger"] >= scores["champion"] + margin

@@ -5,7 +5,9 @@ No champion yet is a normal state (first deployment): the result says so instead
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from dataclasses import dataclass
 
 import pandas as pd
@@ -14,7 +16,10 @@ from defi_scoring.core.model_features import MODEL_FEATURES, finite_features
 from defi_scoring.core.model_registry import CHAMPION, MlflowStore, alias_version, load_version
 
 _cache: dict[tuple[str, str, str], tuple[object, str]] = {}
+_unloadable: dict[tuple[str, str, str], tuple[float, str]] = {}  # key → (when it failed, why)
 _lock = threading.Lock()
+UNLOADABLE_RETRY_SECONDS = 60.0
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -29,16 +34,38 @@ class ModelScores:
         return self.predictions is not None
 
 
+class ChampionUnloadable(RuntimeError):
+    """The champion version exists but its artifacts cannot be loaded (missing, corrupt, incompatible)."""
+
+
 def load_champion(store: MlflowStore, name: str, refresh: bool = False):
-    """(pyfunc model, version) of `models:/<name>@champion`, cached per process; None if no champion."""
+    """(pyfunc model, version) of `models:/<name>@champion`, cached per process; None if no champion.
+    Raises ChampionUnloadable when its artifacts cannot be loaded; that verdict is kept for
+    UNLOADABLE_RETRY_SECONDS so that a broken model is not fetched again for every call."""
     version = alias_version(store, name, CHAMPION)
     if version is None:
         return None
     key = (store.tracking_uri, name, version)
     with _lock:
+        failed = _unloadable.get(key)
+        if failed and not refresh and time.monotonic() - failed[0] < UNLOADABLE_RETRY_SECONDS:
+            raise ChampionUnloadable(failed[1])
         if refresh or key not in _cache:
-            _cache[key] = (load_version(store, name, version), version)
+            try:
+                _cache[key] = (load_version(store, name, version), version)
+            except Exception as exc:
+                reason = f"champion version {version} of '{name}' cannot be loaded ({type(exc).__name__}: {exc})"
+                _unloadable[key] = (time.monotonic(), reason[:500])
+                logger.error("ALERT %s; scoring continues without the model", reason)
+                raise ChampionUnloadable(reason[:500]) from exc
+            _unloadable.pop(key, None)
         return _cache[key]
+
+
+def unloadable_reason(store: MlflowStore, name: str, version: str) -> str | None:
+    """Why this process could not load that champion version (None: it could, or did not try)."""
+    failed = _unloadable.get((store.tracking_uri, name, version))
+    return failed[1] if failed else None
 
 
 def no_model(reason: str) -> ModelScores:
@@ -49,7 +76,10 @@ def score_with_model(
     features: pd.DataFrame, store: MlflowStore, name: str, contributions: bool = True, exact_contributions: bool = False
 ) -> ModelScores:
     """Champion predictions (and per-feature contributions for the reasons) for a features table."""
-    champion = load_champion(store, name)
+    try:
+        champion = load_champion(store, name)
+    except ChampionUnloadable as exc:
+        return no_model(f"{exc}; retrain (defi-scoring train) or point the alias at a good version")
     if champion is None:
         return no_model(f"no '{CHAMPION}' version of model '{name}' yet")
     model, version = champion

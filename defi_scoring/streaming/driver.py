@@ -8,6 +8,7 @@ processes that stay warm between runs.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import time
@@ -44,13 +45,14 @@ def _warm(home: str) -> int:
 
     from defi_scoring.core.batch_scoring import score_raw_messages
     from defi_scoring.core.ensemble_config import load_ensemble_config
-    from defi_scoring.core.model_scoring import load_champion
+    from defi_scoring.core.model_scoring import ChampionUnloadable, load_champion
     from defi_scoring.core.synthetic import generate_wallets, iter_messages
 
     defs = _definitions(home)
     defs.resolve_job_def("kafka_scoring")
     defs.resources["score_store"].store.ping()
-    load_champion(defs.resources["mlflow_store"].store, load_ensemble_config().registered_model_name)
+    with contextlib.suppress(ChampionUnloadable):  # the runs then say why, and score without it
+        load_champion(defs.resources["mlflow_store"].store, load_ensemble_config().registered_model_name)
     score_raw_messages([orjson.dumps(m) for m in iter_messages(generate_wallets(50, seed=0))]).encoded()
     return os.getpid()
 
