@@ -14,6 +14,7 @@ from defi_scoring.resources.data_home import DataHomeResource
 from defi_scoring.resources.kafka import KafkaResource
 from defi_scoring.resources.score_store import ScoreStoreResource
 from defi_scoring.streaming.client import OffsetRange, plan_ranges
+from defi_scoring.streaming.offset_resets import record_resets
 from defi_scoring.streaming.range_failures import answer_failed_range
 from defi_scoring.streaming.settings import KafkaSettings
 
@@ -51,7 +52,7 @@ def landing_folder_sensor(context: dg.SensorEvaluationContext, data_home: DataHo
     else dg.DefaultSensorStatus.STOPPED,
     description="Turns new messages on the input topic into offset ranges: one dynamic partition and one run each.",
 )
-def kafka_scoring_sensor(context: dg.SensorEvaluationContext, kafka: KafkaResource):
+def kafka_scoring_sensor(context: dg.SensorEvaluationContext, kafka: KafkaResource, data_home: DataHomeResource):
     """Cursor: {topic: {partition: next offset}}; it moves only over ranges that got a run request."""
     cursor = json.loads(context.cursor) if context.cursor else {}
     settings = kafka.settings()
@@ -64,6 +65,8 @@ def kafka_scoring_sensor(context: dg.SensorEvaluationContext, kafka: KafkaResour
         )
     for reset in resets:
         context.log.warning(reset.describe())
+    if resets:
+        record_resets(data_home.settings.home, resets)  # /health shows the last one
     if not ranges and resets:  # say so where the UI shows it, and keep the moved cursor
         return dg.SensorResult(skip_reason="; ".join(r.describe() for r in resets), cursor=json.dumps(new_cursor))
     if not ranges:

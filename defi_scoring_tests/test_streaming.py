@@ -24,7 +24,15 @@ from defi_scoring.streaming import client
 from defi_scoring.streaming.broker import EmbeddedBroker, free_port
 from defi_scoring.streaming.client import OffsetRange
 from defi_scoring.streaming.settings import KafkaSettings
-from defi_scoring_tests.conftest import WALLET, example_message, lending_message, transfer, transfers_message
+from defi_scoring_tests.conftest import (
+    WALLET,
+    example_message,
+    lending_message,
+    start_api,
+    stop_api,
+    transfer,
+    transfers_message,
+)
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +89,9 @@ def _run_sensor_and_jobs(defs, instance, run_config=None):
     sensor = defs.resolve_sensor_def("kafka_scoring_sensor")
     result = sensor(
         dg.build_sensor_context(
-            instance=instance, cursor=_run_sensor_and_jobs.cursor, resources={"kafka": defs.resources["kafka"]}
+            instance=instance,
+            cursor=_run_sensor_and_jobs.cursor,
+            resources={"kafka": defs.resources["kafka"], "data_home": defs.resources["data_home"]},
         )
     )
     if isinstance(result, dg.SkipReason):
@@ -328,6 +338,10 @@ def test_broker_restarted_empty_the_sensor_says_so_and_reads_the_new_topic(kafka
             _produce(settings, after[:2])
             result, _ = _run_sensor_and_jobs(defs, instance)  # the new epoch carries on normally
             assert [r.run_key for r in result.run_requests] == [f"{settings.input_topic}.0.5-6~1"]
+            from defi_scoring.api.app import _kafka_status
+
+            shown = _kafka_status(settings, tmp_home)["last_offset_reset"]  # what /health shows
+            assert shown["topic"] == settings.input_topic and shown["cursor"] == 30 and shown["end"] == 5
             ranges, _, resets = client.plan_ranges(settings, {settings.input_topic: {"0": 99}})
             assert "end offset 7 is below the cursor 99" in resets[0].describe() and ranges[0].start == 0
 
@@ -335,6 +349,15 @@ def test_broker_restarted_empty_the_sensor_says_so_and_reads_the_new_topic(kafka
 def test_offset_range_keys_carry_the_epoch_after_a_reset():
     assert OffsetRange.parse("t.x.0.5-9~2") == OffsetRange("t.x", 0, 5, 9, 2)
     assert OffsetRange("t", 1, 0, 4, 3).key == "t.1.0-4~3" and OffsetRange("t", 1, 0, 4).key == "t.1.0-4"
+
+
+def _eventually(condition, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.5)
+    return False
 
 
 class _SwitchableProxy:
@@ -413,19 +436,30 @@ def test_a_30s_store_outage_mid_stream_is_waited_out_and_every_message_answered_
     defs = build_definitions(Settings(home=tmp_home))
     first = [orjson.dumps(m) for m in iter_messages(generate_wallets(20, seed=41))]
     second = [orjson.dumps(m) for m in iter_messages(generate_wallets(20, seed=42))]
-    with dg.instance_for_test() as instance:
-        _produce(settings, first)
-        assert all(run.success for run in _run_sensor_and_jobs(defs, instance)[1])
-        proxy.off()  # the database goes away mid-stream …
-        _produce(settings, second)
-        threading.Timer(30, proxy.on).start()  # … for 30 s
-        started = time.monotonic()
-        _, runs = _run_sensor_and_jobs(defs, instance)
-        waited = time.monotonic() - started
-        assert all(run.success for run in runs) and waited >= 25, waited
-        logged = [entry.user_message for entry in instance.all_logs(runs[0].run_id)]
-        assert any("score store unreachable" in m and "trying again" in m for m in logged)  # the run says why
-    proxy.off()
+    api, api_client = start_api({"DEFI_SCORING_HOME": str(tmp_home), "DEFI_SCORING_STORE_URL": through_proxy})
+
+    def store_health() -> str:
+        return api_client.get("/health").json()["components"]["store"]["status"]
+
+    try:
+        with dg.instance_for_test() as instance:
+            _produce(settings, first)
+            assert all(run.success for run in _run_sensor_and_jobs(defs, instance)[1])
+            assert store_health() == "ok"
+            proxy.off()  # the database goes away mid-stream …
+            _produce(settings, second)
+            threading.Timer(30, proxy.on).start()  # … for 30 s
+            assert _eventually(lambda: store_health() in ("error", "slow"), 10)  # the API shows it meanwhile
+            started = time.monotonic()
+            _, runs = _run_sensor_and_jobs(defs, instance)
+            waited = time.monotonic() - started
+            assert all(run.success for run in runs) and waited >= 20, waited
+            logged = [entry.user_message for entry in instance.all_logs(runs[0].run_id)]
+            assert any("score store unreachable" in m and "trying again" in m for m in logged)  # the run says why
+            assert _eventually(lambda: store_health() == "ok", 15)  # and recovers without a restart
+    finally:
+        stop_api(api)
+        proxy.off()
     answered = _drain(settings, settings.success_topic) + _drain(settings, settings.failure_topic)
     expected = sorted(orjson.loads(m)["wallet_address"] for m in first + second)
     assert sorted(k for k, _ in answered) == expected  # every message once

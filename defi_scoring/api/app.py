@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import os
+import pathlib
 import socket
 import sys
 import time
@@ -29,6 +30,7 @@ from defi_scoring.api.scoring import score_bodies
 from defi_scoring.api.state import ServiceState
 from defi_scoring.config import Settings
 from defi_scoring.streaming.client import consumer_lag
+from defi_scoring.streaming.offset_resets import latest_reset
 from defi_scoring.streaming.settings import KafkaSettings
 
 ADDRESS_PATTERN = r"^0x[0-9a-fA-F]{40}$"
@@ -45,8 +47,9 @@ LAG_CACHE_SECONDS = 5.0
 _lag_cache: dict[str, Any] = {}
 
 
-def _kafka_status(kafka: KafkaSettings) -> dict[str, Any]:
-    """Broker reachability and, per input partition, the messages the consumer group has not scored."""
+def _kafka_status(kafka: KafkaSettings, home: pathlib.Path | None = None) -> dict[str, Any]:
+    """Broker reachability, per input partition the messages the consumer group has not scored, and the
+    last time the input offsets went backwards (broker restarted empty), if ever."""
     if not os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
         return {"status": "not_configured", "detail": "set KAFKA_BOOTSTRAP_SERVERS to enable streaming"}
     host, _, port = kafka.bootstrap_servers.split(",")[0].rpartition(":")
@@ -63,7 +66,8 @@ def _kafka_status(kafka: KafkaSettings) -> dict[str, Any]:
             _lag_cache.update(at=now, value={"consumer_group": kafka.consumer_group, "consumer_lag": lag})
         except Exception as exc:  # reachable but not answering: still show the broker as up
             _lag_cache.update(at=now, value={"consumer_lag_error": f"{type(exc).__name__}: {exc}"})
-    return {**status, **_lag_cache["value"]}
+    reset = latest_reset(pathlib.Path(home)) if home is not None else None
+    return {**status, **_lag_cache["value"], **({"last_offset_reset": reset} if reset else {})}
 
 
 def _store_status(state: ServiceState) -> dict[str, Any]:
@@ -143,7 +147,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         champion = state.cached_champion_status()
         components = {
             "store": store,
-            "kafka": await run_in_threadpool(_kafka_status, state.kafka) if configured else _kafka_status(state.kafka),
+            "kafka": await run_in_threadpool(_kafka_status, state.kafka, state.settings.home)
+            if configured
+            else _kafka_status(state.kafka),
             "mlflow_champion": champion or await run_in_threadpool(state.champion_status),
         }
         return {

@@ -129,7 +129,9 @@ class SensorDriver:
         that finished since the last call."""
         sensor = self.defs.resolve_sensor_def("kafka_scoring_sensor")
         context = dg.build_sensor_context(
-            instance=self.instance, cursor=self.cursor, resources={"kafka": self.defs.resources["kafka"]}
+            instance=self.instance,
+            cursor=self.cursor,
+            resources={"kafka": self.defs.resources["kafka"], "data_home": self.defs.resources["data_home"]},
         )
         result = sensor(context)
         requests: list[dg.RunRequest] = []
