@@ -179,7 +179,7 @@ def test_training_registers_promotes_only_a_better_challenger_and_loads_by_alias
     assert third.asset_materializations_for_node("model_evaluation") == []  # the losing challenger: not promoted
 
 
-def test_a_corrupt_champion_is_scored_around_shown_in_health_and_replaced_by_retraining(world):
+def test_a_corrupt_champion_is_scored_around_shown_in_health_and_replaced_by_retraining(world, caplog):
     """Champion artifacts damaged on disk: scoring goes on without the model and says why, the API's
     /health shows it, and the next training promotes its challenger whatever the metrics."""
     home, defs, instance, truth = world
@@ -197,8 +197,10 @@ def test_a_corrupt_champion_is_scored_around_shown_in_health_and_replaced_by_ret
 
     lines = (home / "landing" / "synthetic.jsonl").read_bytes().splitlines()[:50]
     features = model_features(normalise_messages(lines).transactions, DEFAULT_END_TIME)
-    scores = score_with_model(features, store, MODEL)
+    with caplog.at_level("ERROR", logger="defi_scoring.core.model_scoring"):
+        scores = score_with_model(features, store, MODEL)
     assert not scores.available and "cannot be loaded" in scores.note and "retrain" in scores.note
+    assert any(r.message.startswith("ALERT champion version") for r in caplog.records)  # an alert is logged
     messages = score_raw_messages(
         lines, as_of=DEFAULT_END_TIME, model=lambda f: score_with_model(f, store, MODEL)
     ).messages()
