@@ -209,7 +209,9 @@ def test_a_corrupt_champion_is_scored_around_shown_in_health_and_replaced_by_ret
     health = state.champion_status(max_age_s=0)
     assert health["status"] == "error" and "cannot be loaded" in health["detail"]
 
-    retrained = _train(defs, instance, home / "weak_ensemble.yaml")  # even a weak challenger replaces it
+    weak = home / "weak_ensemble.yaml"
+    weak.write_text(WEAK_ENSEMBLE)
+    retrained = _train(defs, instance, weak)  # even a weak challenger replaces it
     assert retrained.success
     assert alias_version(store, MODEL, CHAMPION) != broken
     assert score_with_model(features, store, MODEL).available
