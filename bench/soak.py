@@ -201,6 +201,7 @@ def main() -> None:
                 "store_mb_first_last": [first["store_mb"], last["store_mb"]],
                 "dagster_home_mb_first_last": [first["dagster_home_mb"], last["dagster_home_mb"]],
                 "per_minute": [{k: v for k, v in s.items() if k != "processes"} for s in samples],
+                "processes_first": first["processes"],
                 "processes_last": last["processes"],
                 "home": str(home),
             }
