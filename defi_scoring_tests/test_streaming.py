@@ -3,6 +3,7 @@
 import contextlib
 import json
 import os
+import signal
 import socket
 import threading
 import time
@@ -468,3 +469,39 @@ def test_a_30s_store_outage_mid_stream_is_waited_out_and_every_message_answered_
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM score_events")).scalar() == len(expected)
     engine.dispose()
+
+
+def test_broker_down_and_back_with_its_data_the_sensor_continues_where_it_was(tmp_home, monkeypatch):
+    """A broker that keeps its data (any real Kafka) and is unavailable for a while: the sensor says so,
+    keeps its cursor, and continues at the next offset when it is back; nothing lost, nothing twice.
+    The broker process is frozen (SIGSTOP) and thawed, since the embedded broker only keeps data in memory."""
+    with EmbeddedBroker() as own:
+        suffix = uuid.uuid4().hex[:8]
+        for key, value in {
+            "KAFKA_BOOTSTRAP_SERVERS": own.bootstrap_servers,
+            "KAFKA_INPUT_TOPIC": f"in-{suffix}",
+            "KAFKA_SUCCESS_TOPIC": f"ok-{suffix}",
+            "KAFKA_FAILURE_TOPIC": f"fail-{suffix}",
+            "KAFKA_ALERTS_TOPIC": f"alerts-{suffix}",
+        }.items():
+            monkeypatch.setenv(key, value)
+        settings = KafkaSettings.from_env()
+        client.ensure_topics(settings, [settings.input_topic, *settings.output_topics])
+        first = [orjson.dumps(m) for m in iter_messages(generate_wallets(20, seed=51))]
+        second = [orjson.dumps(m) for m in iter_messages(generate_wallets(15, seed=52))]
+        _produce(settings, first)
+        defs = build_definitions(Settings(home=tmp_home))
+        with dg.instance_for_test() as instance:
+            assert all(run.success for run in _run_sensor_and_jobs(defs, instance)[1])
+            os.kill(own.process.pid, signal.SIGSTOP)
+            try:
+                down, runs = _run_sensor_and_jobs(defs, instance)
+                assert isinstance(down, dg.SkipReason) and "not reachable" in down.skip_message and runs == []
+            finally:
+                os.kill(own.process.pid, signal.SIGCONT)
+            _produce(settings, second)
+            result, runs = _run_sensor_and_jobs(defs, instance)
+            assert [r.run_key for r in result.run_requests] == [f"{settings.input_topic}.0.20-34"]
+            assert all(run.success for run in runs)
+        answered = _drain(settings, settings.success_topic) + _drain(settings, settings.failure_topic)
+        assert sorted(k for k, _ in answered) == sorted(orjson.loads(m)["wallet_address"] for m in first + second)
