@@ -73,8 +73,10 @@ def test_dockerfile_installs_the_wheel_and_runs_as_a_user():
         if line.startswith("COPY ") and "--from" not in line:
             for source in line.split()[1:-1]:
                 assert (ROOT / source).exists(), source
-    run_queue = yaml.safe_load(packaged_default("dagster.yaml"))["run_coordinator"]
-    assert yaml.safe_load((ROOT / "deploy" / "dagster.yaml").read_text())["run_coordinator"] == run_queue
+    shipped = yaml.safe_load(packaged_default("dagster.yaml"))
+    deployed = yaml.safe_load((ROOT / "deploy" / "dagster.yaml").read_text())
+    for section in ("run_coordinator", "run_launcher", "run_monitoring", "run_retries"):  # same run behaviour
+        assert deployed[section] == shipped[section], section
 
 
 def _database(name: str) -> str:
