@@ -22,3 +22,21 @@ def generated_lines(description: str) -> tuple[SyntheticData, list[bytes]]:
     types = None if args.mix == "all" else {args.mix}
     data = generate_wallets(args.wallets, seed=args.seed, protocol_types=types)
     return data, [orjson.dumps(m) for m in iter_messages(data)]
+
+
+def newest_transaction_lines(n_wallets: int, seed: int, store_url: str) -> list[bytes]:
+    """Each wallet's newest 1–3 transactions as JSON lines; its older ones already in the score store
+    (as earlier runs would have left it), so every run merges and scores whole histories. Not timed."""
+    import numpy as np
+
+    from defi_scoring.core.normalise import normalise_messages
+    from defi_scoring.core.synthetic import split_newest
+    from defi_scoring.score_store import ScoreStore
+
+    rng, older, lines = np.random.default_rng(seed), [], []
+    for message in iter_messages(generate_wallets(n_wallets, seed=seed)):
+        old, new = split_newest(message, rng)
+        older += [old] if old else []
+        lines.append(orjson.dumps(new))
+    ScoreStore(store_url).add_transactions(normalise_messages(older).transactions)
+    return lines

@@ -31,7 +31,8 @@ from pathlib import Path
 
 import numpy as np
 import orjson
-from bench_stream import _produce  # bench/ helper (scripts run from this folder)
+from _common import newest_transaction_lines  # bench/ helpers (scripts run from this folder)
+from bench_stream import _produce
 
 
 def _free_port() -> int:
@@ -91,21 +92,13 @@ def main() -> None:
     from dagster import DagsterInstance, RunsFilter
 
     from defi_scoring.config import Settings, ensure_dagster_home
-    from defi_scoring.core.normalise import normalise_messages
-    from defi_scoring.core.synthetic import generate_wallets, iter_messages, split_newest
-    from defi_scoring.score_store import ScoreStore
     from defi_scoring.streaming.broker import EmbeddedBroker
     from defi_scoring.streaming.client import ensure_topics, producer, read_topic
     from defi_scoring.streaming.driver import latencies_s
     from defi_scoring.streaming.settings import KafkaSettings
 
-    rng, older, lines = np.random.default_rng(args.seed), [], []
-    for message in iter_messages(generate_wallets(args.messages + 1, seed=args.seed)):
-        old, new = split_newest(message, rng)
-        older += [old] if old else []
-        lines.append(orjson.dumps(new))
+    lines = newest_transaction_lines(args.messages + 1, args.seed, Settings.from_env().store_url)
     warm_up, lines = lines[0], lines[1:]
-    ScoreStore(Settings.from_env().store_url).add_transactions(normalise_messages(older).transactions)
     ensure_dagster_home(Settings.from_env())
 
     with EmbeddedBroker(log_path=home / "broker.log") as broker:

@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 import orjson
+from _common import newest_transaction_lines  # bench/ helper (scripts run from this folder)
 
 
 def _produce(
@@ -89,25 +90,17 @@ def main() -> None:
     from dagster import DagsterInstance
 
     from defi_scoring.config import Settings, ensure_dagster_home
-    from defi_scoring.core.normalise import normalise_messages
-    from defi_scoring.core.synthetic import generate_wallets, iter_messages, split_newest
+    from defi_scoring.core.synthetic import generate_wallets, iter_messages
     from defi_scoring.definitions import build_definitions
-    from defi_scoring.score_store import ScoreStore
     from defi_scoring.streaming.broker import EmbeddedBroker
     from defi_scoring.streaming.client import ensure_topics, read_topic
     from defi_scoring.streaming.driver import SensorDriver, latencies_s
     from defi_scoring.streaming.settings import KafkaSettings
 
-    messages = iter_messages(generate_wallets(args.messages, seed=args.seed))
     if args.full_history:
-        lines = [orjson.dumps(m) for m in messages]
+        lines = [orjson.dumps(m) for m in iter_messages(generate_wallets(args.messages, seed=args.seed))]
     else:
-        rng, older, lines = np.random.default_rng(args.seed), [], []
-        for message in messages:
-            old, new = split_newest(message, rng)
-            older += [old] if old else []
-            lines.append(orjson.dumps(new))
-        ScoreStore(Settings.from_env().store_url).add_transactions(normalise_messages(older).transactions)
+        lines = newest_transaction_lines(args.messages, args.seed, Settings.from_env().store_url)
     with EmbeddedBroker(log_path=home / "broker.log") as broker:
         os.environ["KAFKA_BOOTSTRAP_SERVERS"] = broker.bootstrap_servers
         kafka = KafkaSettings.from_env()

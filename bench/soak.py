@@ -25,9 +25,8 @@ import time
 from pathlib import Path
 
 import httpx
-import numpy as np
-import orjson
-from bench_daemon import _AnswerCounter, _free_port, _wait  # bench/ helpers (scripts run from this folder)
+from _common import newest_transaction_lines  # bench/ helpers (scripts run from this folder)
+from bench_daemon import _AnswerCounter, _free_port, _wait
 from bench_stream import _produce
 
 
@@ -95,21 +94,13 @@ def main() -> None:
     from dagster import DagsterInstance, RunsFilter
 
     from defi_scoring.config import Settings, ensure_dagster_home
-    from defi_scoring.core.normalise import normalise_messages
-    from defi_scoring.core.synthetic import generate_wallets, iter_messages, split_newest
-    from defi_scoring.score_store import ScoreStore
     from defi_scoring.streaming.broker import EmbeddedBroker
     from defi_scoring.streaming.client import ensure_topics, producer
     from defi_scoring.streaming.settings import KafkaSettings
 
     count = int(args.rate * args.minutes * 60)
-    rng, older, lines = np.random.default_rng(args.seed), [], []
-    for message in iter_messages(generate_wallets(count + 1, seed=args.seed)):
-        old, new = split_newest(message, rng)
-        older += [old] if old else []
-        lines.append(orjson.dumps(new))
+    lines = newest_transaction_lines(count + 1, args.seed, Settings.from_env().store_url)
     api_body, lines = lines[0], lines[1:]
-    ScoreStore(Settings.from_env().store_url).add_transactions(normalise_messages(older).transactions)
     ensure_dagster_home(Settings.from_env())
     bin_dir = Path(sys.executable).parent
     samples, api_stats = [], {"ok": 0, "failed": 0}

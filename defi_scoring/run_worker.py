@@ -39,14 +39,10 @@ def _refresh_champion() -> None:
     try:
         from defi_scoring.config import Settings
         from defi_scoring.core.ensemble_config import load_ensemble_config
-        from defi_scoring.core.model_registry import embedded_store
+        from defi_scoring.core.model_registry import configured_store
         from defi_scoring.core.model_scoring import load_champion
 
-        store = embedded_store(Settings.from_env().home)
-        if os.environ.get("MLFLOW_TRACKING_URI"):
-            from defi_scoring.core.model_registry import MlflowStore
-
-            store = MlflowStore(os.environ["MLFLOW_TRACKING_URI"], store.artifact_root, store.experiment_name)
+        store = configured_store(Settings.from_env().home)
         load_champion(store, load_ensemble_config().registered_model_name)
     except Exception as exc:  # no store yet, MLflow down: runs load the model themselves
         print(f"run worker: champion not preloaded ({exc})", file=sys.stderr)

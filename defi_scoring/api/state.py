@@ -13,7 +13,7 @@ from pathlib import Path
 from defi_scoring.api import metrics
 from defi_scoring.config import Settings
 from defi_scoring.core.ensemble_config import load_ensemble_config
-from defi_scoring.core.model_registry import CHAMPION, MlflowStore, alias_version, embedded_store
+from defi_scoring.core.model_registry import CHAMPION, alias_version, configured_store
 from defi_scoring.core.model_scoring import ChampionUnloadable, load_champion, score_with_model, unloadable_reason
 from defi_scoring.core.normalise import MAX_MESSAGE_BYTES
 from defi_scoring.score_store import ScoreStore
@@ -48,9 +48,7 @@ class ServiceState:
         self.started = time.time()
         self.kafka = KafkaSettings.from_env()
         self.limits = ApiLimits.from_env()
-        embedded = embedded_store(settings.home)
-        uri = os.environ.get("MLFLOW_TRACKING_URI")
-        self.mlflow = MlflowStore(uri, embedded.artifact_root, embedded.experiment_name) if uri else embedded
+        self.mlflow = configured_store(settings.home)
         self.model_name = load_ensemble_config().registered_model_name
         self.reload_marker = settings.home / "api" / "reload-model"
         self._reload_seen = _mtime(self.reload_marker)

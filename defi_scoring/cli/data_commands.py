@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 from pathlib import Path
@@ -138,12 +137,10 @@ def score(input_path: Path, output_path: Path, as_of: int | None, use_model: boo
 def champion_scorer(settings: Settings):
     """features → ModelScores with the champion of the configured MLflow store (None-safe)."""
     from defi_scoring.core.ensemble_config import load_ensemble_config
-    from defi_scoring.core.model_registry import MlflowStore, embedded_store
+    from defi_scoring.core.model_registry import configured_store
     from defi_scoring.core.model_scoring import score_with_model
 
-    store = embedded_store(settings.home)
-    if os.environ.get("MLFLOW_TRACKING_URI"):
-        store = MlflowStore(os.environ["MLFLOW_TRACKING_URI"], store.artifact_root, store.experiment_name)
+    store = configured_store(settings.home)
     name = load_ensemble_config().registered_model_name
     return lambda features: score_with_model(features, store, name)
 

@@ -70,6 +70,14 @@ def embedded_store(home: Path) -> MlflowStore:
     return store
 
 
+def configured_store(home: Path) -> MlflowStore:
+    """The store a process should use: MLFLOW_TRACKING_URI when set (artifacts and experiment as the
+    embedded store's), else the embedded store under the data home."""
+    embedded = embedded_store(home)
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    return MlflowStore(uri, embedded.artifact_root, embedded.experiment_name) if uri else embedded
+
+
 def _initialise_once(store: MlflowStore, root: Path) -> None:
     """Create/migrate the SQLite schema under a file lock: MLflow migrates on first connection, and two
     processes doing that at once (parallel runs on a fresh home) collide in alembic."""
