@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from defi_scoring.core.cross_wallet import peer_counts, sequence_fingerprints
 from defi_scoring.core.features import (
     SECONDS_PER_HOUR,
     _codes,
@@ -29,7 +30,6 @@ from defi_scoring.core.lending_features import LENDING_FEATURES, lending_feature
 from defi_scoring.core.sequence_stats import relative_active_days, safe_ratio, share_of_top_and_hhi
 from defi_scoring.core.transfer_features import TRANSFER_FEATURES, transfer_features
 
-FINGERPRINT_WINDOW_S = 6 * 3600
 NO_WITHDRAW_HOURS = 24.0 * 365  # "never withdrew" as a large, finite number of hours
 
 DEX_FEATURES = [
@@ -76,14 +76,20 @@ def _group_sum(codes: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
     return np.bincount(codes, weights=values, minlength=n)
 
 
-def model_features(transactions: pd.DataFrame, as_of: float, reference: pd.DataFrame | None = None) -> pd.DataFrame:
+def model_features(
+    transactions: pd.DataFrame,
+    as_of: float,
+    reference: pd.DataFrame | None = None,
+    peers: pd.Series | None = None,
+) -> pd.DataFrame:
     """One row per wallet (index: lower-cased address) with the columns of MODEL_FEATURES.
-    `reference`: the reference features of the same transactions, when already computed."""
+    `reference`: the reference features of the same transactions, when already computed.
+    `peers`: population-wide sybil peer counts (core.cross_wallet) when these are one partition."""
     ref = reference_features(transactions, as_of) if reference is None else reference
     wallets = pd.Index(ref.index)
     return pd.concat(
         [
-            dex_features(transactions, ref),
+            dex_features(transactions, ref, peers),
             transfer_features(transactions, wallets),
             lending_features(transactions, wallets),
         ],
@@ -91,7 +97,7 @@ def model_features(transactions: pd.DataFrame, as_of: float, reference: pd.DataF
     )
 
 
-def dex_features(transactions: pd.DataFrame, ref: pd.DataFrame) -> pd.DataFrame:
+def dex_features(transactions: pd.DataFrame, ref: pd.DataFrame, peers: pd.Series | None = None) -> pd.DataFrame:
     """The DEX_FEATURES of every wallet of `ref` (the reference features); zeros without DEX rows."""
     tx = transactions
     if "protocol_type" in tx.columns:
@@ -203,45 +209,11 @@ def dex_features(transactions: pd.DataFrame, ref: pd.DataFrame) -> pd.DataFrame:
     )
     out["min_deposit_to_withdraw_hours_log"] = np.log1p(min_hold)
     out["max_deposit_share"] = np.divide(max_dep, total_dep, out=np.zeros(n), where=total_dep > 0)
-    out["peer_wallets_same_fingerprint"] = _peer_counts(wallet, ts, action, pool, n)
+    if peers is None:  # one process: the population is these transactions
+        raw_pool = tx["pool_id"].astype(object).to_numpy()[order]
+        peers = peer_counts(sequence_fingerprints(wallet, ts, action, raw_pool, wallet_index))
+    out["peer_wallets_same_fingerprint"] = peers.reindex(wallet_index, fill_value=0.0).to_numpy(float)
     return pd.DataFrame({name: out[name] for name in DEX_FEATURES}, index=ref.index)
-
-
-def _peer_counts(wallet: np.ndarray, ts: np.ndarray, action: np.ndarray, pool: np.ndarray, n: int) -> np.ndarray:
-    """Other wallets with the same (action, pool) sequence starting within 3 hours of this one.
-
-    A polynomial hash of each wallet's sequence (uint64 arithmetic wraps, which is what we want),
-    then one count per distinct fingerprint: linear in transactions, no pairwise comparison.
-    """
-    if n == 0:
-        return np.zeros(0)
-    starts = np.r_[0, np.flatnonzero(wallet[1:] != wallet[:-1]) + 1]
-    position = np.arange(len(wallet)) - np.repeat(starts, np.diff(np.r_[starts, len(wallet)]))
-    token = pd.factorize(action)[0].astype(np.uint64) * np.uint64(1_000_003) + (pool + 1).astype(np.uint64)
-    power = np.ones(max(int(position.max()) + 1, 1), dtype=np.uint64)
-    with np.errstate(over="ignore"):
-        for i in range(1, len(power)):
-            power[i] = power[i - 1] * np.uint64(0x100000001B3)
-        weighted = (token + np.uint64(1)) * power[position]
-    digest = np.zeros(n, dtype=np.uint64)
-    np.add.at(digest, wallet, weighted)
-    # Peers: same sequence (digest and length), first transaction within half a window either side.
-    # A sliding window, not calendar buckets: no boundary splits a farm, and a time shift moves nothing.
-    # Only wallets with DEX rows have a sequence (`starts` are theirs); the others have no peers.
-    present = wallet[starts]
-    group = (
-        pd.DataFrame({"digest": digest[present], "length": np.diff(np.r_[starts, len(wallet)])})
-        .groupby(["digest", "length"], sort=False)
-        .ngroup()
-        .to_numpy(np.int64)
-    )
-    keys = (group << 33) | ts[starts]
-    ordered = np.sort(keys)
-    half = FINGERPRINT_WINDOW_S // 2
-    sizes = np.searchsorted(ordered, keys + half, side="right") - np.searchsorted(ordered, keys - half, side="left")
-    peers = np.zeros(n)
-    peers[present] = sizes - 1
-    return peers
 
 
 FEATURE_LIMIT = 1e30  # within float32, which the tree libraries convert to

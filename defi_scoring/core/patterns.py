@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from defi_scoring.core.cross_wallet import DumpEvents, PumpTotals
 from defi_scoring.core.features import (
     SECONDS_PER_HOUR,
     _codes,
@@ -106,15 +107,48 @@ def fan_in_collector(w: pd.DataFrame, cfg: PatternsConfig) -> np.ndarray:
     return np.where(eligible, score, 0.0)
 
 
-def pump_and_dump_evidence(transactions: pd.DataFrame, wallets: pd.Index, cfg: PatternsConfig) -> pd.DataFrame:
+def dump_events(transactions: pd.DataFrame, wallets: pd.Index, cfg: PatternsConfig) -> tuple[DumpEvents, np.ndarray]:
+    """Each wallet's buys of a token that it sold again within `dump_hours`, plus the timestamps of
+    all swaps (the population's time span). The next sell of the same token comes from one binary
+    search over packed (wallet·token, time) keys. Reads only each wallet's own transactions."""
+    none = DumpEvents(np.zeros(0, np.int64), np.zeros(0, object), np.zeros(0, np.int64), np.zeros(0))
+    tx = transactions[(transactions["action"] == "swap").to_numpy()]
+    if tx.empty:
+        return none, np.zeros(0, np.int64)
+    wallet = wallet_positions(tx["wallet"], wallets)
+    ts = tx["timestamp"].to_numpy(np.int64)
+    tokens, names = _codes(stacked(tx["token_b_symbol"], tx["token_a_symbol"]))
+    bought, sold = tokens[: len(tx)], tokens[len(tx) :]
+    n_tokens = np.int64(max(len(names), 1))
+    b, s = bought >= 0, sold >= 0
+    b_wallet, b_token, b_ts = wallet[b], bought[b], ts[b]
+    seconds, found = seconds_to_next_withdraw(
+        b_wallet * n_tokens + b_token, b_ts, wallet[s] * n_tokens + sold[s], ts[s]
+    )
+    dumped = found & (seconds <= cfg.pump_and_dump.dump_hours * SECONDS_PER_HOUR)
+    if not dumped.any():
+        return none, ts
+    token_names = np.asarray(names, dtype=object)[b_token[dumped]]
+    return DumpEvents(b_wallet[dumped], token_names, b_ts[dumped], seconds[dumped]), ts
+
+
+def pump_totals(transactions: pd.DataFrame, wallets: pd.Index, cfg: PatternsConfig) -> PumpTotals:
+    """These wallets' contribution to the population-wide pump-and-dump counts."""
+    events, swap_ts = dump_events(transactions, wallets, cfg)
+    return PumpTotals.of(events, swap_ts, int(cfg.pump_and_dump.window_hours * SECONDS_PER_HOUR))
+
+
+def pump_and_dump_evidence(
+    transactions: pd.DataFrame, wallets: pd.Index, cfg: PatternsConfig, totals: PumpTotals | None = None
+) -> pd.DataFrame:
     """Per wallet: a buy of one token that it sold again within `dump_hours` ("buy-and-dump"), made
     together with many other wallets doing the same in one window — many more than that token's
     usual rate of buy-and-dumps per window.
 
     Counting buy-and-dumps (not plain buys) keeps the baseline low for busy tokens, so the detector
     does not go blind as the population grows. Wallets are counted per (token, window) on two grids
-    offset by half a window, so a burst straddling a boundary is still seen whole on one of them. The
-    next sell of the same token comes from one binary search over packed (wallet·token, time) keys.
+    offset by half a window, so a burst straddling a boundary is still seen whole on one of them.
+    `totals`: the population's counts (core.cross_wallet) when these wallets are one partition of it.
     """
     c = cfg.pump_and_dump
     n = len(wallets)
@@ -128,62 +162,43 @@ def pump_and_dump_evidence(transactions: pd.DataFrame, wallets: pd.Index, cfg: P
         },
         index=wallets,
     )
-    tx = transactions[(transactions["action"] == "swap").to_numpy()]
-    if tx.empty:
+    events, swap_ts = dump_events(transactions, wallets, cfg)
+    if len(events.ts) == 0:
         return out
-    wallet = wallet_positions(tx["wallet"], wallets)
-    ts = tx["timestamp"].to_numpy(np.int64)
-    tokens, names = _codes(stacked(tx["token_b_symbol"], tx["token_a_symbol"]))
-    bought, sold = tokens[: len(tx)], tokens[len(tx) :]
-    n_tokens = np.int64(max(len(names), 1))
-    b, s = bought >= 0, sold >= 0
-    b_wallet, b_token, b_ts = wallet[b], bought[b], ts[b]
-    seconds, found = seconds_to_next_withdraw(
-        b_wallet * n_tokens + b_token, b_ts, wallet[s] * n_tokens + sold[s], ts[s]
-    )
-    dumped = found & (seconds <= c.dump_hours * SECONDS_PER_HOUR)
-    if not dumped.any():
-        return out
-    d_wallet, d_token, d_ts, d_seconds = b_wallet[dumped], b_token[dumped], b_ts[dumped], seconds[dumped]
-
     window = int(c.window_hours * SECONDS_PER_HOUR)
-    span = max(int(ts.max() - ts.min()), window)
-    expected = np.bincount(d_token, minlength=int(n_tokens)) * window / span  # usual buy-and-dumps per window
-    wallets_in_window = np.zeros(len(d_ts))
-    for offset in (0, window // 2):
-        key = pd.DataFrame({"token": d_token, "bucket": (d_ts + offset) // window, "wallet": d_wallet})
-        counts = key.drop_duplicates().groupby(["token", "bucket"], sort=False).size().rename("wallets")
-        wallets_in_window = np.maximum(
-            wallets_in_window, key.join(counts, on=["token", "bucket"])["wallets"].to_numpy(float)
-        )
-    threshold = np.maximum(c.min_wallets, c.lift * expected[d_token])
+    totals = totals if totals is not None else PumpTotals.of(events, swap_ts, window)
+    expected, wallets_in_window = totals.expected_and_in_window(events, window)
+    threshold = np.maximum(c.min_wallets, c.lift * expected)
     hit = wallets_in_window >= threshold
     if not hit.any():
         return out
     confidence = (
         0.55
         + 0.25 * _clip01(wallets_in_window[hit] / (2 * threshold[hit]))
-        + 0.2 * _clip01(1 - d_seconds[hit] / (c.dump_hours * SECONDS_PER_HOUR))
+        + 0.2 * _clip01(1 - events.seconds[hit] / (c.dump_hours * SECONDS_PER_HOUR))
     )
-    hit_wallet = d_wallet[hit]
+    hit_wallet = events.wallet[hit]
     order = np.lexsort((confidence, hit_wallet))  # per wallet, its strongest event last
     pick = order[np.r_[hit_wallet[order][1:] != hit_wallet[order][:-1], True]]
     rows = hit_wallet[pick]
     out.iloc[rows, out.columns.get_loc("pump_confidence")] = confidence[pick]
     out.iloc[rows, out.columns.get_loc("pump_buyers")] = wallets_in_window[hit][pick]
-    out.iloc[rows, out.columns.get_loc("pump_expected_buyers")] = expected[d_token[hit][pick]]
-    out.iloc[rows, out.columns.get_loc("pump_dump_hours")] = d_seconds[hit][pick] / SECONDS_PER_HOUR
-    out.iloc[rows, out.columns.get_loc("pump_token")] = np.asarray(names, dtype=object)[d_token[hit][pick]]
+    out.iloc[rows, out.columns.get_loc("pump_expected_buyers")] = expected[hit][pick]
+    out.iloc[rows, out.columns.get_loc("pump_dump_hours")] = events.seconds[hit][pick] / SECONDS_PER_HOUR
+    out.iloc[rows, out.columns.get_loc("pump_token")] = events.token[hit][pick]
     return out
 
 
-def detect_patterns(wallet_table: pd.DataFrame, transactions: pd.DataFrame, cfg: PatternsConfig) -> pd.DataFrame:
+def detect_patterns(
+    wallet_table: pd.DataFrame, transactions: pd.DataFrame, cfg: PatternsConfig, pump: PumpTotals | None = None
+) -> pd.DataFrame:
     """Columns per pattern P: P_confidence, P_detected, P_counted, P_risk; plus pattern_risk (0–100),
-    patterns_detected (counted detections) and the evidence columns (exit_hours, pump_*)."""
+    patterns_detected (counted detections) and the evidence columns (exit_hours, pump_*).
+    `pump`: population-wide pump-and-dump totals when these wallets are one partition (core.cross_wallet)."""
     w = wallet_table
     exit_hours = np.expm1(_col(w, "min_deposit_to_withdraw_hours_log"))
     out: dict[str, np.ndarray] = {"exit_hours": exit_hours}
-    pump = pump_and_dump_evidence(transactions, w.index, cfg)
+    pump = pump_and_dump_evidence(transactions, w.index, cfg, pump)
     confidences = {
         "wash_trading": wash_trading(w, cfg),
         "mev_bot": mev_bot(w, cfg),

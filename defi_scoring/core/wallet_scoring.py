@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from defi_scoring.core.alerts import alert_columns
+from defi_scoring.core.cross_wallet import CrossWalletSignals
 from defi_scoring.core.features import reference_features
 from defi_scoring.core.hybrid_score import hybrid_scores
 from defi_scoring.core.lending_features import lending_summary
@@ -43,22 +44,26 @@ def score_wallet_table(
     config: ScoringConfig | None = None,
     model: ModelFn | None = None,
     previous_scores: pd.Series | None = None,
+    signals: CrossWalletSignals | None = None,
 ) -> WalletScores:
     """Score every wallet in `transactions` (normalised, see core.normalise) at `as_of`.
 
     model: champion scorer (None → no ML adjustment, "ML analysis unavailable").
     previous_scores: each wallet's last hybrid score, for the score-drop alert.
+    signals: population-wide sybil and pump-and-dump counts when `transactions` are one partition of
+    the wallets (defi_scoring.distributed); None: the population is `transactions`.
     """
+    signals = signals or CrossWalletSignals()
     config = config or default_scoring_config()
     reference = reference_features(transactions, as_of)
     table = reference.join(reference_scores(reference))
-    behaviour = model_features(transactions, as_of, reference=reference)
+    behaviour = model_features(transactions, as_of, reference=reference, peers=signals.peers)
     table = table.join(behaviour[[c for c in behaviour.columns if c not in table.columns]])
     table = table.join(transfer_summary(behaviour)).join(lending_summary(behaviour))
     # longevity over every protocol type (the §4 account_age_days covers DEX rows only)
     table["activity_span_days"] = (table["last_timestamp"] - table["first_timestamp"]) / 86_400
     table["activity_days"] = np.maximum(table["active_days"], np.expm1(table["transfer_active_days_log"]))
-    table = table.join(detect_patterns(table, transactions, config.patterns))
+    table = table.join(detect_patterns(table, transactions, config.patterns, signals.pump))
 
     scores = model(behaviour) if model is not None else no_model("no model store configured")
     hybrid = hybrid_scores(table, config, scores.predictions)
