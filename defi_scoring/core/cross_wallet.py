@@ -144,3 +144,21 @@ class CrossWalletSignals:
 
     peers: pd.Series | None = None  # wallet → peer_wallets_same_fingerprint (every wallet of the population)
     pump: PumpTotals | None = None
+
+
+def dex_fingerprints(transactions: pd.DataFrame) -> pd.DataFrame:
+    """`sequence_fingerprints` of every wallet with DEX rows, indexed by wallet address; rows are
+    ordered by (wallet, time) with ties in input order, as `model_features` orders them."""
+    tx = transactions
+    if "protocol_type" in tx.columns:
+        tx = tx[(tx["protocol_type"] == "dexes").to_numpy()]
+    codes, wallets = pd.factorize(tx["wallet"], sort=False)
+    ts = tx["timestamp"].to_numpy(np.int64)
+    order = np.lexsort((ts, codes))
+    return sequence_fingerprints(
+        codes[order].astype(np.int64),
+        ts[order],
+        tx["action"].astype(object).to_numpy()[order],
+        tx["pool_id"].astype(object).to_numpy()[order],
+        pd.Index(np.asarray(wallets, dtype=object)),
+    )

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from defi_scoring.core.features import SECONDS_PER_DAY, seconds_to_next_withdraw
 
@@ -120,8 +121,7 @@ def group_std(codes: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
 
 
 def group_cumsum(codes: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """Running sum within each wallet (rows sorted by wallet)."""
-    total = np.cumsum(values)
-    starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
-    offset = np.repeat(total[starts] - values[starts], np.diff(np.r_[starts, len(codes)]))
-    return total - offset
+    """Running sum within each wallet (rows sorted by wallet). Summed from each wallet's first row, not
+    as one running total minus an offset: a wallet's value must not depend on the wallets before it
+    (rounding), or a partition of the wallets would give other bits than the whole."""
+    return pd.Series(values).groupby(codes, sort=False).cumsum().to_numpy()

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import dagster as dg
 import pandas as pd
-import pyarrow.dataset as ds
 
+from defi_scoring.batch_files import read_transactions
 from defi_scoring.config import Settings
 
 
@@ -33,13 +33,11 @@ class DataHomeResource(dg.ConfigurableResource):
 
     def read_all_transactions(self) -> pd.DataFrame:
         """Every landed batch's transactions, deduplicated by (wallet, document_id) across batches."""
-        files = sorted(self.settings.batches_dir.glob("*/transactions.parquet"))
-        if not files:
-            return pd.DataFrame()
-        table = ds.dataset([str(f) for f in files], format="parquet").to_table()
-        frame = table.to_pandas()
-        frame = frame.sort_values(["batch_key"], kind="stable")
-        return frame.drop_duplicates(["wallet", "document_id"], keep="first").reset_index(drop=True)
+        return read_transactions(self.batch_files())
+
+    def batch_files(self) -> list[Path]:
+        """Every landed batch's transactions file, in batch-key order."""
+        return sorted(self.settings.batches_dir.glob("*/transactions.parquet"))
 
     def write_table(self, name: str, frame: pd.DataFrame) -> Path:
         self.settings.tables_dir.mkdir(parents=True, exist_ok=True)
