@@ -17,6 +17,7 @@ from defi_scoring.jobs import (
     score_wallets_job,
     train_model_job,
 )
+from defi_scoring.resources.dask import DaskResource
 from defi_scoring.resources.data_home import DataHomeResource
 from defi_scoring.resources.kafka import KafkaResource
 from defi_scoring.resources.mlflow_store import MlflowResource
@@ -61,6 +62,11 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             "data_home": DataHomeResource(home=str(settings.home)),
             "kafka": KafkaResource.from_settings(KafkaSettings.from_env()),
             "score_store": ScoreStoreResource(url=_secret("DEFI_SCORING_STORE_URL", settings.store_url)),
+            "dask": DaskResource(
+                scheduler_address=_secret("DASK_SCHEDULER_ADDRESS", ""),
+                n_workers=int(os.environ.get("DEFI_SCORING_DASK_WORKERS", "2")),
+                memory_limit=os.environ.get("DEFI_SCORING_DASK_MEMORY_LIMIT", "4GiB"),
+            ),
             "mlflow_store": MlflowResource(
                 home=str(settings.home),
                 tracking_uri=_secret("MLFLOW_TRACKING_URI", ""),

@@ -1,10 +1,12 @@
 """`wallet_features` and `reference_scores`: per-wallet tables over every landed batch."""
 
 import time
+from dataclasses import dataclass
 
 import dagster as dg
 import pandas as pd
 
+from defi_scoring.assets.engine import Engine, cluster_partitions
 from defi_scoring.assets.ingestion import transaction_batches
 from defi_scoring.assets.metadata import check_result, frame_table, table_metadata
 from defi_scoring.core.data_checks import Verdict, judge, load_data_checks_config, non_finite_rates, score_drift
@@ -25,6 +27,7 @@ from defi_scoring.core.summary import (
     tag_counts,
 )
 from defi_scoring.core.wallet_scoring import score_wallet_table
+from defi_scoring.resources.dask import DaskResource
 from defi_scoring.resources.data_home import DataHomeResource
 from defi_scoring.resources.mlflow_store import MlflowResource
 from defi_scoring.resources.score_store import ScoreStoreResource
@@ -35,6 +38,8 @@ DRIFT_COLUMNS = ("hybrid_score", "zscore")
 class FeaturesConfig(dg.Config):
     as_of: int | None = None
     """Unix seconds the features are computed at (holding times run to it); default: run start."""
+    engine: Engine = "local"
+    """local: this process; dask: the `dask` resource's cluster, wallets partitioned by hash (same table)."""
 
 
 @dg.asset(
@@ -52,18 +57,27 @@ class FeaturesConfig(dg.Config):
     ],
 )
 def wallet_features(
-    context: dg.AssetExecutionContext, config: FeaturesConfig, data_home: DataHomeResource
+    context: dg.AssetExecutionContext, config: FeaturesConfig, data_home: DataHomeResource, dask: DaskResource
 ) -> dg.MaterializeResult:
     as_of = config.as_of if config.as_of is not None else int(time.time())
-    transactions = data_home.read_all_transactions()
-    if transactions.empty:
+    files = data_home.batch_files()
+    if not files:
         raise dg.Failure(
             description="No transaction batches have been materialised yet.",
             metadata={"hint": "Materialise `transaction_batches` first (defi-scoring land FILE)."},
         )
-    features = reference_features(transactions, as_of).assign(as_of=as_of)
-    path = data_home.write_table("wallet_features", features)
-    context.log.info("features for %d wallets from %d transactions", len(features), len(transactions))
+    if config.engine == "dask":
+        from defi_scoring.distributed.jobs import features_on_cluster
+
+        with cluster_partitions(context, data_home, dask) as (client, batches):
+            _, transaction_count = features_on_cluster(client, batches, as_of, data_home.table_path("wallet_features"))
+        features, path = data_home.read_table("wallet_features"), data_home.table_path("wallet_features")
+    else:
+        transactions = data_home.read_all_transactions()
+        transaction_count = len(transactions)
+        features = reference_features(transactions, as_of).assign(as_of=as_of)
+        path = data_home.write_table("wallet_features", features)
+    context.log.info("features for %d wallets from %d transactions", len(features), transaction_count)
     rates = non_finite_rates(features)
     limits = load_data_checks_config().feature_non_finite_rate
     worst = rates.iloc[0] if len(rates) else None
@@ -80,8 +94,9 @@ def wallet_features(
         metadata={
             **table_metadata(features, index_name="wallet"),
             "wallets": dg.MetadataValue.int(len(features)),
-            "transactions": dg.MetadataValue.int(len(transactions)),
-            "batches": dg.MetadataValue.int(int(transactions["batch_key"].nunique())),
+            "transactions": dg.MetadataValue.int(transaction_count),
+            "batches": dg.MetadataValue.int(len(files)),
+            "engine": dg.MetadataValue.text(config.engine),
             "as_of": dg.MetadataValue.timestamp(float(as_of)),
             "path": dg.MetadataValue.path(str(path)),
         },
@@ -121,6 +136,8 @@ class ScoredWalletsConfig(dg.Config):
     """scoring.yaml from DEFI_SCORING_CONFIG_DIR, ./models or the package by default."""
     use_champion: bool = True
     """Apply the champion model's adjustment when one is registered."""
+    engine: Engine = "local"
+    """local: this process; dask: the `dask` resource's cluster, wallets partitioned by hash (same table)."""
 
 
 @dg.asset(
@@ -145,10 +162,10 @@ def scored_wallets(
     data_home: DataHomeResource,
     mlflow_store: MlflowResource,
     score_store: ScoreStoreResource,
+    dask: DaskResource,
 ) -> dg.MaterializeResult:
-    features = data_home.read_table("wallet_features")
+    features = data_home.read_table("wallet_features", columns=["as_of"])
     as_of = int(features["as_of"].iloc[0]) if len(features) else int(time.time())
-    transactions = data_home.read_all_transactions()
     scoring_config = load_scoring_config(config.scoring_config_path or None)
     previous = None
     if data_home.table_exists("scored_wallets"):
@@ -157,18 +174,15 @@ def scored_wallets(
     if config.use_champion:
         store, name = mlflow_store.store, load_ensemble_config().registered_model_name
         model = lambda behaviour: score_with_model(behaviour, store, name)
-    scores = score_wallet_table(
-        transactions, as_of, scoring_config, model, None if previous is None else previous["hybrid_score"]
-    )
-    table = scores.table.assign(as_of=as_of)
-    path = data_home.write_table("scored_wallets", table)
-    # The store serves the API: every wallet's success message becomes its latest score and an event.
-    started = time.perf_counter()
-    messages = encode_success_messages(scores.table, scores.table.index.tolist(), scores, as_of, 0)
-    score_store.store.record_messages(messages.summaries, context.run_id, "batch", encoded=messages.values)
-    context.log.info("wrote %d scores to the score store in %.1fs", len(messages.values), time.perf_counter() - started)
-    context.log.info("scored %d wallets; %s", len(table), scores.model_note)
-    for error in scores.factor_errors.values():
+    if config.engine == "dask":
+        table, outcome = _score_on_cluster(
+            context, data_home, dask, score_store, as_of, scoring_config, model, previous
+        )
+    else:
+        table, outcome = _score_locally(context, data_home, score_store, as_of, scoring_config, model, previous)
+    path = data_home.table_path("scored_wallets")
+    context.log.info("scored %d wallets; %s", len(table), outcome.model_note)
+    for error in outcome.factor_errors.values():
         context.log.warning("neutral fallback used: %s", error)
     hybrid = table["hybrid_score"]
     levels = [band.name for band in scoring_config.risk_levels] + ["insufficient_history"]
@@ -189,13 +203,66 @@ def scored_wallets(
             "lowest_scored": frame_table(
                 worst[["hybrid_score", "risk_level", "reason_1_text"]], index_name="wallet", digits=2
             ),
-            "model_version": dg.MetadataValue.text(scores.model_version or "none"),
-            "model_note": dg.MetadataValue.text(scores.model_note),
-            "factor_fallbacks": dg.MetadataValue.int(len(scores.factor_errors)),
+            "model_version": dg.MetadataValue.text(outcome.model_version or "none"),
+            "model_note": dg.MetadataValue.text(outcome.model_note),
+            "factor_fallbacks": dg.MetadataValue.int(len(outcome.factor_errors)),
+            "engine": dg.MetadataValue.text(config.engine),
             "as_of": dg.MetadataValue.timestamp(float(as_of)),
             "path": dg.MetadataValue.path(str(path)),
         },
     )
+
+
+@dataclass
+class ScoringOutcome:
+    model_version: str | None
+    model_note: str
+    factor_errors: dict[str, str]
+
+
+def _score_locally(context, data_home, score_store, as_of, scoring_config, model, previous):
+    transactions = data_home.read_all_transactions()
+    scores = score_wallet_table(
+        transactions, as_of, scoring_config, model, None if previous is None else previous["hybrid_score"]
+    )
+    table = scores.table.assign(as_of=as_of)
+    data_home.write_table("scored_wallets", table)
+    # The store serves the API: every wallet's success message becomes its latest score and an event.
+    started = time.perf_counter()
+    messages = encode_success_messages(scores.table, scores.table.index.tolist(), scores, as_of, 0)
+    score_store.store.record_messages(messages.summaries, context.run_id, "batch", encoded=messages.values)
+    context.log.info("wrote %d scores to the score store in %.1fs", len(messages.values), time.perf_counter() - started)
+    return table, ScoringOutcome(scores.model_version, scores.model_note, scores.factor_errors)
+
+
+def _score_on_cluster(context, data_home, dask, score_store, as_of, scoring_config, model, previous):
+    """Each partition writes its part of the table and its wallets' messages to the score store."""
+    from defi_scoring.distributed.jobs import score_on_cluster
+
+    with cluster_partitions(context, data_home, dask) as (client, batches):
+        previous_path = None
+        if previous is not None:  # the table folder is replaced: keep the previous scores aside
+            previous_path = batches.work_dir / "previous_scores.parquet"
+            previous.to_parquet(previous_path)
+        parts = score_on_cluster(
+            client,
+            batches,
+            as_of,
+            scoring_config,
+            model,
+            data_home.table_path("scored_wallets"),
+            previous_path,
+            score_store.url,
+            context.run_id,
+        )
+    scored = [p for p in parts if p.wallets]
+    errors = {k: v for p in scored for k, v in p.factor_errors.items()}
+    versions = {p.model_version for p in scored}
+    if len(versions) > 1:
+        context.log.warning("partitions were scored by different champion versions: %s", sorted(map(str, versions)))
+    first = scored[0] if scored else None
+    outcome = ScoringOutcome(first.model_version if first else None, first.model_note if first else "", errors)
+    return data_home.read_table("scored_wallets"), outcome
 
 
 def _drift_check(previous, table) -> dg.AssetCheckResult:

@@ -3,7 +3,9 @@
 import time
 
 import dagster as dg
+import pandas as pd
 
+from defi_scoring.assets.engine import Engine, cluster_partitions
 from defi_scoring.assets.scoring import wallet_features
 from defi_scoring.core.ensemble import classification_metrics, evaluate, train_ensemble
 from defi_scoring.core.ensemble_config import load_ensemble_config
@@ -16,7 +18,9 @@ from defi_scoring.core.model_registry import (
     promote,
     record_promotion_decision,
 )
-from defi_scoring.core.training import build_training_set, label_files, load_labels, split_xy
+from defi_scoring.core.scoring_config import load_scoring_config
+from defi_scoring.core.training import build_training_set, label_files, load_labels, split_xy, with_holdout
+from defi_scoring.resources.dask import DaskResource
 from defi_scoring.resources.data_home import DataHomeResource
 from defi_scoring.resources.mlflow_store import MlflowResource
 
@@ -26,6 +30,8 @@ class TrainingConfig(dg.Config):
     """Unix seconds the features are computed at; default: the newest transaction time."""
     ensemble_config_path: str = ""
     """ensemble.yaml from DEFI_SCORING_CONFIG_DIR, ./models or the package by default."""
+    engine: Engine = "local"
+    """local: this process; dask: features and the xgboost/lightgbm members on the `dask` resource's cluster."""
 
 
 METRIC_NAMES = ("roc_auc", "pr_auc", "ks", "brier", "f1", "log_loss")
@@ -53,7 +59,9 @@ def _first(frame, column: str) -> int | None:
     output_required=False,
     description="Model features + is_risky labels, split by account (stratified, fixed per wallet).",
 )
-def training_set(context: dg.AssetExecutionContext, config: TrainingConfig, data_home: DataHomeResource):
+def training_set(
+    context: dg.AssetExecutionContext, config: TrainingConfig, data_home: DataHomeResource, dask: DaskResource
+):
     files = label_files(data_home.settings.home / "labels")
     if not files:
         context.log.warning(
@@ -61,17 +69,26 @@ def training_set(context: dg.AssetExecutionContext, config: TrainingConfig, data
             data_home.settings.home / "labels",
         )
         return
-    transactions = data_home.read_all_transactions()
     labels = load_labels(files)
-    as_of = config.as_of or int(transactions["timestamp"].max())
     ensemble_config = load_ensemble_config(config.ensemble_config_path or None)
-    frame = build_training_set(transactions, labels, as_of, ensemble_config.holdout_fraction)
-    if frame["is_risky"].nunique() < 2:
+    if config.engine == "dask":
+        from defi_scoring.distributed.jobs import training_features_on_cluster
+
+        timestamps = pd.read_parquet(data_home.batch_files(), columns=["timestamp"])["timestamp"]
+        window = int(timestamps.min()), int(timestamps.max())
+        as_of = config.as_of or window[1]
+        with cluster_partitions(context, data_home, dask) as (client, batches):
+            labelled = training_features_on_cluster(client, batches, as_of, labels, load_scoring_config())
+        frame = with_holdout(labelled, ensemble_config.holdout_fraction)
+    else:
+        transactions = data_home.read_all_transactions()
+        window = int(transactions["timestamp"].min()), int(transactions["timestamp"].max())
+        as_of = config.as_of or window[1]
+        frame = build_training_set(transactions, labels, as_of, ensemble_config.holdout_fraction)
+    if frame.empty or frame["is_risky"].nunique() < 2:
         context.log.warning("Labels cover %d wallets but only one class: training skipped.", len(frame))
         return
-    frame = frame.assign(
-        as_of=as_of, window_start=int(transactions["timestamp"].min()), window_end=int(transactions["timestamp"].max())
-    )
+    frame = frame.assign(as_of=as_of, window_start=window[0], window_end=window[1])
     path = data_home.write_table("training_set", frame)
     yield dg.MaterializeResult(
         metadata={
@@ -92,14 +109,25 @@ def training_set(context: dg.AssetExecutionContext, config: TrainingConfig, data
     description="Trains the ensemble, logs it to MLflow and registers a version with alias `challenger`.",
 )
 def ensemble_model(
-    context: dg.AssetExecutionContext, config: TrainingConfig, data_home: DataHomeResource, mlflow_store: MlflowResource
+    context: dg.AssetExecutionContext,
+    config: TrainingConfig,
+    data_home: DataHomeResource,
+    mlflow_store: MlflowResource,
+    dask: DaskResource,
 ) -> dg.MaterializeResult:
     frame = data_home.read_table("training_set")
     ensemble_config = load_ensemble_config(config.ensemble_config_path or None)
     x_train, y_train = split_xy(frame, holdout=False)
     x_hold, y_hold = split_xy(frame, holdout=True)
     started = time.perf_counter()
-    model = train_ensemble(ensemble_config, x_train, y_train, progress=lambda m: context.log.info("training %s", m))
+    progress = lambda m: context.log.info("training %s", m)
+    if config.engine == "dask":
+        from defi_scoring.distributed.training import train_ensemble_on_cluster
+
+        with dask.get_client() as client:
+            model = train_ensemble_on_cluster(client, ensemble_config, x_train, y_train, progress=progress)
+    else:
+        model = train_ensemble(ensemble_config, x_train, y_train, progress=progress)
     train_seconds = time.perf_counter() - started
     metrics = evaluate(model, x_hold, y_hold)
     data_info = {
@@ -108,6 +136,7 @@ def ensemble_model(
         "risky_share": round(float(frame["is_risky"].mean()), 4),
         "as_of": int(frame["as_of"].iloc[0]),
         "features": len(model.feature_names),
+        "engine": config.engine,
         "window_start": _first(frame, "window_start"),
         "window_end": _first(frame, "window_end"),
     }

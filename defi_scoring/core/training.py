@@ -36,8 +36,12 @@ def build_training_set(
     transactions: pd.DataFrame, labels: pd.Series, as_of: float, holdout_fraction: float
 ) -> pd.DataFrame:
     """Model features of the labelled wallets, with `is_risky` and a boolean `holdout` column."""
-    features = model_features(transactions, as_of)
-    labelled = features.join(labels, how="inner")
+    return with_holdout(model_features(transactions, as_of).join(labels, how="inner"), holdout_fraction)
+
+
+def with_holdout(labelled: pd.DataFrame, holdout_fraction: float) -> pd.DataFrame:
+    """The labelled features with the boolean `holdout` column (account split, fixed per wallet)."""
+    labelled = labelled.copy()
     labelled["holdout"] = account_split(labelled.index, labelled["is_risky"].to_numpy(), holdout_fraction)
     return labelled
 

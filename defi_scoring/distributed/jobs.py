@@ -43,18 +43,22 @@ def _part(out_dir: str, index: int) -> Path:
     return Path(out_dir) / f"part-{index:05d}.parquet"
 
 
-def _features_part(index: int, transactions: pd.DataFrame, _: CrossWalletSignals, as_of: int, out_dir: str) -> int:
+def _features_part(
+    index: int, transactions: pd.DataFrame, _: CrossWalletSignals, as_of: int, out_dir: str
+) -> tuple[int, int]:
     if transactions.empty:
-        return 0
+        return 0, 0
     features = reference_features(transactions, as_of).assign(as_of=as_of)
     features.to_parquet(_part(out_dir, index))
-    return len(features)
+    return len(features), len(transactions)
 
 
-def features_on_cluster(client: Client, batches: PartitionedBatches, as_of: int, out_dir: Path) -> int:
-    """The reference features (CONTRACTS.md §4; no cross-wallet input) of every wallet; returns wallets."""
+def features_on_cluster(client: Client, batches: PartitionedBatches, as_of: int, out_dir: Path) -> tuple[int, int]:
+    """The reference features (CONTRACTS.md §4; no cross-wallet input) of every wallet.
+    Returns (wallets, distinct transactions)."""
     fresh_table_dir(out_dir)
-    return sum(map_partitions(client, batches, partial(_features_part, as_of=as_of, out_dir=str(out_dir))))
+    counts = map_partitions(client, batches, partial(_features_part, as_of=as_of, out_dir=str(out_dir)))
+    return sum(c[0] for c in counts), sum(c[1] for c in counts)
 
 
 @dataclass

@@ -1,5 +1,6 @@
 """Where asset data lives: Parquet files under the data home (DEFI_SCORING_HOME)."""
 
+import shutil
 from pathlib import Path
 
 import dagster as dg
@@ -39,14 +40,24 @@ class DataHomeResource(dg.ConfigurableResource):
         """Every landed batch's transactions file, in batch-key order."""
         return sorted(self.settings.batches_dir.glob("*/transactions.parquet"))
 
+    def table_path(self, name: str) -> Path:
+        """`<name>.parquet`: one file (local engine) or a folder of parts, one per partition (dask)."""
+        return self.settings.tables_dir / f"{name}.parquet"
+
     def write_table(self, name: str, frame: pd.DataFrame) -> Path:
         self.settings.tables_dir.mkdir(parents=True, exist_ok=True)
-        path = self.settings.tables_dir / f"{name}.parquet"
+        path = self.table_path(name)
+        if path.is_dir():  # written by the dask engine before
+            shutil.rmtree(path)
         frame.to_parquet(path)
         return path
 
     def table_exists(self, name: str) -> bool:
-        return (self.settings.tables_dir / f"{name}.parquet").exists()
+        return self.table_path(name).exists()
 
     def read_table(self, name: str, columns: list[str] | None = None) -> pd.DataFrame:
-        return pd.read_parquet(self.settings.tables_dir / f"{name}.parquet", columns=columns)
+        return pd.read_parquet(self.table_path(name), columns=columns)
+
+    def work_dir(self, run_id: str) -> Path:
+        """Scratch space of one run (the cluster engine's wallet partitions); removed after it."""
+        return self.settings.home / "work" / run_id
