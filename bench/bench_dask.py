@@ -15,6 +15,7 @@ Usage: python bench/bench_dask.py [--wallets N] [--workers 2] [--memory-limit 1.
 import argparse
 import json
 import multiprocessing
+import shutil
 import sys
 import tempfile
 import time
@@ -134,7 +135,7 @@ def main() -> None:
             "compared_wallets": len(local),
             "equal": equal,
         }
-    batches.cleanup()
+    shutil.rmtree(folder, ignore_errors=True)
     print(json.dumps(result))
 
 

@@ -54,7 +54,7 @@ class PartitionedBatches:
 
 
 def partition_batches(
-    client: Client, batch_files: list[Path], work_dir: Path, partition_rows: int, chunk_rows: int = 250_000
+    client: Client, batch_files: list[Path], work_dir: Path, partition_rows: int, chunk_rows: int = 100_000
 ) -> PartitionedBatches:
     """Split every batch file into wallet partitions on the workers."""
     import pyarrow.parquet as pq
@@ -105,7 +105,8 @@ def cross_wallet_signals(
 ) -> tuple[list[list[Future]], Future]:
     """Futures of the population-wide signals: per partition, its peer-count pieces; the pump totals."""
     n = batches.partitions
-    buckets = n
+    workers = max(len(client.scheduler_info(n_workers=-1)["workers"]), 1)
+    buckets = min(n, 2 * workers)  # the shuffle makes 2 × partitions × buckets small tasks
     contributions = [client.submit(_contribute, pieces, patterns, buckets, pure=False) for pieces in batches.pieces]
     fingerprints = [client.submit(operator.getitem, c, 0) for c in contributions]
     totals = [client.submit(operator.getitem, c, 1) for c in contributions]

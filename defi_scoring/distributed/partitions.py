@@ -41,9 +41,18 @@ def split_batch(source: str, out_dir: str, partitions: int, chunk_rows: int) -> 
             folder = Path(out_dir) / f"part-{p:05d}"
             folder.mkdir(parents=True, exist_ok=True)
             path = folder / f"{batch_name}-{chunk_number:05d}.parquet"
-            frame.iloc[rows].to_parquet(path, index=False)
+            _compact_categories(frame.iloc[rows]).to_parquet(path, index=False)
             pieces.append((p, str(path)))
     return pieces
+
+
+def _compact_categories(piece: pd.DataFrame, keep_below: int = 1_000) -> pd.DataFrame:
+    """The piece without the categories it does not use (wallet, counterparty): otherwise every piece
+    writes the whole batch's dictionary, and a thousand pieces write it a thousand times."""
+    large = [
+        c for c, t in piece.dtypes.items() if isinstance(t, pd.CategoricalDtype) and len(t.categories) >= keep_below
+    ]
+    return piece.assign(**{c: piece[c].cat.remove_unused_categories() for c in large}) if large else piece
 
 
 def group_pieces(pieces: list[list[tuple[int, str]]], partitions: int) -> list[list[str]]:
