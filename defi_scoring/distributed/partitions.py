@@ -31,18 +31,26 @@ def split_batch(source: str, out_dir: str, partitions: int, chunk_rows: int) -> 
     batch_name = Path(source).parent.name
     for chunk_number, record_batch in enumerate(pq.ParquetFile(source).iter_batches(batch_size=chunk_rows)):
         frame = record_batch.to_pandas()
-        part = wallet_partition(frame["wallet"], partitions)
-        order = np.argsort(part, kind="stable")
-        bounds = np.searchsorted(part[order], np.arange(partitions + 1))
-        for p in range(partitions):
-            rows = order[bounds[p] : bounds[p + 1]]
-            if len(rows) == 0:
-                continue
-            folder = Path(out_dir) / f"part-{p:05d}"
-            folder.mkdir(parents=True, exist_ok=True)
-            path = folder / f"{batch_name}-{chunk_number:05d}.parquet"
-            _compact_categories(frame.iloc[rows]).to_parquet(path, index=False)
-            pieces.append((p, str(path)))
+        pieces += write_pieces(frame, Path(out_dir), partitions, f"{batch_name}-{chunk_number:05d}")
+    return pieces
+
+
+def write_pieces(frame: pd.DataFrame, out_dir: Path, partitions: int, name: str) -> list[tuple[int, str]]:
+    """Rows of `frame` (with a `wallet` column) as `out_dir/part-NNNNN/<name>.parquet`, one file per
+    partition that has rows. Returns (partition, path) for every piece written."""
+    part = wallet_partition(frame["wallet"], partitions)
+    order = np.argsort(part, kind="stable")
+    bounds = np.searchsorted(part[order], np.arange(partitions + 1))
+    pieces = []
+    for p in range(partitions):
+        rows = order[bounds[p] : bounds[p + 1]]
+        if len(rows) == 0:
+            continue
+        folder = out_dir / f"part-{p:05d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{name}.parquet"
+        _compact_categories(frame.iloc[rows]).to_parquet(path, index=False)
+        pieces.append((p, str(path)))
     return pieces
 
 
