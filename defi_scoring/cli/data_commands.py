@@ -7,9 +7,8 @@ import time
 from pathlib import Path
 
 import click
-import orjson
 
-from defi_scoring.cli.console import console, print_risk_levels, progress_bar
+from defi_scoring.cli.console import console, print_risk_counts, print_risk_levels, progress_bar
 from defi_scoring.cli.run_log import elapsed, execute_job, send_logs_to_file
 from defi_scoring.config import Settings, ensure_dagster_home
 
@@ -111,27 +110,62 @@ def generate_dataset(
     default=None,
     help="Scoring YAML [default: `defi-scoring config show scoring.yaml`].",
 )
-def score(input_path: Path, output_path: Path, as_of: int | None, use_model: bool, scoring_config: Path | None) -> None:
+@click.option(
+    "--chunk-mb",
+    type=click.IntRange(min=1),
+    default=64,
+    show_default=True,
+    help="A larger file is scored chunk by chunk through wallet partitions on disk (bounded memory, same output).",
+)
+def score(
+    input_path: Path,
+    output_path: Path,
+    as_of: int | None,
+    use_model: bool,
+    scoring_config: Path | None,
+    chunk_mb: int,
+) -> None:
     """Score a JSONL file: reference zscore and categories plus the hybrid score, confidence, risk level,
     breakdown, reasons, patterns and alerts (one output line per input line, same order)."""
-    from defi_scoring.core.batch_scoring import score_raw_messages
     from defi_scoring.core.scoring_config import load_scoring_config
+
+    model = champion_scorer(Settings.from_env()) if use_model else None
+    config = load_scoring_config(scoring_config)
+    if input_path.stat().st_size > chunk_mb << 20:
+        _score_in_chunks(input_path, output_path, as_of, config, model, chunk_mb << 20)
+        return
+    from defi_scoring.core.batch_scoring import score_raw_messages
 
     with open(input_path, "rb") as handle:
         lines = [line.rstrip(b"\r\n") for line in handle]
-    model = champion_scorer(Settings.from_env()) if use_model else None
     with console.status(f"scoring {len(lines):,} messages …"):
-        scored = score_raw_messages(lines, as_of=as_of, config=load_scoring_config(scoring_config), model=model)
-    messages = scored.messages()
+        scored = score_raw_messages(lines, as_of=as_of, config=config, model=model)
     with open(output_path, "wb") as out:
-        for message in messages:
-            out.write(orjson.dumps(message) + b"\n")
+        out.writelines(value + b"\n" for value in scored.encoded().values)
     failed = len(scored.batch.rejections)
     console.print(
-        f"scored {len(messages) - failed:,} messages, {failed:,} failures → [bold]{output_path}[/] "
+        f"scored {len(lines) - failed:,} messages, {failed:,} failures → [bold]{output_path}[/] "
         f"({scored.seconds:.2f}s); {scored.wallets.model_note}"
     )
     print_risk_levels(scored.wallets.table)
+
+
+def _score_in_chunks(input_path: Path, output_path: Path, as_of, config, model, chunk_bytes: int) -> None:
+    import pandas as pd
+
+    from defi_scoring.file_scoring import score_file
+
+    with console.status("scoring in chunks …") as status:
+        result = score_file(
+            input_path, output_path, as_of, config, model, chunk_bytes, progress=lambda s: status.update(s)
+        )
+    console.print(
+        f"scored {result.messages - result.failures:,} messages, {result.failures:,} failures → "
+        f"[bold]{output_path}[/] ({result.seconds:.2f}s, {result.partitions} wallet partitions); {result.model_note}"
+    )
+    levels = pd.Series(result.risk_levels)
+    means = pd.Series(result.hybrid_sum) / levels
+    print_risk_counts(levels, means)
 
 
 def champion_scorer(settings: Settings):

@@ -113,11 +113,16 @@ class PumpTotals:
         def bound(fn, a, b):
             return b if a is None else a if b is None else fn(a, b)
 
+        def total(a: pd.Series, b: pd.Series) -> pd.Series:
+            if a.empty or b.empty:  # an empty side has no index levels to align on
+                return b if a.empty else a
+            return a.add(b, fill_value=0).astype(np.int64)
+
         return PumpTotals(
             bound(min, self.swap_ts_min, other.swap_ts_min),
             bound(max, self.swap_ts_max, other.swap_ts_max),
-            self.dumps_per_token.add(other.dumps_per_token, fill_value=0).astype(np.int64),
-            self.wallets_per_window.add(other.wallets_per_window, fill_value=0).astype(np.int64),
+            total(self.dumps_per_token, other.dumps_per_token),
+            total(self.wallets_per_window, other.wallets_per_window),
         )
 
     @staticmethod
