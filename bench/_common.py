@@ -9,6 +9,18 @@ from defi_scoring.core.synthetic import PROTOCOL_TYPES, SyntheticData, generate_
 
 def generated_lines(description: str) -> tuple[SyntheticData, list[bytes]]:
     """Parse --wallets/--seed/--mix and return the generated wallets and their JSON lines (not timed)."""
+    return lines_for(bench_parser(description).parse_args())
+
+
+def lines_for(args: argparse.Namespace) -> tuple[SyntheticData, list[bytes]]:
+    """The generated wallets of parsed --wallets/--seed/--mix arguments and their JSON lines."""
+    types = None if args.mix == "all" else {args.mix}
+    data = generate_wallets(args.wallets, seed=args.seed, protocol_types=types)
+    return data, [orjson.dumps(m) for m in iter_messages(data)]
+
+
+def bench_parser(description: str) -> argparse.ArgumentParser:
+    """The --wallets/--seed/--mix arguments every generating bench takes."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--wallets", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=42)
@@ -18,10 +30,7 @@ def generated_lines(description: str) -> tuple[SyntheticData, list[bytes]]:
         default="all",
         help="archetypes of one protocol type only (e.g. transfers) [default: all, the demo mix]",
     )
-    args = parser.parse_args()
-    types = None if args.mix == "all" else {args.mix}
-    data = generate_wallets(args.wallets, seed=args.seed, protocol_types=types)
-    return data, [orjson.dumps(m) for m in iter_messages(data)]
+    return parser
 
 
 def newest_transaction_lines(n_wallets: int, seed: int, store_url: str) -> list[bytes]:

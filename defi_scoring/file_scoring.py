@@ -111,11 +111,13 @@ def _message_table(batch: NormalisedBatch, offset: int) -> pd.DataFrame:
 def _write_sorted(path: Path, rows: list[tuple[int, bytes]]) -> None:
     rows.sort(key=lambda r: r[0])
     table = pa.table({"message_index": [r[0] for r in rows], "value": [r[1] for r in rows]}, schema=_OUTPUT_SCHEMA)
-    pq.write_table(table, path)
+    pq.write_table(table, path, row_group_size=1_000)  # read back 1,000 rows at a time by the merge
 
 
-def _iter_sorted(path: Path) -> Iterator[tuple[int, bytes]]:
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=20_000):
+def _iter_sorted(path: Path, rows: int = 1_000) -> Iterator[tuple[int, bytes]]:
+    """(input line, output) pairs of one sorted file, `rows` at a time: the merge holds one batch of
+    every partition at once, so a batch must stay small (success messages are ~4 KB)."""
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=rows):
         yield from zip(batch.column(0).to_pylist(), batch.column(1).to_pylist())
 
 
