@@ -129,7 +129,10 @@ def score(
     breakdown, reasons, patterns and alerts (one output line per input line, same order)."""
     from defi_scoring.core.scoring_config import load_scoring_config
 
-    model = champion_scorer(Settings.from_env()) if use_model else None
+    settings = Settings.from_env()
+    if use_model:  # MLflow's and alembic's INFO lines (a fresh store) go to the log file, not the terminal
+        send_logs_to_file(settings.home)
+    model = champion_scorer(settings) if use_model else None
     config = load_scoring_config(scoring_config)
     if input_path.stat().st_size > chunk_mb << 20:
         _score_in_chunks(input_path, output_path, as_of, config, model, chunk_mb << 20)
