@@ -1,4 +1,4 @@
-"""Reading landed batches' Parquet files as one deduplicated transaction table.
+"""Landed batches' Parquet files: written chunk by chunk, read as one deduplicated transaction table.
 
 Shared by the data home (all batches in one process) and the cluster engine (one wallet partition's
 pieces of every batch): the same order and the same deduplication give the same rows.
@@ -6,12 +6,16 @@ pieces of every batch): the same order and the same deduplication give the same 
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from defi_scoring.core.normalise import NormalisedBatch
 
 
 def read_transactions(files: Sequence[Path | str]) -> pd.DataFrame:
@@ -32,3 +36,51 @@ def _wide_dictionaries(table: pa.Table) -> pa.Table:
         for f in table.schema
     ]
     return table.cast(pa.schema(fields, metadata=table.schema.metadata))
+
+
+class BatchWriter:
+    """One landed batch written chunk by chunk: transactions as Parquet row groups of one file, the
+    rejected messages (message indexes counted from the file's first line) and the summed counts."""
+
+    def __init__(self, folder: Path, batch_key: str) -> None:
+        self.folder, self.batch_key = folder, batch_key
+        self.counts: Counter = Counter()
+        self.wallets: set[str] = set()
+        self.rejections: list[pd.DataFrame] = []
+        self._writer: pq.ParquetWriter | None = None
+        self.columns: pd.DataFrame | None = None  # no rows: the transactions' columns and dtypes
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def add(self, batch: NormalisedBatch, offset: int) -> None:
+        """A chunk's normalised batch whose first message is line `offset` of the file."""
+        self.counts.update(batch.counts)
+        rejections = batch.rejections_frame()
+        self.rejections.append(rejections.assign(message_index=rejections["message_index"] + offset))
+        transactions = batch.transactions
+        if self.columns is None or (self._writer is None and not transactions.empty):
+            self.columns = transactions.head(0)
+        if transactions.empty:
+            return
+        self.wallets.update(transactions["wallet"].astype(object).unique().tolist())
+        frame = transactions.assign(
+            batch_key=self.batch_key, message_index=transactions["message_index"].to_numpy(np.int64) + offset
+        )
+        table = _wide_dictionaries(pa.Table.from_pandas(frame, preserve_index=False))
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(self.folder / "transactions.parquet", table.schema)
+        self._writer.write_table(table.cast(self._writer.schema))
+
+    def close(self) -> pd.DataFrame:
+        """Finish the files; returns the rejections frame (also written as rejections.parquet)."""
+        if self._writer is not None:
+            self._writer.close()
+        else:  # no chunk had a transaction: an empty table with the normalised columns
+            empty = self.columns if self.columns is not None else pd.DataFrame({"wallet": [], "document_id": []})
+            empty.assign(batch_key=self.batch_key).to_parquet(self.folder / "transactions.parquet", index=False)
+        rejections = (
+            pd.concat(self.rejections, ignore_index=True)
+            if self.rejections
+            else pd.DataFrame(columns=["message_index", "wallet_address", "error", "categories"])
+        )
+        rejections.assign(batch_key=self.batch_key).to_parquet(self.folder / "rejections.parquet", index=False)
+        return rejections

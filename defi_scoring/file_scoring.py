@@ -60,12 +60,14 @@ class FileScoringResult:
     hybrid_sum: Counter = field(default_factory=Counter)  # per risk level, for the mean
 
 
-def read_chunks(path: Path, chunk_bytes: int) -> Iterator[list[bytes]]:
+def read_chunks(path: Path, chunk_bytes: int, skip_blank: bool = False) -> Iterator[list[bytes]]:
     """Lines of the file (line ends removed), about `chunk_bytes` at a time; blank lines included
-    (each is a message that fails, as in the whole-file path)."""
+    (each is a message that fails, as in the whole-file path) unless `skip_blank` (landing files)."""
     chunk, size = [], 0
     with open(path, "rb") as handle:
         for line in handle:
+            if skip_blank and not line.strip():
+                continue
             chunk.append(line.rstrip(b"\r\n"))
             size += len(line)
             if size >= chunk_bytes:
@@ -73,6 +75,14 @@ def read_chunks(path: Path, chunk_bytes: int) -> Iterator[list[bytes]]:
                 chunk, size = [], 0
     if chunk:
         yield chunk
+
+
+def normalised_chunks(path: Path, chunk_bytes: int, skip_blank: bool = False) -> Iterator[tuple[int, NormalisedBatch]]:
+    """(index of the chunk's first message, its normalised batch) for every chunk of the file."""
+    offset = 0
+    for lines in read_chunks(path, chunk_bytes, skip_blank):
+        yield offset, normalise_messages(lines)
+        offset += len(lines)
 
 
 def _failure_values(batch: NormalisedBatch, offset: int, as_of: int, ms: int) -> list[tuple[int, bytes]]:

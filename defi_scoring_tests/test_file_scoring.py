@@ -61,3 +61,45 @@ def test_the_cli_scores_a_large_file_in_chunks(messages_file, tmp_path):
     assert result.exit_code == 0, result.output
     assert "partitions" in result.output and "Wallets by risk level" in result.output
     assert len(out.read_bytes().splitlines()) == len(lines)
+
+
+def test_a_landing_file_is_ingested_in_chunks_with_the_same_rows(messages_file, tmp_home):
+    """transaction_batches with 1 MB chunks (row groups) stores what one whole pass stores."""
+    import dagster as dg
+    import pandas as pd
+
+    from defi_scoring.assets.partitions import transaction_batch_partitions
+    from defi_scoring.batch_files import read_transactions
+    from defi_scoring.config import Settings
+    from defi_scoring.definitions import build_definitions
+
+    path, lines = messages_file
+    (tmp_home / "landing").mkdir(parents=True, exist_ok=True)
+    for key in ("whole", "chunked"):
+        (tmp_home / "landing" / f"{key}.jsonl").write_bytes(path.read_bytes())
+    defs = build_definitions(Settings(home=tmp_home))
+    metadata = {}
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(transaction_batch_partitions.name, ["whole", "chunked"])
+        for key, chunk_mb in (("whole", 1024), ("chunked", 1)):
+            config = {"ops": {"transaction_batches": {"config": {"chunk_mb": chunk_mb}}}}
+            result = defs.resolve_job_def("ingest_batch").execute_in_process(
+                instance=instance, partition_key=key, run_config=config
+            )
+            assert result.success
+            meta = result.asset_materializations_for_node("transaction_batches")[0].metadata
+            metadata[key] = {k: v.value for k, v in meta.items() if k in ("messages", "rejected_messages", "wallets")}
+    batches = tmp_home / "batches"
+    assert pq_row_groups(batches / "chunked" / "transactions.parquet") >= 5
+    assert metadata["chunked"] == metadata["whole"] and metadata["whole"]["messages"] == len(lines) - 1  # blank
+    whole = read_transactions([batches / "whole" / "transactions.parquet"]).drop(columns="batch_key")
+    chunked = read_transactions([batches / "chunked" / "transactions.parquet"]).drop(columns="batch_key")
+    pd.testing.assert_frame_equal(chunked, whole, check_dtype=False, check_categorical=False)
+    rejected = [pd.read_parquet(batches / k / "rejections.parquet").drop(columns="batch_key") for k in metadata]
+    pd.testing.assert_frame_equal(rejected[0], rejected[1], check_dtype=False)
+
+
+def pq_row_groups(path) -> int:
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(path).metadata.num_row_groups

@@ -6,7 +6,7 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from defi_scoring.batch_files import read_transactions
+from defi_scoring.batch_files import BatchWriter, read_transactions
 from defi_scoring.config import Settings
 
 
@@ -25,12 +25,9 @@ class DataHomeResource(dg.ConfigurableResource):
     def batch_dir(self, batch_key: str) -> Path:
         return self.settings.batches_dir / batch_key
 
-    def write_batch(self, batch_key: str, transactions: pd.DataFrame, rejections: pd.DataFrame) -> Path:
-        out = self.batch_dir(batch_key)
-        out.mkdir(parents=True, exist_ok=True)
-        transactions.assign(batch_key=batch_key).to_parquet(out / "transactions.parquet", index=False)
-        rejections.assign(batch_key=batch_key).to_parquet(out / "rejections.parquet", index=False)
-        return out
+    def batch_writer(self, batch_key: str) -> BatchWriter:
+        """Writes `batches/<key>/transactions.parquet` (row group per chunk) and `rejections.parquet`."""
+        return BatchWriter(self.batch_dir(batch_key), batch_key)
 
     def read_all_transactions(self) -> pd.DataFrame:
         """Every landed batch's transactions, deduplicated by (wallet, document_id) across batches."""
