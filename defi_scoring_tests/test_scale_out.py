@@ -145,3 +145,16 @@ def test_dagster_runs_the_batch_and_training_assets_with_engine_dask(tmp_home):
         "roc_auc"
     ]
     assert abs(meta["holdout_roc_auc"].value - local_auc) <= 0.005
+
+
+def test_the_cli_engine_option_is_run_config_the_jobs_accept(tmp_home):
+    """`land --engine dask` and `train --engine dask` pass config that the jobs' schemas validate."""
+    from defi_scoring.cli.data_commands import score_step
+
+    defs = build_definitions(Settings(home=tmp_home))
+    job, config = score_step(1_700_000_000, "dask")
+    assert dg.validate_run_config(defs.resolve_job_def(job), config["run_config"])
+    train_ops = {op: {"config": {"engine": "dask"}} for op in ("training_set", "ensemble_model")}
+    assert dg.validate_run_config(defs.resolve_job_def("train_model"), {"ops": train_ops})
+    with pytest.raises(dg.DagsterInvalidConfigError):
+        dg.validate_run_config(defs.resolve_job_def(job), score_step(None, "spark")[1]["run_config"])

@@ -12,6 +12,12 @@ from defi_scoring.cli.console import console, print_risk_counts, print_risk_leve
 from defi_scoring.cli.run_log import elapsed, execute_job, send_logs_to_file
 from defi_scoring.config import Settings, ensure_dagster_home
 
+ENGINES = ("local", "dask")
+ENGINE_HELP = (
+    "Where the per-wallet work runs: this process, or a Dask cluster (DASK_SCHEDULER_ADDRESS, or a local one "
+    "of DEFI_SCORING_DASK_WORKERS processes; docs/scale_out.md)."
+)
+
 
 @click.command()
 @click.option("--wallets", "n_wallets", default=10_000, show_default=True, help="Number of wallets.")
@@ -186,12 +192,15 @@ def champion_scorer(settings: Settings):
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--key", default=None, help="Batch (partition) key [default: the file name without extension].")
 @click.option("--as-of", type=int, default=None, help="Unix seconds the scores are computed at [default: now].")
-def land(file: Path, key: str | None, as_of: int | None) -> None:
+@click.option("--engine", type=click.Choice(ENGINES), default="local", show_default=True, help=ENGINE_HELP)
+def land(file: Path, key: str | None, as_of: int | None, engine: str) -> None:
     """Land a JSONL file as a new batch and materialise the asset graph on the Dagster instance."""
-    land_and_materialise(Settings.from_env(), file, key, as_of)
+    land_and_materialise(Settings.from_env(), file, key, as_of, engine)
 
 
-def land_and_materialise(settings: Settings, file: Path, key: str | None, as_of: int | None) -> str:
+def land_and_materialise(
+    settings: Settings, file: Path, key: str | None, as_of: int | None, engine: str = "local"
+) -> str:
     from dagster import DagsterInstance
 
     from defi_scoring.assets.partitions import transaction_batch_partitions
@@ -205,12 +214,16 @@ def land_and_materialise(settings: Settings, file: Path, key: str | None, as_of:
         shutil.copyfile(file, target)
     with DagsterInstance.get() as instance:
         instance.add_dynamic_partitions(transaction_batch_partitions.name, [key])
-    run_jobs(settings, [("ingest_batch", {"partition_key": key}), score_step(as_of)])
+    run_jobs(settings, [("ingest_batch", {"partition_key": key}), score_step(as_of, engine)])
     return key
 
 
-def score_step(as_of: int | None) -> tuple[str, dict]:
-    return ("score_wallets", {"run_config": {"ops": {"wallet_features": {"config": {"as_of": as_of}}}}})
+def score_step(as_of: int | None, engine: str = "local") -> tuple[str, dict]:
+    ops = {
+        "wallet_features": {"config": {"as_of": as_of, "engine": engine}},
+        "scored_wallets": {"config": {"engine": engine}},
+    }
+    return ("score_wallets", {"run_config": {"ops": ops}})
 
 
 def run_jobs(settings: Settings, steps: list[tuple[str, dict]]) -> None:

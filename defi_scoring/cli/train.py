@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from defi_scoring.cli.console import console
+from defi_scoring.cli.data_commands import ENGINE_HELP, ENGINES
 from defi_scoring.cli.run_log import elapsed, execute_job, send_logs_to_file
 from defi_scoring.config import Settings, ensure_dagster_home
 
@@ -26,7 +27,8 @@ METRIC_COLUMNS = ("roc_auc", "pr_auc", "ks", "brier", "f1", "log_loss")
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="CSV with wallet_address,is_risky to copy into $DEFI_SCORING_HOME/labels/ first (repeatable).",
 )
-def train(label_files: tuple[Path, ...]) -> None:
+@click.option("--engine", type=click.Choice(ENGINES), default="local", show_default=True, help=ENGINE_HELP)
+def train(label_files: tuple[Path, ...], engine: str) -> None:
     """Train the ensemble on the labelled wallets of every landed batch and register it in MLflow.
 
     Runs the `train_model` job (training_set → ensemble_model → champion_model → model_evaluation) on
@@ -45,7 +47,7 @@ def train(label_files: tuple[Path, ...]) -> None:
         )
     ensure_dagster_home(settings)
     console.print(f"logs: {send_logs_to_file(settings.home)}", soft_wrap=True)
-    training = train_champion(settings)
+    training = train_champion(settings, engine)
     if training is None:
         raise click.ClickException(
             "No model was trained: none of the labelled wallets is in a landed batch. "
@@ -54,7 +56,7 @@ def train(label_files: tuple[Path, ...]) -> None:
     print_model_table(Console(), training)
 
 
-def train_champion(settings: Settings) -> dict | None:
+def train_champion(settings: Settings, engine: str = "local") -> dict | None:
     """Run the train_model job; returns the registered version, the champion and the holdout metrics
     of every member and the ensemble (None when there was nothing to train on)."""
     from dagster import DagsterInstance
@@ -66,7 +68,10 @@ def train_champion(settings: Settings) -> dict | None:
     defs = build_definitions(settings)
     started = time.perf_counter()
     with DagsterInstance.get() as instance:
-        result = execute_job(defs, instance, "train_model", "training the ensemble", raise_on_error=False)
+        ops = {op: {"config": {"engine": engine}} for op in ("training_set", "ensemble_model")}
+        result = execute_job(
+            defs, instance, "train_model", "training the ensemble", raise_on_error=False, run_config={"ops": ops}
+        )
     materialised = result.asset_materializations_for_node("ensemble_model")
     if not materialised:
         console.print("[yellow]no model trained[/] (no labels under the data home's labels/ folder?)")
