@@ -37,6 +37,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from defi_scoring.batch_files import read_transactions
+from defi_scoring.core.batch_scoring import failure_message, with_warnings
 from defi_scoring.core.cross_wallet import CrossWalletSignals, PumpTotals, dex_fingerprints, peer_counts
 from defi_scoring.core.normalise import NormalisedBatch, normalise_messages
 from defi_scoring.core.patterns import pump_totals
@@ -86,21 +87,7 @@ def normalised_chunks(path: Path, chunk_bytes: int, skip_blank: bool = False) ->
 
 
 def _failure_values(batch: NormalisedBatch, offset: int, as_of: int, ms: int) -> list[tuple[int, bytes]]:
-    return [
-        (
-            offset + r.message_index,
-            orjson.dumps(
-                {
-                    "wallet_address": r.wallet_address,
-                    "error": r.error,
-                    "timestamp": as_of,
-                    "processing_time_ms": ms,
-                    "categories": r.categories,
-                }
-            ),
-        )
-        for r in batch.rejections
-    ]
+    return [(offset + r.message_index, orjson.dumps(failure_message(r, as_of, ms))) for r in batch.rejections]
 
 
 def _message_table(batch: NormalisedBatch, offset: int) -> pd.DataFrame:
@@ -188,10 +175,10 @@ def score_file(
 
         outputs = [work / "failures.parquet"]
         for p in range(partitions):
-            outputs.append(_score_partition(tx_pieces[p], message_pieces[p], as_of, config, model, signals, result))
-            outputs[-1] = outputs[-1] or work / "failures.parquet"
+            if message_pieces[p]:  # a partition without successful messages has nothing to write
+                outputs.append(work / f"scored-{p:05d}.parquet")
+                _score_partition(tx_pieces[p], message_pieces[p], as_of, config, model, signals, result, outputs[-1])
             say(f"scored partition {p + 1}/{partitions}")
-        outputs = list(dict.fromkeys(outputs))  # a partition without messages wrote nothing
 
         parts = work / "out.part"
         with open(parts, "wb") as out:
@@ -215,9 +202,9 @@ def _score_partition(
     model: ModelFn | None,
     signals: CrossWalletSignals,
     result: FileScoringResult,
-) -> Path | None:
-    if not message_pieces:
-        return None
+    out: Path,
+) -> None:
+    """Success messages of the partition's input lines, written sorted by line to `out`."""
     started = time.perf_counter()
     scores = score_wallet_table(read_transactions(tx_pieces), as_of, config, model, None, signals)
     messages = pd.concat([pd.read_parquet(p) for p in message_pieces], ignore_index=True)
@@ -226,13 +213,9 @@ def _score_partition(
     encoded = encode_success_messages(rows, messages["address"].tolist(), scores, as_of, ms)
     values = []
     for value, warnings in zip(encoded.values, messages["warnings"].tolist()):
-        if warnings is not None:  # appended as the message's last field, as in the whole-file path
-            value = value[:-1] + b',"warnings":' + warnings + b"}"
-        values.append(value)
-    path = Path(message_pieces[0]).parent.parent.parent / f"scored-{Path(message_pieces[0]).parent.name}.parquet"
-    _write_sorted(path, list(zip(messages["message_index"].tolist(), values)))
+        values.append(value if warnings is None else with_warnings(value, warnings))
+    _write_sorted(out, list(zip(messages["message_index"].tolist(), values)))
     table = scores.table
     result.model_note = scores.model_note
     result.risk_levels.update(table["risk_level"].value_counts().to_dict())
     result.hybrid_sum.update(table.groupby("risk_level")["hybrid_score"].sum().to_dict())
-    return path

@@ -17,6 +17,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterable
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from defi_scoring.core.wallet_history import TX_COLUMNS, decode_histories, encode_histories, merge_history
 
-__all__ = ["TX_COLUMNS", "HistoryConflict", "ScoreStore"]
+__all__ = ["TX_COLUMNS", "HistoryConflict", "ScoreStore", "shared_store"]
 
 
 class HistoryConflict(RuntimeError):
@@ -417,3 +418,9 @@ class _borrowed:
 
     def __exit__(self, *exc) -> None:
         return None
+
+
+@lru_cache(maxsize=8)
+def shared_store(url: str) -> ScoreStore:
+    """One ScoreStore (engine and connection pool) per URL and process."""
+    return ScoreStore(url)

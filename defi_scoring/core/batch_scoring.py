@@ -17,7 +17,7 @@ import orjson
 import pandas as pd
 
 from defi_scoring.core.features import reference_features
-from defi_scoring.core.normalise import NormalisedBatch, normalise_messages
+from defi_scoring.core.normalise import NormalisedBatch, Rejection, normalise_messages
 from defi_scoring.core.reference_score import reference_scores
 from defi_scoring.core.scoring_config import ScoringConfig
 from defi_scoring.core.success_messages import EncodedMessages, encode_success_messages
@@ -69,13 +69,7 @@ def encode_outputs(scored: ScoredBatch) -> EncodedMessages:
     values: list[bytes | None] = [None] * n
     summaries: list[dict[str, Any] | None] = [None] * n
     for rejection in batch.rejections:
-        failure = {
-            "wallet_address": rejection.wallet_address,
-            "error": rejection.error,
-            "timestamp": scored.as_of,
-            "processing_time_ms": processing_ms,
-            "categories": rejection.categories,
-        }
+        failure = failure_message(rejection, scored.as_of, processing_ms)
         values[rejection.message_index] = orjson.dumps(failure)
         summaries[rejection.message_index] = failure
 
@@ -84,7 +78,23 @@ def encode_outputs(scored: ScoredBatch) -> EncodedMessages:
     rows = scored.wallets.table.loc[[a.lower() for a in addresses]]
     encoded = encode_success_messages(rows, addresses, scored.wallets, scored.as_of, processing_ms)
     for index, value, summary in zip(pending, encoded.values, encoded.summaries):
-        if index in batch.warnings:  # appended as the message's last field
-            value = value[:-1] + b',"warnings":' + orjson.dumps(batch.warnings[index]) + b"}"
+        if index in batch.warnings:
+            value = with_warnings(value, orjson.dumps(batch.warnings[index]))
         values[index], summaries[index] = value, summary
     return EncodedMessages(values, summaries)  # type: ignore[arg-type]
+
+
+def failure_message(rejection: Rejection, as_of: int, processing_ms: int) -> dict[str, Any]:
+    """The failure message (CONTRACTS.md §3) of a rejected input message."""
+    return {
+        "wallet_address": rejection.wallet_address,
+        "error": rejection.error,
+        "timestamp": as_of,
+        "processing_time_ms": processing_ms,
+        "categories": rejection.categories,
+    }
+
+
+def with_warnings(value: bytes, warnings_json: bytes) -> bytes:
+    """An encoded success message with `warnings` (a JSON list) appended as its last field."""
+    return value[:-1] + b',"warnings":' + warnings_json + b"}"

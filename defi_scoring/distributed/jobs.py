@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import shutil
 from dataclasses import dataclass
-from functools import lru_cache, partial
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -21,12 +21,7 @@ from defi_scoring.core.scoring_config import ScoringConfig
 from defi_scoring.core.success_messages import encode_success_messages
 from defi_scoring.core.wallet_scoring import ModelFn, score_wallet_table
 from defi_scoring.distributed.engine import PartitionedBatches, map_partitions
-from defi_scoring.score_store import ScoreStore
-
-
-@lru_cache(maxsize=4)
-def _store(url: str) -> ScoreStore:
-    return ScoreStore(url)  # one engine per worker process
+from defi_scoring.score_store import shared_store
 
 
 def fresh_table_dir(path: Path) -> Path:
@@ -95,7 +90,7 @@ def _score_part(
     scores.table.assign(as_of=as_of).to_parquet(_part(out_dir, index))
     if store_url:
         messages = encode_success_messages(scores.table, scores.table.index.tolist(), scores, as_of, 0)
-        _store(store_url).record_messages(messages.summaries, run_id, "batch", encoded=messages.values)
+        shared_store(store_url).record_messages(messages.summaries, run_id, "batch", encoded=messages.values)
     return PartitionScores(len(scores.table), scores.model_version, scores.model_note, scores.factor_errors)
 
 

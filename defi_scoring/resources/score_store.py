@@ -1,15 +1,8 @@
 """The score store (SQLite under the data home, or PostgreSQL by URL) as a Dagster resource."""
 
-from functools import lru_cache
-
 import dagster as dg
 
-from defi_scoring.score_store import ScoreStore
-
-
-@lru_cache(maxsize=8)
-def _store(url: str) -> ScoreStore:
-    return ScoreStore(url)  # one engine (connection pool) per URL and process
+from defi_scoring.score_store import ScoreStore, shared_store
 
 
 class ScoreStoreResource(dg.ConfigurableResource):
@@ -18,4 +11,4 @@ class ScoreStoreResource(dg.ConfigurableResource):
 
     @property
     def store(self) -> ScoreStore:
-        return _store(self.url)
+        return shared_store(self.url)
