@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import re
 import sys
-from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,8 +22,10 @@ from typing import Any
 import numpy as np
 import orjson
 import pandas as pd
+from pandas.api.types import union_categoricals
 
 from defi_scoring.contracts.messages import ACTIONS_BY_TYPE, MAX_TIMESTAMP, MIN_TIMESTAMP
+from defi_scoring.core import arrow_decode
 
 ADDRESS_RE = re.compile(r"0x[0-9a-fA-F]{40}")
 MAX_MESSAGE_BYTES = 5_000_000
@@ -331,16 +332,75 @@ def _strings(values: list[Any]) -> np.ndarray:
     return np.array([v if type(v) is str and v else None for v in values], dtype=object)
 
 
-def normalise_messages(raw_messages: Iterable[Any]) -> NormalisedBatch:
-    """Turn a batch of raw messages into DEX transactions + rejections; never raises on bad input."""
+def normalise_messages(raw_messages: Iterable[Any], decoder: str = "auto") -> NormalisedBatch:
+    """Turn a batch of raw messages into transactions + rejections; never raises on bad input.
+
+    decoder "auto": Arrow's native reader takes every message it can decode exactly
+    (core/arrow_decode.py) and this module's Python path the rest; "python": the Python path alone
+    (the reference the property test compares with). Both give the same batch."""
+    raws = raw_messages if isinstance(raw_messages, list) else list(raw_messages)
+    n = len(raws)
+    addresses: list[str] = [""] * n
+    wallet_keys: list[str | None] = [None] * n
+    if decoder == "python":
+        fast = None
+        rest = range(n)
+    else:
+        fast = arrow_decode.decode(raws)
+        rest = fast.rest.tolist()
+        for i, address in zip(fast.accepted.tolist(), fast.addresses):
+            addresses[i] = address
+            wallet_keys[i] = address.lower()
+    slow = _python_rows(raws, rest, addresses, wallet_keys)
+
+    pieces = [p for p in ((fast.frame, fast.positions) if fast else None, (slow.frame, slow.positions)) if p]
+    pieces = [p for p in pieces if len(p[0])] or [(slow.frame, slow.positions)]
+    valid, positions = pieces[0] if len(pieces) == 1 else _concat_in_message_order(pieces)
+    messages_with_valid = slow.messages_with_valid | (set(fast.accepted.tolist()) if fast else set())
+    transactions, dropped = _deduplicate(valid, positions, slow.dropped, cleanup=len(slow.dropped) > 0)
+    warnings = slow.warnings
+    _explain_drops(dropped, warnings)
+    rejections = slow.rejections
+    already_rejected = {r.message_index for r in rejections}
+    for index, key in enumerate(wallet_keys):
+        if key is None or index in messages_with_valid or index in already_rejected:
+            continue
+        rejections.append(_no_valid_transactions(index, addresses[index], dropped, warnings.get(index, [])))
+    rejections.sort(key=lambda r: r.message_index)
+
+    counts = {
+        "messages": n,
+        "rejected_messages": len(rejections),
+        "transactions": len(transactions),
+        "dropped_transactions": int((dropped["reason"] != "duplicate").sum()) if len(dropped) else 0,
+        "duplicate_transactions": int((dropped["reason"] == "duplicate").sum()) if len(dropped) else 0,
+        "ignored_sections": slow.ignored_sections,
+    }
+    return NormalisedBatch(transactions, rejections, addresses, warnings, counts)
+
+
+@dataclass
+class _PythonRows:
+    frame: pd.DataFrame  # valid rows, not yet deduplicated
+    positions: np.ndarray
+    dropped: pd.DataFrame  # invalid rows with their reason and detail
+    messages_with_valid: set[int]
+    rejections: list[Rejection]
+    warnings: dict[int, list[str]]
+    ignored_sections: int
+
+
+def _python_rows(
+    raws: list[Any], indices: Iterable[int], addresses: list[str], wallet_keys: list[str | None]
+) -> _PythonRows:
+    """The Python path over the messages `indices`: orjson, flattening into lists, column-wise checks.
+    Fills `addresses` and `wallet_keys` (per message of the whole batch) for those messages."""
     cols = _Columns()
-    addresses: list[str] = []
     rejections: list[Rejection] = []
     warnings: dict[int, list[str]] = {}
-    wallet_keys: list[str | None] = []
-    ignored_sections: Counter[str] = Counter()
-
-    for index, raw in enumerate(raw_messages):
+    ignored_sections = 0
+    for index in indices:
+        raw = raws[index]
         message, error = _as_line(raw)
         address = ""
         if error is None:
@@ -361,12 +421,11 @@ def normalise_messages(raw_messages: Iterable[Any]) -> NormalisedBatch:
                     error = f"field 'data' must be a list of protocol sections, got {type(data).__name__}"
         else:
             address = wallet_hint(raw)
-        addresses.append(address)
+        addresses[index] = address
         if error is not None:
             rejections.append(Rejection(index, address, f"Processing failed: {error}"))
-            wallet_keys.append(None)
             continue
-        wallet_keys.append(address.lower())
+        wallet_keys[index] = address.lower()
         for s, section in enumerate(message["data"]):
             protocol_type = section.get("protocolType") if isinstance(section, dict) else None
             transactions = section.get("transactions") if isinstance(section, dict) else None
@@ -381,26 +440,51 @@ def normalise_messages(raw_messages: Iterable[Any]) -> NormalisedBatch:
                     else f"section {s}: protocolType {protocol_type!r} has no features yet; ignored"
                 )
                 warnings.setdefault(index, []).append(reason)
-                ignored_sections[str(protocol_type)] += 1
+                ignored_sections += 1
+    valid, positions, dropped, messages_with_valid = _validate_columns(cols, wallet_keys)
+    return _PythonRows(valid, positions, dropped, messages_with_valid, rejections, warnings, ignored_sections)
 
-    transactions, dropped, dex_messages = _validate_columns(cols, wallet_keys)
-    _explain_drops(dropped, warnings)
-    already_rejected = {r.message_index for r in rejections}
-    for index, key in enumerate(wallet_keys):
-        if key is None or index in dex_messages or index in already_rejected:
-            continue
-        rejections.append(_no_valid_transactions(index, addresses[index], dropped, warnings.get(index, [])))
-    rejections.sort(key=lambda r: r.message_index)
 
-    counts = {
-        "messages": len(addresses),
-        "rejected_messages": len(rejections),
-        "transactions": len(transactions),
-        "dropped_transactions": int((dropped["reason"] != "duplicate").sum()) if len(dropped) else 0,
-        "duplicate_transactions": int((dropped["reason"] == "duplicate").sum()) if len(dropped) else 0,
-        "ignored_sections": sum(ignored_sections.values()),
-    }
-    return NormalisedBatch(transactions, rejections, addresses, warnings, counts)
+def _concat_in_message_order(pieces: list[tuple[pd.DataFrame, np.ndarray]]) -> tuple[pd.DataFrame, np.ndarray]:
+    """Rows of both paths as one frame in batch order (categories: the union, sorted)."""
+    columns = {}
+    for name in TRANSACTION_COLUMNS:
+        if name in CATEGORICAL_COLUMNS:
+            columns[name] = union_categoricals([f[name].array for f, _ in pieces], sort_categories=True)
+        else:
+            columns[name] = np.concatenate([f[name].to_numpy() for f, _ in pieces])
+    order = np.argsort(columns["message_index"], kind="stable")
+    frame = pd.DataFrame(columns).take(order).reset_index(drop=True)
+    return frame, np.concatenate([p for _, p in pieces])[order]
+
+
+def _deduplicate(
+    valid: pd.DataFrame, positions: np.ndarray, dropped: pd.DataFrame, cleanup: bool
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Keep the first of each (wallet, document_id) in batch order; the others become "duplicate"
+    drops. `cleanup`: rows were dropped before, so categories may have lost their last row."""
+    duplicate = valid.duplicated(["wallet", "document_id"], keep="first").to_numpy()
+    if duplicate.any():
+        dup = pd.DataFrame(
+            {
+                "message_index": valid["message_index"].to_numpy()[duplicate].astype(np.int32),
+                "document_id": valid["document_id"].to_numpy()[duplicate],
+                "action": np.asarray(valid["action"].to_numpy(), dtype=object)[duplicate],
+                "protocol_type": np.asarray(valid["protocol_type"].to_numpy(), dtype=object)[duplicate],
+                "position": positions[duplicate],
+                "reason": "duplicate",
+                "detail": "duplicate document_id (kept the first occurrence)",
+            }
+        )
+        dropped = pd.concat([dropped, dup], ignore_index=True) if len(dropped) else dup
+        valid = valid.loc[~duplicate]
+        cleanup = True
+    if not cleanup:
+        return valid.reset_index(drop=True), dropped.reset_index(drop=True)
+    transactions = valid.reset_index(drop=True)
+    for name in CATEGORICAL_COLUMNS:  # as if built from the kept rows only: no category without a row
+        transactions[name] = transactions[name].cat.remove_unused_categories()
+    return transactions, dropped.reset_index(drop=True)
 
 
 def _protocol_types(cols: _Columns, n: int) -> np.ndarray:
@@ -429,9 +513,12 @@ def _unknown_action(action: pd.Series, protocol_type: np.ndarray) -> np.ndarray:
     return unknown
 
 
-def _validate_columns(cols: _Columns, wallet_keys: list[str | None]) -> tuple[pd.DataFrame, pd.DataFrame, set[int]]:
-    """Column-wise checks → (valid deduplicated transactions, dropped rows with a reason, messages
-    with at least one valid transaction — a message that only repeats known transactions is valid)."""
+def _validate_columns(
+    cols: _Columns, wallet_keys: list[str | None]
+) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame, set[int]]:
+    """Column-wise checks → (valid transactions, their positions in their sections, dropped rows with a
+    reason, messages with at least one valid transaction — one that only repeats known transactions is
+    valid; duplicates are dropped later, over both decoding paths)."""
     n = len(cols.message_index)
     message_index = np.asarray(cols.message_index, dtype=np.int64)
     timestamp, bad_timestamp_type = _numeric(cols.timestamp)
@@ -539,30 +626,9 @@ def _validate_columns(cols: _Columns, wallet_keys: list[str | None]) -> tuple[pd
         }
     )
     dropped["detail"] = _details(cols, np.flatnonzero(invalid), reason[invalid], protocol_type)
-    valid = frame.loc[~invalid] if invalid.any() else frame
+    valid = frame.loc[~invalid].reset_index(drop=True) if invalid.any() else frame
     messages_with_valid = set(np.unique(valid["message_index"].to_numpy()).tolist())
-    duplicate = valid.duplicated(["wallet", "document_id"], keep="first").to_numpy()
-    if duplicate.any():
-        kept = ~invalid
-        dup = pd.DataFrame(
-            {
-                "message_index": message_index[kept][duplicate].astype(np.int32),
-                "document_id": document_id[kept][duplicate],
-                "action": action.to_numpy()[kept][duplicate],
-                "protocol_type": protocol_type[kept][duplicate],
-                "position": positions[kept][duplicate],
-                "reason": "duplicate",
-                "detail": "duplicate document_id (kept the first occurrence)",
-            }
-        )
-        dropped = pd.concat([dropped, dup], ignore_index=True)
-        valid = valid.loc[~duplicate]
-    if len(valid) == n:
-        return valid, dropped.reset_index(drop=True), messages_with_valid
-    transactions = valid.reset_index(drop=True)
-    for name in CATEGORICAL_COLUMNS:  # as if built from the kept rows only: no category without a row
-        transactions[name] = transactions[name].cat.remove_unused_categories()
-    return transactions, dropped.reset_index(drop=True), messages_with_valid
+    return valid, positions[~invalid], dropped, messages_with_valid
 
 
 CATEGORICAL_COLUMNS = [
@@ -642,7 +708,7 @@ def _no_valid_transactions(index: int, address: str, dropped: pd.DataFrame, note
     if len(rows):
         category = (
             rows["action"]
-            .map(CATEGORY_OF_ACTION)
+            .map(lambda action: CATEGORY_OF_ACTION.get(action) if isinstance(action, str) else None)
             .where(rows["protocol_type"] == "dexes", rows["protocol_type"])
             .fillna("dexes")
         )

@@ -1,0 +1,377 @@
+"""Native decoding of well-formed §1/§1b messages: JSON lines → typed columns in Arrow's C++ reader.
+
+Why: turning JSON into Python dicts and flattening them transaction by transaction cost ~85% of the
+batch path (README "Performance"). Arrow's JSON reader parses the lines into typed columns against an
+explicit schema, with no Python object per transaction; the nested lists are flattened with offsets.
+
+Exactness comes first: this path only *accepts* a message when the Python path
+(`normalise._python_rows`) would keep every one of its transactions unchanged. Anything else — a type
+Arrow refuses (a number as a string, a transaction that is not an object), a duplicate key, a NaN
+literal, invalid UTF-8, an unknown section, a missing field, an out-of-range value, a wallet without
+transactions — sends the whole message to the Python path, which gives it the exact verdict and error
+text of docs/bad_input.md. So both paths give the same table and the same rejections (a property test
+holds them to it); this one is only faster on the messages it takes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pj
+
+from defi_scoring.contracts.messages import ACTIONS_BY_TYPE, MAX_TIMESTAMP, MIN_TIMESTAMP
+
+# Only the fields the Python path reads, per protocol type (an unread field is skipped, as there):
+# DEX tokens give symbol and amountUSD; transfer and lending assets also amount and address.
+_TOKEN = pa.struct(
+    [("amount", pa.float64()), ("amountUSD", pa.float64()), ("address", pa.string()), ("symbol", pa.string())]
+)
+_PRICED = pa.struct([("amountUSD", pa.float64()), ("symbol", pa.string())])
+_TOKEN_TYPES = {
+    "tokenIn": _PRICED,
+    "tokenOut": _PRICED,
+    "token0": _PRICED,
+    "token1": _PRICED,
+    "token": _TOKEN,
+    "asset": _TOKEN,
+    "collateral": _TOKEN,
+    "debt": _PRICED,
+}
+_TOKEN_FIELDS = tuple(_TOKEN_TYPES)
+_TRANSACTION = pa.struct(
+    [
+        ("document_id", pa.string()),
+        ("action", pa.string()),
+        ("timestamp", pa.float64()),
+        ("protocol", pa.string()),
+        ("poolId", pa.string()),
+        *_TOKEN_TYPES.items(),
+        ("counterparty", pa.string()),
+        ("liquidator", pa.string()),
+        ("method", pa.string()),
+        ("failed", pa.bool_()),
+        ("gasUsed", pa.float64()),
+        ("gasPrice", pa.float64()),
+    ]
+)
+_SCHEMA = pa.schema(
+    [
+        ("wallet_address", pa.string()),
+        (
+            "data",
+            pa.list_(pa.struct([("protocolType", pa.string()), ("transactions", pa.list_(_TRANSACTION))])),
+        ),
+    ]
+)
+_TYPES = tuple(ACTIONS_BY_TYPE)
+_ACTIONS = tuple(sorted({a for actions in ACTIONS_BY_TYPE.values() for a in actions}))
+_ALLOWED = np.array([[a in ACTIONS_BY_TYPE[t] for a in _ACTIONS] for t in _TYPES])  # [type, action]
+_PARSE = pj.ParseOptions(explicit_schema=_SCHEMA, unexpected_field_behavior="ignore")
+# What Arrow reads but orjson refuses (NaN/Infinity literals): such lines go to the Python path. The
+# check is conservative (the same letters inside a string also send it there). Arrow itself refuses
+# lone surrogate escapes, duplicate keys and trailing commas, as orjson does.
+_ORJSON_REFUSES = (b"NaN", b"Infinity")
+MAX_MESSAGE_BYTES = 5_000_000  # normalise.MAX_MESSAGE_BYTES: longer lines are refused there
+_ADDRESS = r"^0x[0-9a-fA-F]{40}$"
+_CHUNK_LINES = 2_000  # after a failed parse, lines are parsed again in chunks of this size
+_SMALLEST_RETRY = 32  # a failing chunk of at most this many lines goes to the Python path whole
+
+
+@dataclass
+class ArrowRows:
+    """Rows of the messages this path accepted (every other message index is in `rest`)."""
+
+    frame: pd.DataFrame  # the columns of normalise.TRANSACTION_COLUMNS, before deduplication
+    positions: np.ndarray  # each row's position inside its section
+    accepted: np.ndarray  # message indices decoded here
+    addresses: list[str]  # wallet_address as received, per accepted message
+    rest: np.ndarray  # message indices for the Python path
+
+
+def decode(raw_messages: list) -> ArrowRows:
+    """Decode what Arrow can take exactly; everything else is left to the Python path (`rest`)."""
+    n = len(raw_messages)
+    eligible = np.zeros(n, dtype=bool)
+    lines: list[bytes] = []
+    for i, raw in enumerate(raw_messages):
+        if type(raw) is str:
+            raw = raw.encode()
+        # One JSON object per line, nothing around it: a line Arrow would split, or one whose first
+        # value is not an object (pyarrow 25 crashes on a buffer that starts with a top-level null),
+        # goes to the Python path.
+        if (
+            type(raw) is not bytes
+            or raw[:1] != b"{"
+            or raw[-1:] != b"}"
+            or len(raw) > MAX_MESSAGE_BYTES
+            or b"\n" in raw
+            or b"\r" in raw
+        ):
+            continue
+        eligible[i] = True
+        lines.append(raw)
+    index = np.flatnonzero(eligible)
+    joined = b"\n".join(lines) + b"\n"
+    refused = _refused_lines(lines, joined)
+    if refused.any():
+        index = index[~refused]
+        lines = [line for line, bad in zip(lines, refused.tolist()) if not bad]
+        joined = None
+    pieces = _parse(lines, np.arange(len(lines)), joined=joined)
+    if not pieces:
+        return _empty(np.arange(n))
+    table = pa.concat_tables([t for t, _ in pieces])
+    parsed = index[np.concatenate([rows for _, rows in pieces])]
+    frame, positions, accepted_rows, addresses = _flatten(table, parsed)
+    accepted = parsed[accepted_rows]
+    rest = np.setdiff1d(np.arange(n), accepted, assume_unique=True)
+    return ArrowRows(frame, positions, accepted, addresses, rest)
+
+
+def _refused_lines(lines: list[bytes], joined: bytes) -> np.ndarray:
+    """Lines holding what Arrow reads and orjson refuses (bytes.find: a fast scan when absent)."""
+    refused = np.zeros(len(lines), dtype=bool)
+    hits = []
+    for pattern in _ORJSON_REFUSES:
+        at = joined.find(pattern)
+        while at != -1:
+            hits.append(at)
+            at = joined.find(pattern, at + 1)
+    if hits:
+        starts = np.cumsum([0] + [len(line) + 1 for line in lines[:-1]])
+        refused[np.searchsorted(starts, hits, side="right") - 1] = True
+    return refused
+
+
+def _read(lines: list[bytes], joined: bytes | None = None) -> pa.Table | None:
+    """One parse; None when Arrow refuses any line or the rows do not line up with the lines."""
+    joined = joined if joined is not None else b"\n".join(lines) + b"\n"
+    try:
+        table = pj.read_json(pa.py_buffer(joined), parse_options=_PARSE)
+        if table.num_rows != len(lines):  # e.g. two objects on one line, which orjson refuses
+            return None
+        table.validate(full=True)  # UTF-8 of every string (orjson refuses invalid UTF-8)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError):
+        return None
+    return table
+
+
+def _parse(
+    lines: list[bytes], rows: np.ndarray, whole: bool = True, joined: bytes | None = None
+) -> list[tuple[pa.Table, np.ndarray]]:
+    """Parse all lines at once; when that fails, smaller and smaller chunks, so that a few bad lines
+    send only their own chunk of ≤ 32 lines to the Python path."""
+    if not lines:
+        return []
+    table = _read(lines, joined)
+    if table is not None:
+        return [(table, rows)]
+    if len(lines) <= _SMALLEST_RETRY:
+        return []
+    size = _CHUNK_LINES if whole and len(lines) > _CHUNK_LINES else max(_SMALLEST_RETRY, len(lines) // 16)
+    out = []
+    for start in range(0, len(lines), size):
+        out += _parse(lines[start : start + size], rows[start : start + size], whole=False)
+    return out
+
+
+def _empty(rest: np.ndarray) -> ArrowRows:
+    return ArrowRows(pd.DataFrame(), np.zeros(0, np.int64), np.zeros(0, np.int64), [], rest)
+
+
+def _floats(array: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """(values with NaN for null, null mask)."""
+    return array.to_numpy(zero_copy_only=False).astype(float, copy=False), array.is_null().to_numpy(
+        zero_copy_only=False
+    )
+
+
+def _strings_or_null(array: pa.Array) -> pa.Array:
+    """ "" counts as missing, as in the Python path."""
+    return pc.if_else(pc.equal(array, ""), pa.scalar(None, pa.string()), array)
+
+
+def _categorical(array: pa.Array) -> pd.Categorical:
+    """Arrow strings → pandas Categorical with sorted categories (what pd.Categorical of the same
+    values gives), encoded in C++."""
+    encoded = pc.dictionary_encode(array).combine_chunks() if isinstance(array, pa.ChunkedArray) else None
+    encoded = encoded if encoded is not None else pc.dictionary_encode(array)
+    dictionary = encoded.dictionary
+    order = pc.array_sort_indices(dictionary).to_numpy()
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    indices = encoded.indices.to_numpy(zero_copy_only=False)
+    valid = encoded.indices.is_valid().to_numpy(zero_copy_only=False)
+    codes = np.where(valid, rank[np.where(valid, indices, 0).astype(np.int64)] if len(order) else -1, -1)
+    categories = pd.Index(dictionary.take(pa.array(order)).to_numpy(zero_copy_only=False), dtype=object)
+    return pd.Categorical.from_codes(codes, categories=categories)
+
+
+def _codes_categorical(codes: np.ndarray, names: tuple[str, ...]) -> pd.Categorical:
+    """Codes into `names` → Categorical of the names present, sorted (as pd.Categorical gives)."""
+    present = np.flatnonzero(np.bincount(codes, minlength=len(names)))
+    categories = sorted(names[k] for k in present)
+    remap = np.full(len(names), -1, dtype=np.int64)
+    remap[[names.index(c) for c in categories]] = np.arange(len(categories))
+    return pd.Categorical.from_codes(remap[codes], categories=pd.Index(categories, dtype=object))
+
+
+def _flatten(table: pa.Table, message_index: np.ndarray):
+    """Typed table of messages → (rows frame, positions, accepted message rows, addresses)."""
+    table = table.combine_chunks()
+    n_messages = table.num_rows
+    address = table.column("wallet_address").chunk(0) if table.num_rows else pa.array([], pa.string())
+    data = table.column("data").chunk(0) if table.num_rows else pa.array([], _SCHEMA.field("data").type)
+    ok = address.is_valid().to_numpy(zero_copy_only=False) & data.is_valid().to_numpy(zero_copy_only=False)
+    ok &= pc.fill_null(pc.match_substring_regex(address, _ADDRESS), False).to_numpy(zero_copy_only=False)
+
+    sections = pc.list_flatten(data)
+    section_message = pc.list_parent_indices(data).to_numpy()
+    protocol_type = pc.struct_field(sections, "protocolType")
+    known = pc.fill_null(pc.is_in(protocol_type, pa.array(list(ACTIONS_BY_TYPE))), False)
+    transactions_list = pc.struct_field(sections, "transactions")
+    good_section = (
+        sections.is_valid().to_numpy(zero_copy_only=False)
+        & known.to_numpy(zero_copy_only=False)
+        & transactions_list.is_valid().to_numpy(zero_copy_only=False)
+    )
+    bad_messages = np.bincount(section_message[~good_section], minlength=n_messages) > 0
+
+    txs = pc.list_flatten(transactions_list)
+    tx_section = pc.list_parent_indices(transactions_list).to_numpy()
+    lengths = pc.fill_null(pc.list_value_length(transactions_list), 0).to_numpy(zero_copy_only=False)
+    section_start = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    positions = np.arange(len(txs), dtype=np.int64) - section_start[tx_section]
+    row_message = section_message[tx_section]
+    # Protocol types and actions as small integer codes (no Python string per row).
+    section_type = pc.fill_null(pc.index_in(protocol_type, pa.array(_TYPES)), -1).to_numpy(zero_copy_only=False)
+    type_code = section_type[tx_section]
+    is_dex, is_transfer, is_lending = (type_code == k for k in range(len(_TYPES)))
+    is_other = ~is_dex
+
+    field = lambda name: pc.struct_field(txs, name)
+    action = _strings_or_null(field("action"))
+    action_code = pc.fill_null(pc.index_in(action, pa.array(_ACTIONS)), -1).to_numpy(zero_copy_only=False)
+    is_swap = action_code == _ACTIONS.index("swap")
+    liquidation = is_lending & (action_code == _ACTIONS.index("liquidation"))
+
+    def token_choice(which: str):
+        """The a/b token of each row: swap tokenIn/tokenOut, LP token0/token1, transfer token,
+        lending asset (a liquidation: collateral, else asset / debt)."""
+
+        def pick(sub: str) -> pa.Array:
+            kind = _TOKEN.field(sub).type
+            values = {
+                name: pc.struct_field(field(name), sub) if token.get_field_index(sub) >= 0 else pa.nulls(len(txs), kind)
+                for name, token in _TOKEN_TYPES.items()
+            }
+            if which == "a":
+                collateral_present = field("collateral").is_valid().to_numpy(zero_copy_only=False)
+                choices = [
+                    (is_dex & is_swap, values["tokenIn"]),
+                    (is_dex & ~is_swap, values["token0"]),
+                    (is_transfer, values["token"]),
+                    (liquidation & collateral_present, values["collateral"]),
+                    (is_lending, values["asset"]),
+                ]
+            else:
+                choices = [
+                    (is_dex & is_swap, values["tokenOut"]),
+                    (is_dex & ~is_swap, values["token1"]),
+                    (liquidation, values["debt"]),
+                ]
+            out = pa.nulls(len(txs), values["token"].type)
+            for mask, value in reversed(choices):
+                out = pc.if_else(pa.array(mask, pa.bool_()), value, out)
+            return out
+
+        return pick
+
+    a, b = token_choice("a"), token_choice("b")
+    a_usd, _ = _floats(a("amountUSD"))
+    b_usd, _ = _floats(b("amountUSD"))
+    timestamp, timestamp_missing = _floats(field("timestamp"))
+    token_amount = np.where(is_other, _floats(a("amount"))[0], np.nan)
+    gas_used = np.where(is_transfer, _floats(field("gasUsed"))[0], np.nan)
+    gas_price = np.where(is_transfer, _floats(field("gasPrice"))[0], np.nan)
+    failed_arrow = field("failed")
+    failed = np.where(
+        failed_arrow.is_null().to_numpy(zero_copy_only=False),
+        np.nan,
+        pc.fill_null(failed_arrow, False).to_numpy(zero_copy_only=False).astype(float),
+    )
+    failed = np.where(is_transfer, failed, np.nan)
+    document_id = _strings_or_null(field("document_id"))
+    counterparty_raw = _strings_or_null(pc.if_else(pa.array(is_transfer), field("counterparty"), field("liquidator")))
+    counterparty_raw = pc.if_else(pa.array(is_other), counterparty_raw, pa.scalar(None, pa.string()))
+    token_address = pc.if_else(pa.array(is_other), _strings_or_null(a("address")), pa.scalar(None, pa.string()))
+    method = pc.if_else(pa.array(is_transfer), _strings_or_null(field("method")), pa.scalar(None, pa.string()))
+
+    with np.errstate(invalid="ignore"):
+        valid_action = (type_code >= 0) & (action_code >= 0) & _ALLOWED[type_code, action_code]
+        finite_ge0 = lambda x: np.isnan(x) | ((x >= 0) & np.isfinite(x))
+        row_ok = (
+            txs.is_valid().to_numpy(zero_copy_only=False)
+            & document_id.is_valid().to_numpy(zero_copy_only=False)
+            & valid_action
+            & ~timestamp_missing
+            & (timestamp >= MIN_TIMESTAMP)
+            & (timestamp <= MAX_TIMESTAMP)
+            & finite_ge0(a_usd)
+            & finite_ge0(b_usd)
+            & finite_ge0(token_amount)
+            & finite_ge0(gas_used)
+            & finite_ge0(gas_price)
+            & ~(is_transfer & counterparty_raw.is_null().to_numpy(zero_copy_only=False))
+        )
+        # Python's str.lower and Arrow's agree on ASCII; anything else is left to the Python path.
+        for text in (counterparty_raw, token_address):
+            row_ok &= pc.fill_null(pc.string_is_ascii(text), True).to_numpy(zero_copy_only=False)
+    bad_messages |= np.bincount(row_message[~row_ok], minlength=n_messages) > 0
+    has_rows = np.bincount(row_message, minlength=n_messages) > 0
+    accepted_rows = np.flatnonzero(ok & ~bad_messages & has_rows)
+    keep_message = np.zeros(n_messages, dtype=bool)
+    keep_message[accepted_rows] = True
+    keep = keep_message[row_message]
+    take = pa.array(np.flatnonzero(keep))
+
+    def cat(array: pa.Array) -> pd.Categorical:
+        return _categorical(array.take(take))
+
+    wallet_of_message = pc.utf8_lower(address)
+    kept_type = type_code[keep]
+    kept_swap = is_swap[keep]
+    a_usd0 = np.nan_to_num(a_usd[keep], nan=0.0)
+    b_usd0 = np.nan_to_num(b_usd[keep], nan=0.0)
+    kept_dex = is_dex[keep]
+    frame = pd.DataFrame(
+        {
+            "wallet": cat(wallet_of_message.take(pa.array(row_message))),
+            "message_index": message_index[row_message[keep]].astype(np.int32),
+            "protocol_type": _codes_categorical(kept_type, _TYPES),
+            "document_id": document_id.take(take).to_numpy(zero_copy_only=False).astype(object),
+            "action": cat(action),
+            "timestamp": timestamp[keep].astype(np.int64),
+            "protocol": cat(_strings_or_null(field("protocol"))),
+            "pool_id": cat(
+                pc.if_else(pa.array(is_dex), _strings_or_null(field("poolId")), pa.scalar(None, pa.string()))
+            ),
+            "amount_usd": np.where(kept_swap, np.maximum(a_usd0, b_usd0), np.where(kept_dex, a_usd0 + b_usd0, a_usd0)),
+            "token_a_symbol": cat(_strings_or_null(a("symbol"))),
+            "token_a_usd": a_usd0,
+            "token_b_symbol": cat(_strings_or_null(b("symbol"))),
+            "token_b_usd": b_usd0,
+            "counterparty": cat(pc.utf8_lower(counterparty_raw)),
+            "method": cat(method),
+            "token_address": cat(pc.utf8_lower(token_address)),
+            "token_amount": token_amount[keep],
+            "failed": failed[keep],
+            "gas_used": gas_used[keep],
+        }
+    )
+    addresses = address.take(pa.array(accepted_rows)).to_pylist()
+    return frame, positions[keep], accepted_rows, addresses

@@ -1,0 +1,165 @@
+"""The native (Arrow) decoder and the Python decoder give the same batch: the same table, the same
+rejections, warnings and counts — on generated data and on random good and bad messages."""
+
+import copy
+import json
+
+import orjson
+import pandas as pd
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from defi_scoring.core.normalise import normalise_messages
+from defi_scoring.core.synthetic import generate_wallets, iter_messages
+
+WALLETS = ["0x" + c * 40 for c in "abcdef"] + ["0xAbCdEf" + "1" * 34]
+TOKEN = {"amount": 1.5e18, "amountUSD": 120.5, "address": "0xA0b86991c6218b36c1d19d4a2e9eb0ce3606eb48"}
+TOKEN["symbol"] = "USDC"
+BASE = {
+    "dexes": {
+        "document_id": "d1",
+        "action": "swap",
+        "timestamp": 1_703_980_800,
+        "protocol": "uniswap_v3",
+        "poolId": "0xpool",
+        "tokenIn": TOKEN,
+        "tokenOut": {**TOKEN, "symbol": "WETH", "amountUSD": 119.0},
+        "token0": TOKEN,
+        "token1": TOKEN,
+    },
+    "transfers": {
+        "document_id": "t1",
+        "action": "send",
+        "timestamp": 1_703_980_900,
+        "counterparty": "0xBEEF" + "0" * 36,
+        "token": TOKEN,
+        "method": "transfer",
+        "failed": False,
+        "gasUsed": 21000,
+        "gasPrice": 3e10,
+    },
+    "lending": {
+        "document_id": "l1",
+        "action": "liquidation",
+        "timestamp": 1_703_981_000,
+        "protocol": "aave_v2",
+        "asset": TOKEN,
+        "collateral": {**TOKEN, "symbol": "WETH"},
+        "debt": {**TOKEN, "symbol": "DAI"},
+        "liquidator": "0xLiQ" + "1" * 37,
+    },
+}
+FIELDS = sorted({k for tx in BASE.values() for k in tx} | {"amount", "amountUSD", "symbol", "address"})
+ODD_VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.sampled_from(
+        [
+            "",
+            "swap",
+            "deposit",
+            "withdraw",
+            "send",
+            "receive",
+            "borrow",
+            "liquidation",
+            "12.5",
+            "1703980800",
+            "x",
+            "É",
+            "İstanbul",
+            "0xABC",
+            "\u00e9\u00e8",
+        ]
+    ),
+    st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.sampled_from(["amountUSD", "symbol", "amount", "address"]), st.integers(), max_size=2),
+)
+
+
+@st.composite
+def transaction(draw, kind: str):
+    tx = copy.deepcopy(BASE[kind])
+    tx["document_id"] = draw(st.sampled_from(["d1", "d2", "d3", "t1", "l1", "x9"]))
+    tx["action"] = draw(st.sampled_from(["swap", "deposit", "withdraw", "send", "receive", "repay", "liquidation"]))
+    tx["timestamp"] = draw(st.sampled_from([1_703_980_800, 1_703_990_000.5, 1_600_000_000, 1_703_980_800_000]))
+    for _ in range(draw(st.integers(0, 3))):  # random damage: a field replaced or removed
+        name = draw(st.sampled_from(FIELDS))
+        target = tx
+        if name in ("amount", "amountUSD", "symbol", "address"):
+            token = draw(st.sampled_from(["tokenIn", "tokenOut", "token0", "token1", "token", "asset", "debt"]))
+            target = tx.setdefault(token, {}) if isinstance(tx.get(token, {}), dict) else tx
+        if draw(st.booleans()):
+            target.pop(name, None)
+        else:
+            target[name] = draw(ODD_VALUES)
+    return tx if draw(st.integers(0, 30)) else draw(ODD_VALUES)
+
+
+@st.composite
+def message(draw):
+    sections = []
+    for _ in range(draw(st.integers(0, 3))):
+        kind = draw(st.sampled_from(["dexes", "transfers", "lending"]))
+        protocol_type = kind if draw(st.integers(0, 10)) else draw(st.sampled_from(["nft", None, 5]))
+        txs = draw(st.lists(transaction(kind), max_size=4))
+        sections.append({"protocolType": protocol_type, "transactions": txs if draw(st.integers(0, 15)) else {}})
+    m = {"wallet_address": draw(st.sampled_from(WALLETS)), "data": sections}
+    if not draw(st.integers(0, 15)):
+        m["wallet_address"] = draw(st.sampled_from([None, 5, "0x12", "0x" + "g" * 40]))
+    # the stdlib encoder: integers beyond 64 bits, and non-ASCII as \u escapes or as UTF-8
+    line = json.dumps(m, separators=(",", ":"), ensure_ascii=draw(st.booleans())).encode()
+    damage = draw(st.integers(0, 40))
+    if damage == 0:
+        return line[: len(line) // 2]  # truncated
+    if damage == 1:
+        return draw(st.sampled_from([b"null", b"[1]", b"42", b"", b" ", b'"x"', b"{}", line + b" ", b" " + line]))
+    if damage == 2:
+        return line.replace(b"120.5", b"NaN")
+    if damage == 3:
+        return line.replace(b'"timestamp"', b'"timestamp":1,"timestamp"', 1)  # duplicate key
+    if damage == 4:
+        return line + b"\n" + line
+    if damage == 5:
+        return line.replace(b"USDC", b"\xff\xfe")  # invalid UTF-8
+    return line
+
+
+def assert_same(lines: list) -> None:
+    reference = normalise_messages(lines, decoder="python")
+    native = normalise_messages(lines)
+    pd.testing.assert_frame_equal(reference.transactions, native.transactions)
+    assert [vars(r) for r in reference.rejections] == [vars(r) for r in native.rejections]
+    assert reference.warnings == native.warnings
+    assert reference.counts == native.counts
+    assert reference.wallet_addresses == native.wallet_addresses
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(message(), min_size=1, max_size=12))
+def test_native_and_python_decoders_agree_on_random_messages(lines):
+    assert_same(lines)
+
+
+def test_native_and_python_decoders_agree_on_generated_wallets_with_resends():
+    data = generate_wallets(300, seed=3)
+    lines = [orjson.dumps(m) for m in iter_messages(data)]
+    lines += lines[:20] + [b"garbage", b"null"] + [line.replace(b"swap", b"stake", 1) for line in lines[20:25]]
+    assert_same(lines)
+    native = normalise_messages(lines)
+    assert set(native.transactions["protocol_type"].cat.categories) == {"dexes", "transfers", "lending"}
+    assert native.counts["duplicate_transactions"] > 0
+
+
+def test_a_batch_with_bad_lines_still_decodes_the_good_ones_natively():
+    """Bad lines cost only their own chunk: most of the batch stays on the native path."""
+    from defi_scoring.core import arrow_decode
+
+    lines = [orjson.dumps(m) for m in iter_messages(generate_wallets(400, seed=4))]
+    lines[10] = b'{"wallet_address": 5}'
+    lines[300] = b"[1, 2]"
+    decoded = arrow_decode.decode(lines)
+    assert {10, 300} <= set(decoded.rest.tolist())
+    assert len(decoded.accepted) >= len(lines) - 2 * arrow_decode._SMALLEST_RETRY
