@@ -2,9 +2,11 @@
 
 Prints one JSON line. Generation is not timed.
 Usage: python bench/bench_batch.py [--wallets N] [--mix all|dexes|transfers|lending] [--file F.jsonl]
+                                  [--decoder auto|arrow|python]
 
 --file reads the lines from a JSONL file on disk as they are normalised (the read is timed, the lines
-are never all held in memory) instead of generating them in memory.
+are never all held in memory) instead of generating them in memory. --decoder python times the
+Python decoder alone (the "before" of core/arrow_decode.py); the default is what users run.
 
 "Scores" are the reference scores (CONTRACTS.md §4) plus the per-wallet features of the §1b types
 (transfers, lending) that the hybrid score and the models read: the reference formula sees DEX
@@ -28,6 +30,7 @@ from defi_scoring.core.transfer_features import transfer_features
 def main() -> None:
     parser = bench_parser(__doc__)
     parser.add_argument("--file", type=Path, default=None, help="JSONL file to read instead of generating")
+    parser.add_argument("--decoder", choices=["auto", "arrow", "python"], default="auto")
     args = parser.parse_args()
     if args.file:
         handle = open(args.file, "rb")  # noqa: SIM115 (read while normalising, closed below)
@@ -38,7 +41,7 @@ def main() -> None:
         messages, megabytes = len(lines), sum(map(len, lines)) / 1e6
 
     t0 = time.perf_counter()
-    batch = normalise_messages(lines)
+    batch = normalise_messages(lines, decoder=args.decoder)
     if args.file:
         handle.close()
     t1 = time.perf_counter()
@@ -56,6 +59,7 @@ def main() -> None:
                 "messages": messages if messages is not None else batch.message_count,
                 "megabytes_raw": round(megabytes, 1),
                 "source": str(args.file) if args.file else "memory",
+                "decoder": args.decoder,
                 "seconds_raw_to_normalised": round(t1 - t0, 3),
                 "seconds_normalised_to_scores": round(t2 - t1, 3),
                 "tx_per_s_raw_to_scores": round(n_tx / (t2 - t0)),

@@ -129,7 +129,7 @@ def message(draw):
 
 def assert_same(lines: list) -> None:
     reference = normalise_messages(lines, decoder="python")
-    native = normalise_messages(lines)
+    native = normalise_messages(lines, decoder="arrow")
     pd.testing.assert_frame_equal(reference.transactions, native.transactions)
     assert [vars(r) for r in reference.rejections] == [vars(r) for r in native.rejections]
     assert reference.warnings == native.warnings
@@ -148,7 +148,7 @@ def test_native_and_python_decoders_agree_on_generated_wallets_with_resends():
     lines = [orjson.dumps(m) for m in iter_messages(data)]
     lines += lines[:20] + [b"garbage", b"null"] + [line.replace(b"swap", b"stake", 1) for line in lines[20:25]]
     assert_same(lines)
-    native = normalise_messages(lines)
+    native = normalise_messages(lines, decoder="arrow")
     assert set(native.transactions["protocol_type"].cat.categories) == {"dexes", "transfers", "lending"}
     assert native.counts["duplicate_transactions"] > 0
 

@@ -122,6 +122,7 @@ def decode(raw_messages: list) -> ArrowRows:
         lines = [line for line, bad in zip(lines, refused.tolist()) if not bad]
         joined = None
     pieces = _parse(lines, np.arange(len(lines)), joined=joined)
+    del joined, lines  # the parsed columns hold everything from here on
     if not pieces:
         return _empty(np.arange(n))
     table = pa.concat_tables([t for t, _ in pieces])
@@ -263,30 +264,30 @@ def _flatten(table: pa.Table, message_index: np.ndarray):
         """The a/b token of each row: swap tokenIn/tokenOut, LP token0/token1, transfer token,
         lending asset (a liquidation: collateral, else asset / debt)."""
 
+        if which == "a":
+            collateral_present = field("collateral").is_valid().to_numpy(zero_copy_only=False)
+            choices = [
+                (is_dex & is_swap, "tokenIn"),
+                (is_dex & ~is_swap, "token0"),
+                (is_transfer, "token"),
+                (liquidation & collateral_present, "collateral"),
+                (is_lending, "asset"),
+            ]
+        else:
+            choices = [(is_dex & is_swap, "tokenOut"), (is_dex & ~is_swap, "token1"), (liquidation, "debt")]
+        # the first matching choice of each row; only choices that some row takes are read
+        chosen = np.select([mask for mask, _ in choices], np.arange(len(choices)), -1)
+        used = [(k, name) for k, (_, name) in enumerate(choices) if (chosen == k).any()]
+
         def pick(sub: str) -> pa.Array:
             kind = _TOKEN.field(sub).type
-            values = {
-                name: pc.struct_field(field(name), sub) if token.get_field_index(sub) >= 0 else pa.nulls(len(txs), kind)
-                for name, token in _TOKEN_TYPES.items()
-            }
-            if which == "a":
-                collateral_present = field("collateral").is_valid().to_numpy(zero_copy_only=False)
-                choices = [
-                    (is_dex & is_swap, values["tokenIn"]),
-                    (is_dex & ~is_swap, values["token0"]),
-                    (is_transfer, values["token"]),
-                    (liquidation & collateral_present, values["collateral"]),
-                    (is_lending, values["asset"]),
-                ]
-            else:
-                choices = [
-                    (is_dex & is_swap, values["tokenOut"]),
-                    (is_dex & ~is_swap, values["token1"]),
-                    (liquidation, values["debt"]),
-                ]
-            out = pa.nulls(len(txs), values["token"].type)
-            for mask, value in reversed(choices):
-                out = pc.if_else(pa.array(mask, pa.bool_()), value, out)
+            out = pa.nulls(len(txs), kind)
+            for k, name in used:
+                if _TOKEN_TYPES[name].get_field_index(sub) < 0:
+                    continue
+                value = pc.struct_field(field(name), sub)
+                rows = chosen == k
+                out = value if rows.all() else pc.if_else(pa.array(rows, pa.bool_()), value, out)
             return out
 
         return pick
