@@ -338,10 +338,14 @@ def _flatten(table: pa.Table, message_index: np.ndarray):
     keep_message = np.zeros(n_messages, dtype=bool)
     keep_message[accepted_rows] = True
     keep = keep_message[row_message]
-    take = pa.array(np.flatnonzero(keep))
+    everything = bool(keep.all())  # the common case: no row to leave out, no copy to make
+    take = None if everything else pa.array(np.flatnonzero(keep))
+
+    def kept(array: pa.Array) -> pa.Array:
+        return array if everything else array.take(take)
 
     def cat(array: pa.Array) -> pd.Categorical:
-        return _categorical(array.take(take))
+        return _categorical(kept(array))
 
     wallet_of_message = pc.utf8_lower(address)
     kept_type = type_code[keep]
@@ -354,7 +358,7 @@ def _flatten(table: pa.Table, message_index: np.ndarray):
             "wallet": cat(wallet_of_message.take(pa.array(row_message))),
             "message_index": message_index[row_message[keep]].astype(np.int32),
             "protocol_type": _codes_categorical(kept_type, _TYPES),
-            "document_id": document_id.take(take).to_numpy(zero_copy_only=False).astype(object),
+            "document_id": kept(document_id).to_numpy(zero_copy_only=False).astype(object),
             "action": cat(action),
             "timestamp": timestamp[keep].astype(np.int64),
             "protocol": cat(_strings_or_null(field("protocol"))),
