@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from defi_scoring.core.features import SECONDS_PER_DAY, seconds_to_next_withdraw
+from defi_scoring.core.features import SECONDS_PER_DAY, seconds_to_next_withdraw, sorted_unique, unique_inverse_counts
 
 seconds_to_next = seconds_to_next_withdraw  # per event: seconds to the same key's next later event
 
@@ -33,7 +33,7 @@ def distinct_count(codes: np.ndarray, items: np.ndarray, n: int) -> np.ndarray:
     if not keep.any():
         return np.zeros(n)
     width = int(items.max()) + 1
-    pairs = np.unique(codes[keep] * width + items[keep])
+    pairs = sorted_unique(codes[keep] * width + items[keep])
     return np.bincount(pairs // width, minlength=n).astype(float)
 
 
@@ -43,7 +43,7 @@ def share_of_top_and_hhi(codes: np.ndarray, items: np.ndarray, n: int) -> tuple[
     if not keep.any():
         return np.zeros(n), np.zeros(n)
     width = int(items.max()) + 1
-    pairs, counts = np.unique(codes[keep] * width + items[keep], return_counts=True)
+    pairs, _, counts = unique_inverse_counts(codes[keep] * width + items[keep])
     owner = pairs // width
     total = np.bincount(owner, weights=counts, minlength=n)
     share = counts / total[owner]
@@ -95,7 +95,7 @@ def relative_active_days(codes: np.ndarray, ts: np.ndarray, n: int) -> np.ndarra
     np.minimum.at(first, codes, ts)
     day = (ts - first[codes]) // int(SECONDS_PER_DAY)
     width = int(day.max()) + 1
-    pairs = np.unique(codes * width + day)
+    pairs = sorted_unique(codes * width + day)
     return np.bincount(pairs // width, minlength=n).astype(float)
 
 

@@ -16,7 +16,13 @@ import re
 import numpy as np
 import pandas as pd
 
-from defi_scoring.core.features import SECONDS_PER_DAY, SECONDS_PER_HOUR, _codes, wallet_positions
+from defi_scoring.core.features import (
+    SECONDS_PER_DAY,
+    SECONDS_PER_HOUR,
+    _codes,
+    unique_inverse_counts,
+    wallet_positions,
+)
 from defi_scoring.core.sequence_stats import (
     distinct_count,
     gap_stats,
@@ -143,7 +149,7 @@ def _top_value_share(codes: np.ndarray, items: np.ndarray, values: np.ndarray, n
     if not keep.any():
         return np.zeros(n)
     width = int(items.max()) + 1
-    pairs, inverse = np.unique(codes[keep] * width + items[keep], return_inverse=True)
+    pairs, inverse, _ = unique_inverse_counts(codes[keep] * width + items[keep])
     per_pair = np.bincount(inverse, weights=values[keep])
     owner = pairs // width
     top = np.zeros(n)
@@ -324,16 +330,12 @@ def transfer_features(transactions: pd.DataFrame, wallets: pd.Index) -> pd.DataF
     # Repetition and sweeping: the same amount again and again; contacts seen once; most of the value
     # sent to one address; sends that empty the running balance.
     amount_code = pd.factorize(np.where(positive, amount, -1.0))[0].astype(np.int64)
-    _, inverse, pair_count = np.unique(
-        wallet * (int(amount_code.max()) + 1) + amount_code, return_inverse=True, return_counts=True
-    )
+    _, inverse, pair_count = unique_inverse_counts(wallet * (int(amount_code.max()) + 1) + amount_code)
     repeated = positive & (pair_count[inverse] > 1)
     out["repeated_amount_share"] = safe_ratio(group_sum(wallet, repeated.astype(float), n), count)
     has_partner = counterparty >= 0
     width = int(counterparty.max()) + 1 if has_partner.any() else 1
-    _, partner_inverse, partner_count = np.unique(
-        wallet[has_partner] * width + counterparty[has_partner], return_inverse=True, return_counts=True
-    )
+    _, partner_inverse, partner_count = unique_inverse_counts(wallet[has_partner] * width + counterparty[has_partner])
     one_off = np.zeros(len(wallet), dtype=bool)
     one_off[np.flatnonzero(has_partner)] = partner_count[partner_inverse] == 1
     out["one_off_counterparty_share"] = safe_ratio(group_sum(wallet, one_off.astype(float), n), partners)
