@@ -199,8 +199,7 @@ def _strings_or_null(array: pa.Array) -> pa.Array:
 def _categorical(array: pa.Array) -> pd.Categorical:
     """Arrow strings → pandas Categorical with sorted categories (what pd.Categorical of the same
     values gives), encoded in C++."""
-    encoded = pc.dictionary_encode(array).combine_chunks() if isinstance(array, pa.ChunkedArray) else None
-    encoded = encoded if encoded is not None else pc.dictionary_encode(array)
+    encoded = pc.dictionary_encode(array)
     dictionary = encoded.dictionary
     order = pc.array_sort_indices(dictionary).to_numpy()
     rank = np.empty(len(order), dtype=np.int64)
