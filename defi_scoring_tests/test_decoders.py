@@ -163,3 +163,18 @@ def test_a_batch_with_bad_lines_still_decodes_the_good_ones_natively():
     decoded = arrow_decode.decode(lines)
     assert {10, 300} <= set(decoded.rest.tolist())
     assert len(decoded.accepted) >= len(lines) - 2 * arrow_decode._SMALLEST_RETRY
+
+
+def test_a_str_message_without_utf8_form_is_a_failure_record_not_a_crash():
+    """A Python caller's str with a lone surrogate cannot be encoded: both decoders reject it."""
+    good = json.dumps(
+        {
+            "wallet_address": WALLETS[0],
+            "data": [{"protocolType": "transfers", "transactions": [{**BASE["transfers"], "document_id": "s1"}]}],
+        }
+    )
+    lines = [good, '{"wallet_address": "\ud800", "data": []}'] * 3_000  # over 1 MB: "auto" runs the native path
+    assert_same(lines)
+    batch = normalise_messages(lines)
+    assert batch.counts["rejected_messages"] == 3_000 and batch.counts["transactions"] == 1
+    assert batch.rejections[0].error.startswith("Processing failed: invalid JSON")

@@ -25,6 +25,7 @@ MIN_TIMESTAMP = 1_438_214_400
 MAX_TIMESTAMP = 4_102_444_800
 
 ADDRESS_PATTERN = re.compile(r"^0x[0-9a-fA-F]{40}$")
+MAX_MESSAGE_BYTES = 5_000_000  # a longer message is refused unparsed (docs/bad_input.md row 3)
 
 DEX_ACTIONS = ("swap", "deposit", "withdraw")
 TRANSFER_ACTIONS = ("send", "receive")

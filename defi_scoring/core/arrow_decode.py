@@ -23,7 +23,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
 
-from defi_scoring.contracts.messages import ACTIONS_BY_TYPE, MAX_TIMESTAMP, MIN_TIMESTAMP
+from defi_scoring.contracts.messages import (
+    ACTIONS_BY_TYPE,
+    ADDRESS_PATTERN,
+    MAX_MESSAGE_BYTES,
+    MAX_TIMESTAMP,
+    MIN_TIMESTAMP,
+)
 
 # Only the fields the Python path reads, per protocol type (an unread field is skipped, as there):
 # DEX tokens give symbol and amountUSD; transfer and lending assets also amount and address.
@@ -75,8 +81,6 @@ _PARSE = pj.ParseOptions(explicit_schema=_SCHEMA, unexpected_field_behavior="ign
 # check is conservative (the same letters inside a string also send it there). Arrow itself refuses
 # lone surrogate escapes, duplicate keys and trailing commas, as orjson does.
 _ORJSON_REFUSES = (b"NaN", b"Infinity")
-MAX_MESSAGE_BYTES = 5_000_000  # normalise.MAX_MESSAGE_BYTES: longer lines are refused there
-_ADDRESS = r"^0x[0-9a-fA-F]{40}$"
 _CHUNK_LINES = 2_000  # after a failed parse, lines are parsed again in chunks of this size
 _SMALLEST_RETRY = 32  # a failing chunk of at most this many lines goes to the Python path whole
 
@@ -99,7 +103,10 @@ def decode(raw_messages: list) -> ArrowRows:
     lines: list[bytes] = []
     for i, raw in enumerate(raw_messages):
         if type(raw) is str:
-            raw = raw.encode()
+            try:
+                raw = raw.encode()
+            except UnicodeEncodeError:  # a lone surrogate: the Python path says "invalid JSON"
+                continue
         # One JSON object per line, nothing around it: a line Arrow would split, or one whose first
         # value is not an object (pyarrow 25 crashes on a buffer that starts with a top-level null),
         # goes to the Python path.
@@ -227,7 +234,7 @@ def _flatten(table: pa.Table, message_index: np.ndarray):
     address = table.column("wallet_address").chunk(0) if table.num_rows else pa.array([], pa.string())
     data = table.column("data").chunk(0) if table.num_rows else pa.array([], _SCHEMA.field("data").type)
     ok = address.is_valid().to_numpy(zero_copy_only=False) & data.is_valid().to_numpy(zero_copy_only=False)
-    ok &= pc.fill_null(pc.match_substring_regex(address, _ADDRESS), False).to_numpy(zero_copy_only=False)
+    ok &= pc.fill_null(pc.match_substring_regex(address, ADDRESS_PATTERN.pattern), False).to_numpy(zero_copy_only=False)
 
     sections = pc.list_flatten(data)
     section_message = pc.list_parent_indices(data).to_numpy()

@@ -29,11 +29,10 @@ import orjson
 import pandas as pd
 from pandas.api.types import union_categoricals
 
-from defi_scoring.contracts.messages import ACTIONS_BY_TYPE, MAX_TIMESTAMP, MIN_TIMESTAMP
+from defi_scoring.contracts.messages import ACTIONS_BY_TYPE, MAX_MESSAGE_BYTES, MAX_TIMESTAMP, MIN_TIMESTAMP
 from defi_scoring.core import arrow_decode
 
 ADDRESS_RE = re.compile(r"0x[0-9a-fA-F]{40}")
-MAX_MESSAGE_BYTES = 5_000_000
 MAX_WARNINGS_LISTED = 5
 NATIVE_MIN_BYTES = 1_000_000  # measured crossover: ~1 MB of transfers, ~2 MB of DEX messages
 
@@ -279,7 +278,10 @@ def _as_line(raw: Any) -> tuple[Any, str | None]:
     if isinstance(raw, dict):
         return raw, None
     if isinstance(raw, str):
-        raw = raw.encode()
+        try:
+            raw = raw.encode()
+        except UnicodeEncodeError as exc:  # a str with a lone surrogate has no UTF-8 form
+            return None, f"invalid JSON ({exc})"
     if not isinstance(raw, (bytes, bytearray, memoryview)):
         return None, f"unsupported message type {type(raw).__name__}"
     if len(raw) > MAX_MESSAGE_BYTES:
@@ -363,9 +365,13 @@ def normalise_messages(raw_messages: Iterable[Any], decoder: str = "auto") -> No
             wallet_keys[i] = address.lower()
     slow = _python_rows(raws, rest, addresses, wallet_keys)
 
-    pieces = [p for p in ((fast.frame, fast.positions) if fast else None, (slow.frame, slow.positions)) if p]
-    pieces = [p for p in pieces if len(p[0])] or [(slow.frame, slow.positions)]
-    valid, positions = pieces[0] if len(pieces) == 1 else _concat_in_message_order(pieces)
+    valid, positions = slow.frame, slow.positions
+    if fast is not None and len(fast.frame):
+        valid, positions = (
+            _concat_in_message_order([(fast.frame, fast.positions), (slow.frame, slow.positions)])
+            if len(slow.frame)
+            else (fast.frame, fast.positions)
+        )
     messages_with_valid = slow.messages_with_valid | (set(fast.accepted.tolist()) if fast else set())
     transactions, dropped = _deduplicate(valid, positions, slow.dropped, cleanup=len(slow.dropped) > 0)
     warnings = slow.warnings
