@@ -106,6 +106,12 @@ def test_score_batch_one_result_per_input_in_order(service):
     lines.insert(5, b"{broken")
     as_json = client.post("/api/v1/score/batch", content=b"[" + b",".join(lines[:5] + lines[6:]) + b"]")
     assert as_json.status_code == 200 and len(as_json.json()) == 30
+    # an element may also be a message's text as a JSON string; an invalid body is refused whole
+    text_element = orjson.dumps(lines[0].decode())
+    as_text = client.post("/api/v1/score/batch", content=b"[" + text_element + b"," + lines[1] + b"]")
+    assert [m["wallet_address"] for m in as_text.json()] == [m["wallet_address"] for m in as_json.json()[:2]]
+    broken = client.post("/api/v1/score/batch", content=b"[" + lines[0] + b", {broken}]")
+    assert broken.status_code == 422 and "not JSON" in broken.json()["detail"]
     as_lines = client.post(
         "/api/v1/score/batch", content=b"\n".join(lines), headers={"content-type": "application/x-ndjson"}
     )

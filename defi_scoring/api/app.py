@@ -18,6 +18,7 @@ from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
+import msgspec
 import orjson
 from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query, Request, Response
 from fastapi.responses import ORJSONResponse
@@ -77,6 +78,16 @@ def _store_status(state: ServiceState) -> dict[str, Any]:
     except Exception as exc:
         metrics.STORE_ERRORS.labels("ping").inc()
         return {"status": "error", "detail": str(exc)[:300]}
+
+
+# A JSON array of messages as the raw bytes of each element: parsing the 13.5 MB array of 1,000 demo
+# wallets into Python objects took 240 ms, as long as scoring them; this takes ~12 ms.
+_RAW_ARRAY = msgspec.json.Decoder(list[msgspec.Raw])
+
+
+def _unwrap_text(element: bytes) -> Any:
+    """A JSON string element holds a message's text (as a line of the `score` CLI does)."""
+    return orjson.loads(element) if element[:1] == b'"' else element
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -242,12 +253,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if request.headers.get("content-type", "").startswith("application/x-ndjson"):
             items: list[Any] = [line for line in body.split(b"\n") if line.strip()]
         else:
-            try:
-                items = orjson.loads(body)
-            except orjson.JSONDecodeError as exc:
+            try:  # validated and cut, not built into Python objects: the decoder reads each message natively
+                items = [_unwrap_text(bytes(raw)) for raw in _RAW_ARRAY.decode(body)]
+            except msgspec.DecodeError as exc:
                 raise HTTPException(422, f"body is not JSON ({exc}); send a JSON array of messages") from exc
-            if not isinstance(items, list):
-                raise HTTPException(422, "send a JSON array of messages (or application/x-ndjson lines)")
+            except msgspec.ValidationError as exc:
+                raise HTTPException(422, "send a JSON array of messages (or application/x-ndjson lines)") from exc
         if len(items) > state.limits.max_batch_messages:
             raise HTTPException(
                 413, f"{len(items)} messages exceed the limit of {state.limits.max_batch_messages} per request"

@@ -162,8 +162,12 @@ def pump_and_dump_evidence(
         },
         index=wallets,
     )
+    # A window never holds more wallets than have buy-and-dumps: with fewer than min_wallets of them
+    # (a request of a few wallets), nothing can be hit and the search is skipped.
+    if totals is None and n < c.min_wallets:
+        return out
     events, swap_ts = dump_events(transactions, wallets, cfg)
-    if len(events.ts) == 0:
+    if len(events.ts) == 0 or (totals is None and len(np.unique(events.wallet)) < c.min_wallets):
         return out
     window = int(c.window_hours * SECONDS_PER_HOUR)
     totals = totals if totals is not None else PumpTotals.of(events, swap_ts, window)

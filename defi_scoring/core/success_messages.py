@@ -79,37 +79,63 @@ class EncodedMessages:
     #                                   model_version, timestamp, processing_time_ms, alerts
 
 
+SMALL_BATCH = 48  # up to this many messages, Python dictionaries + orjson beat polars' fixed cost
+
+
+@dataclass(frozen=True)
+class _Column:
+    """A field whose value comes from a prepared column (numbers rounded, text, lists)."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class _Literal:
+    """A field with the same value in every message."""
+
+    value: Any
+    dtype: Any = None
+
+
 def encode_success_messages(
-    table: pd.DataFrame, addresses: list[str], scores: Any, as_of: int, processing_ms: int
+    table: pd.DataFrame,
+    addresses: list[str],
+    scores: Any,
+    as_of: int,
+    processing_ms: int,
+    backend: str | None = None,
 ) -> EncodedMessages:
     """One message per row of `table` (rows of WalletScores.table, in the order of `addresses`, the
-    wallet addresses as received)."""
-    import polars as pl  # imported here: ~0.2 s, and only scoring needs it
+    wallet addresses as received).
 
+    The fixed-shape part is described once as a tree of fields and encoded by one of two backends
+    that give the same bytes (tested): polars for many wallets, dictionaries + orjson for a few
+    (polars costs ~7 ms per call whatever its size, a dictionary ~0.1 ms per message).
+    backend: "polars", "python" or None (by size)."""
     n = len(table)
     if n == 0:
         return EncodedMessages([], [])
     config = scores.config
     columns: dict[str, Any] = {}
 
-    def number(column: str, digits: int | None = None) -> pl.Expr:
-        """A table column, rounded, as a polars column expression (NaN/inf are encoded as null)."""
+    def number(column: str, digits: int | None = None) -> _Column:
+        """A table column, rounded (NaN/inf are encoded as null)."""
         name = f"{column}:{digits}"
         if name not in columns:
             values = table[column].to_numpy(float)
             columns[name] = values if digits is None else np.round(values, digits)
-        return pl.col(name)
+        return _Column(name)
 
-    def integer(column: str) -> pl.Expr:
+    def integer(column: str) -> _Column:
         columns[column] = table[column].to_numpy(np.int64)
-        return pl.col(column)
+        return _Column(column)
 
-    def text(name: str, values: list) -> pl.Expr:
-        columns[name] = pl.Series(name, values, dtype=pl.String)
-        return pl.col(name)
+    def text(name: str, values: list) -> _Column:
+        columns[name] = values
+        return _Column(name)
 
-    def features(names: list[str], digits: int | None = None) -> pl.Expr:
-        return pl.struct(**{f: integer(f) if f in INT_FEATURES else number(f, digits) for f in names})
+    def features(names: list[str], digits: int | None = None) -> dict:
+        return {f: integer(f) if f in INT_FEATURES else number(f, digits) for f in names}
 
     zscores = [f"{z:.18f}" for z in table["zscore"].to_numpy(float).tolist()]
     breakdown = {}
@@ -122,87 +148,75 @@ def encode_success_messages(
                 error = scores.factor_errors.get(f, "factor failed") + " (neutral fallback)"
                 for i in np.flatnonzero(failed).tolist():
                     explanation[i] = error
-            factors[f] = pl.struct(
-                score=number(f"factor_{f}_score", 2),
-                confidence=number(f"factor_{f}_confidence", 3),
-                weight=pl.lit(float(weight)),
-                explanation=text(f"explanation:{f}", explanation),
-            )
-        breakdown[dim_name] = pl.struct(
-            score=number(f"dimension_{dim_name}_score", 2),
-            confidence=number(f"dimension_{dim_name}_confidence", 3),
-            weight=pl.lit(float(dim.weight)),
-            factors=pl.struct(**factors),
-        )
-    version = scores.model_version
-    head = pl.struct(
-        wallet_address=text("wallet_address", addresses),
-        zscore=text("zscore", zscores),
-        timestamp=pl.lit(int(as_of), dtype=pl.Int64),
-        processing_time_ms=pl.lit(int(processing_ms), dtype=pl.Int64),
-    )
-    categories = [
-        pl.struct(
-            category=pl.lit("liquidity_provision"),
-            score=number("lp_score"),
-            transaction_count=integer("lp_transaction_count"),
-            features=features(LP_FEATURES),
-        ),
-        pl.struct(
-            category=pl.lit("trading"),
-            score=number("swap_score"),
-            transaction_count=integer("num_swaps"),
-            features=features(SWAP_FEATURES),
-        ),
-    ]
-    activity = pl.struct(
-        **{
-            kind: pl.struct(transaction_count=integer(count), features=features(names, 4))
-            for kind, (count, names) in ACTIVITY.items()
+            factors[f] = {
+                "score": number(f"factor_{f}_score", 2),
+                "confidence": number(f"factor_{f}_confidence", 3),
+                "weight": _Literal(float(weight)),
+                "explanation": text(f"explanation:{f}", explanation),
+            }
+        breakdown[dim_name] = {
+            "score": number(f"dimension_{dim_name}_score", 2),
+            "confidence": number(f"dimension_{dim_name}_confidence", 3),
+            "weight": _Literal(float(dim.weight)),
+            "factors": factors,
         }
-    )
-    rest = pl.struct(
-        activity=activity,
-        tags=pl.col("tags"),
-        hybrid_score=number("hybrid_score", 2),
-        confidence=number("confidence", 3),
-        risk_level=text("risk_level", table["risk_level"].astype(object).tolist()),
-        thin_history=pl.col("thin_history"),
-        base_score=number("base_score", 2),
-        breakdown=pl.struct(**breakdown),
-        ml=pl.struct(
-            available=pl.lit(version is not None),
-            model_version=pl.lit(version, dtype=pl.String),
-            note=pl.lit(scores.model_note, dtype=pl.String),
-            prediction_score=number("ml_prediction_score", 2),
-            confidence=number("ml_confidence", 3),
-            anomaly_score=number("anomaly_score", 3),
-            adjustment=number("ml_adjustment", 2),
-            anomaly_penalty=number("anomaly_penalty", 2),
-        ),
-    )
-    # Objects encoded separately and joined as text: polars encodes a list of structs ~5× slower.
-    message = pl.concat_str(
-        [
-            head.struct.json_encode().str.head(-1),
-            pl.lit(',"categories":['),
-            categories[0].struct.json_encode(),
-            pl.lit(","),
-            categories[1].struct.json_encode(),
-            pl.lit("],"),
-            rest.struct.json_encode().str.slice(1),
-        ]
-    )
-    columns["tags"] = pl.from_arrow(pa.array(table["tags"].tolist(), pa.list_(pa.string())))  # 30× faster than polars
+    version = scores.model_version
+    head = {
+        "wallet_address": text("wallet_address", addresses),
+        "zscore": text("zscore", zscores),
+        "timestamp": _Literal(int(as_of), "int"),
+        "processing_time_ms": _Literal(int(processing_ms), "int"),
+    }
+    categories = [
+        {
+            "category": _Literal("liquidity_provision"),
+            "score": number("lp_score"),
+            "transaction_count": integer("lp_transaction_count"),
+            "features": features(LP_FEATURES),
+        },
+        {
+            "category": _Literal("trading"),
+            "score": number("swap_score"),
+            "transaction_count": integer("num_swaps"),
+            "features": features(SWAP_FEATURES),
+        },
+    ]
+    activity = {
+        kind: {"transaction_count": integer(count), "features": features(names, 4)}
+        for kind, (count, names) in ACTIVITY.items()
+    }
+    rest = {
+        "activity": activity,
+        "tags": text("tags", table["tags"].tolist()),
+        "hybrid_score": number("hybrid_score", 2),
+        "confidence": number("confidence", 3),
+        "risk_level": text("risk_level", table["risk_level"].astype(object).tolist()),
+        "thin_history": _Column("thin_history"),
+        "base_score": number("base_score", 2),
+        "breakdown": breakdown,
+        "ml": {
+            "available": _Literal(version is not None),
+            "model_version": _Literal(version, "str"),
+            "note": _Literal(scores.model_note, "str"),
+            "prediction_score": number("ml_prediction_score", 2),
+            "confidence": number("ml_confidence", 3),
+            "anomaly_score": number("anomaly_score", 3),
+            "adjustment": number("ml_adjustment", 2),
+            "anomaly_penalty": number("anomaly_penalty", 2),
+        },
+    }
     columns["thin_history"] = table["thin_history"].to_numpy(bool)
-    heads = pl.DataFrame(columns, nan_to_null=True).select(message).to_series().to_list()
+    if backend == "python" or (backend is None and n <= SMALL_BATCH):
+        heads = _encode_with_dictionaries(head, categories, rest, columns, n)
+    else:
+        heads = _encode_with_polars(head, categories, rest, columns)
 
     reasons, patterns, alerts = reason_lists(table), pattern_lists(table), alert_lists(table, config.alerts)
     tail = b',"model_version":' + orjson.dumps(version) + b"}"
     values = [
         b"".join(
             (
-                head[:-1].encode(),
+                head[:-1],
                 b',"reasons":',
                 orjson.dumps(r),
                 b',"patterns":',
@@ -215,6 +229,70 @@ def encode_success_messages(
         for head, r, p, a in zip(heads, reasons, patterns, alerts)
     ]
     return EncodedMessages(values, _summaries(table, addresses, zscores, version, as_of, processing_ms, alerts))
+
+
+def _encode_with_polars(head: dict, categories: list[dict], rest: dict, columns: dict[str, Any]) -> list[bytes]:
+    """The fixed-shape part of every message, as JSON, by polars (nested structs in native code)."""
+    import polars as pl  # imported here: ~0.2 s, and only many-wallet scoring needs it
+
+    dtypes = {"int": pl.Int64, "str": pl.String}
+
+    def expression(node: Any) -> pl.Expr:
+        if isinstance(node, dict):
+            return pl.struct(**{name: expression(child) for name, child in node.items()})
+        if isinstance(node, _Column):
+            return pl.col(node.name)
+        return pl.lit(node.value, dtype=dtypes.get(node.dtype))
+
+    # Objects encoded separately and joined as text: polars encodes a list of structs ~5× slower.
+    message = pl.concat_str(
+        [
+            expression(head).struct.json_encode().str.head(-1),
+            pl.lit(',"categories":['),
+            expression(categories[0]).struct.json_encode(),
+            pl.lit(","),
+            expression(categories[1]).struct.json_encode(),
+            pl.lit("],"),
+            expression(rest).struct.json_encode().str.slice(1),
+        ]
+    )
+    frame = {
+        name: pl.Series(name, values, dtype=pl.String) if isinstance(values, list) else values
+        for name, values in columns.items()
+        if name != "tags"
+    }
+    frame["tags"] = pl.from_arrow(pa.array(columns["tags"], pa.list_(pa.string())))  # 30× faster than polars
+    return [m.encode() for m in pl.DataFrame(frame, nan_to_null=True).select(message).to_series().to_list()]
+
+
+def _encode_with_dictionaries(
+    head: dict, categories: list[dict], rest: dict, columns: dict[str, Any], n: int
+) -> list[bytes]:
+    """The same bytes as `_encode_with_polars`, one dictionary per message (fast for a few)."""
+    as_lists = {
+        name: values
+        if isinstance(values, list)
+        else _finite_or_none(values)
+        if values.dtype.kind == "f"
+        else values.tolist()
+        for name, values in columns.items()
+    }
+
+    def rows(node: Any) -> list:
+        if isinstance(node, dict):
+            names = list(node)
+            return [dict(zip(names, values)) for values in zip(*(rows(node[name]) for name in names))]
+        if isinstance(node, _Column):
+            return as_lists[node.name]
+        return [node.value] * n
+
+    heads = rows(head)
+    category_rows = [rows(c) for c in categories]
+    rests = rows(rest)
+    return [
+        orjson.dumps({**h, "categories": [c0, c1], **r})
+        for h, c0, c1, r in zip(heads, category_rows[0], category_rows[1], rests)
+    ]
 
 
 def _summaries(
