@@ -589,46 +589,37 @@ def _validate_columns(
 
     wallet = np.asarray(wallet_keys, dtype=object)[message_index] if n else np.zeros(0, dtype=object)
     counterparty = raw_counterparty.where(~(counterparty_invalid | counterparty_missing), None)
-    frame = pd.DataFrame(
-        {
-            "wallet": wallet,
-            "message_index": message_index.astype(np.int32),
-            "protocol_type": protocol_type,
-            "document_id": document_id,
-            "action": np.where(invalid, None, action.to_numpy()),  # a dropped row may hold any JSON value
-            "timestamp": np.where(invalid, 0, np.nan_to_num(timestamp)).astype(np.int64),
-            "protocol": _strings(cols.protocol),
-            "pool_id": _strings(cols.pool_id),
-            "amount_usd": 0.0,
-            "token_a_symbol": _strings(cols.a_symbol),
-            "token_a_usd": np.nan_to_num(a_usd, nan=0.0),
-            "token_b_symbol": _strings(cols.b_symbol),
-            "token_b_usd": np.nan_to_num(b_usd, nan=0.0),
-            "counterparty": _scatter(n, other, _lower(_strings(counterparty.tolist())), None),
-            "method": _scatter(n, other, _strings(cols.method), None),
-            "token_address": _scatter(n, other, _lower(_strings(cols.token_address)), None),
-            "token_amount": _scatter(n, other, token_amount, np.nan),
-            "failed": _scatter(
-                n,
-                other,
-                np.fromiter(
-                    (1.0 if v is True else 0.0 if v is False else np.nan for v in cols.failed), float, len(other)
-                ),
-                np.nan,
-            ),
-            "gas_used": _scatter(n, other, gas_used, np.nan),
-        }
-    )
-    frame = frame.astype({"token_amount": float, "failed": float, "gas_used": float})
+    a_usd, b_usd = np.nan_to_num(a_usd, nan=0.0), np.nan_to_num(b_usd, nan=0.0)
     # amount_usd: swap max(in, out) and LP token0 + token1 (CONTRACTS.md §4); a transfer or lending
     # action moves one asset (a liquidation: the collateral seized).
     is_swap = action.to_numpy() == "swap"
     is_dex = protocol_type == "dexes"
-    a, b = frame["token_a_usd"].to_numpy(), frame["token_b_usd"].to_numpy()
-    frame["amount_usd"] = np.where(is_swap, np.maximum(a, b), np.where(is_dex, a + b, a))
+    failed = np.fromiter((1.0 if v is True else 0.0 if v is False else np.nan for v in cols.failed), float, len(other))
+    columns = {
+        "wallet": wallet,
+        "message_index": message_index.astype(np.int32),
+        "protocol_type": protocol_type,
+        "document_id": document_id,
+        "action": np.where(invalid, None, action.to_numpy()),  # a dropped row may hold any JSON value
+        "timestamp": np.where(invalid, 0, np.nan_to_num(timestamp)).astype(np.int64),
+        "protocol": _strings(cols.protocol),
+        "pool_id": _strings(cols.pool_id),
+        "amount_usd": np.where(is_swap, np.maximum(a_usd, b_usd), np.where(is_dex, a_usd + b_usd, a_usd)),
+        "token_a_symbol": _strings(cols.a_symbol),
+        "token_a_usd": a_usd,
+        "token_b_symbol": _strings(cols.b_symbol),
+        "token_b_usd": b_usd,
+        "counterparty": _scatter(n, other, _lower(_strings(counterparty.tolist())), None),
+        "method": _scatter(n, other, _strings(cols.method), None),
+        "token_address": _scatter(n, other, _lower(_strings(cols.token_address)), None),
+        "token_amount": _scatter(n, other, token_amount, np.nan).astype(float),
+        "failed": _scatter(n, other, failed, np.nan).astype(float),
+        "gas_used": _scatter(n, other, gas_used, np.nan).astype(float),
+    }
     # String columns become categories before any row selection, so selections copy codes, not objects.
     for name in CATEGORICAL_COLUMNS:
-        frame[name] = pd.Categorical(frame[name].to_numpy())
+        columns[name] = pd.Categorical(columns[name])
+    frame = pd.DataFrame(columns)  # built once, with its final types: no copy per column
 
     positions = np.asarray(cols.position, dtype=np.int64)
     dropped = pd.DataFrame(

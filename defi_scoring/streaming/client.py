@@ -17,6 +17,7 @@ from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 from kafka.structs import OffsetAndMetadata
 
+from defi_scoring.streaming.publisher import Publisher
 from defi_scoring.streaming.settings import KafkaSettings
 
 Cursor = dict[str, dict]  # {topic: {partition: next offset to read}}, plus EPOCHS_KEY
@@ -206,28 +207,19 @@ def producer(settings: KafkaSettings, **overrides) -> KafkaProducer:
 
 _range_consumer = _KeptClient(_consumer)
 _committer = _KeptClient(lambda settings: _consumer(settings, group_id=settings.consumer_group))
-_output_producer = _KeptClient(lambda settings: producer(settings, compression_type="lz4"))
-atexit.register(_output_producer.close)
+_publisher = _KeptClient(Publisher)
+atexit.register(_publisher.close)
 
 
 def publish(settings: KafkaSettings, outputs: list[tuple[str, str, bytes]]) -> None:
-    """Send (topic, key, value) records and wait until the broker has them all."""
+    """Send (topic, key, value) records and wait until the broker has them all (librdkafka)."""
     if not outputs:
         return
-    sender = _output_producer.get(settings)  # thread-safe: used without holding the lock
+    sender = _publisher.get(settings)  # thread-safe: used without holding the lock
     try:
-        # Kafka's default partitioner hashes each key with murmur2 in pure Python (~35 µs a record);
-        # a single-partition topic needs no hash. Multi-partition topics keep key partitioning.
-        single = {topic: len(sender.partitions_for(topic)) == 1 for topic in {t for t, _, _ in outputs}}
-        futures = [
-            sender.send(topic, key=key.encode(), value=value, partition=0 if single[topic] else None)
-            for topic, key, value in outputs
-        ]
-        sender.flush()
-        for future in futures:
-            future.get(timeout=30)
+        sender.publish(outputs)
     except BaseException:
-        _output_producer.close()
+        _publisher.close()
         raise
 
 
