@@ -167,3 +167,25 @@ def dex_fingerprints(transactions: pd.DataFrame) -> pd.DataFrame:
         tx["pool_id"].astype(object).to_numpy()[order],
         pd.Index(np.asarray(wallets, dtype=object)),
     )
+
+
+def local_expected_and_in_window(events: DumpEvents, swap_ts: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
+    """`PumpTotals.of(events, swap_ts, window).expected_and_in_window(events, window)`, the same
+    arrays, for a population that is all in one place: integer keys and sorts instead of pandas
+    group-bys and a MultiIndex lookup (~5 ms of fixed cost, a sixth of scoring a few wallets)."""
+    token, _ = pd.factorize(events.token)
+    span = max(int(int(swap_ts.max()) - int(swap_ts.min())), window)
+    expected = np.bincount(token)[token].astype(np.int64) * window / span
+    in_window = np.zeros(len(events.ts))
+    wallets = int(events.wallet.max()) + 1
+    for offset in (0, window // 2):
+        bucket = (events.ts + offset) // window
+        bucket = bucket - bucket.min()
+        buckets = int(bucket.max()) + 1
+        if (int(token.max()) + 1) * buckets * wallets >= 2**62:  # keys would not fit: the general path
+            return PumpTotals.of(events, swap_ts, window).expected_and_in_window(events, window)
+        key = token.astype(np.int64) * buckets + bucket
+        distinct = np.unique(key * wallets + events.wallet)  # one row per (token, bucket, wallet)
+        keys, wallets_per_key = np.unique(distinct // wallets, return_counts=True)
+        in_window = np.maximum(in_window, wallets_per_key[np.searchsorted(keys, key)].astype(float))
+    return expected, in_window

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from defi_scoring.core.cross_wallet import DumpEvents, PumpTotals
+from defi_scoring.core.cross_wallet import DumpEvents, PumpTotals, local_expected_and_in_window
 from defi_scoring.core.features import (
     SECONDS_PER_HOUR,
     _codes,
@@ -170,8 +170,10 @@ def pump_and_dump_evidence(
     if len(events.ts) == 0 or (totals is None and len(np.unique(events.wallet)) < c.min_wallets):
         return out
     window = int(c.window_hours * SECONDS_PER_HOUR)
-    totals = totals if totals is not None else PumpTotals.of(events, swap_ts, window)
-    expected, wallets_in_window = totals.expected_and_in_window(events, window)
+    if totals is None:
+        expected, wallets_in_window = local_expected_and_in_window(events, swap_ts, window)
+    else:
+        expected, wallets_in_window = totals.expected_and_in_window(events, window)
     threshold = np.maximum(c.min_wallets, c.lift * expected)
     hit = wallets_in_window >= threshold
     if not hit.any():
