@@ -66,3 +66,15 @@ def run_until_stopped(command: list[str], on_stop=None) -> int:
         return 0
     finally:
         stop_process_group(process)
+
+
+def freeze_long_lived_objects() -> None:
+    """Move every object alive now (imported modules, the loaded model) out of the garbage
+    collector's reach: a full collection otherwise walks the ~440,000 objects that Dagster, MLflow,
+    pandas and the model libraries leave behind, a 150–190 ms pause in the middle of a request or
+    a run (seen at the API's p99). In a process that forks, it also keeps the children from writing
+    to (and so copying) the pages those objects live on."""
+    import gc
+
+    gc.collect()
+    gc.freeze()

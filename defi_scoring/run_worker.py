@@ -76,11 +76,12 @@ def _run_child(request: dict) -> None:
 def main() -> None:
     answers = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)
-    from defi_scoring.process_hygiene import die_with_parent
+    from defi_scoring.process_hygiene import die_with_parent, freeze_long_lived_objects
 
     die_with_parent()  # the daemon stops → this worker stops (runs in flight finish on their own)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # finished runs are reaped by the kernel
     _warm_up()
+    freeze_long_lived_objects()
     answers.write(json.dumps({"ready": True, "pid": os.getpid()}) + "\n")
     refreshed, pending = time.monotonic(), b""
     while True:

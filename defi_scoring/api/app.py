@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import logging
 import os
 import pathlib
 import socket
@@ -30,10 +31,12 @@ from defi_scoring.api.observability import RequestObservability, configure_acces
 from defi_scoring.api.scoring import score_bodies
 from defi_scoring.api.state import ServiceState
 from defi_scoring.config import Settings
+from defi_scoring.process_hygiene import freeze_long_lived_objects
 from defi_scoring.streaming.client import consumer_lag
 from defi_scoring.streaming.offset_resets import latest_reset
 from defi_scoring.streaming.settings import KafkaSettings
 
+log = logging.getLogger("defi_scoring.api")
 ADDRESS_PATTERN = r"^0x[0-9a-fA-F]{40}$"
 ADMIN_KEY_ENV = "DEFI_SCORING_ADMIN_KEY"
 STORE_HEALTH_TIMEOUT_S = 1.0
@@ -71,6 +74,25 @@ def _kafka_status(kafka: KafkaSettings, home: pathlib.Path | None = None) -> dic
     return {**status, **_lag_cache["value"], **({"last_offset_reset": reset} if reset else {})}
 
 
+def _warm_up(state: ServiceState) -> None:
+    """Load the champion (if any) and import what scoring imports before the first request, so that
+    the first caller does not pay for it and the loaded objects are frozen with the rest."""
+    import polars  # noqa: F401  (the encoder of large batches)
+
+    try:
+        state.champion_status()
+        from defi_scoring.core.model_scoring import load_champion
+
+        load_champion(state.mlflow, state.model_name)
+    except Exception as exc:  # no MLflow, no champion, a broken one: /health reports it, scoring goes on
+        log.warning("champion not preloaded: %s", exc)
+
+
+async def _warm_up_then_freeze(state: ServiceState) -> None:
+    await run_in_threadpool(_warm_up, state)
+    freeze_long_lived_objects()
+
+
 def _store_status(state: ServiceState) -> dict[str, Any]:
     try:
         state.store.ping()
@@ -101,7 +123,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
         await batcher.start()
+        # In the background: the seed endpoints answer at once even if MLflow is slow or away.
+        warming = asyncio.create_task(_warm_up_then_freeze(state))
         yield
+        warming.cancel()
         await batcher.stop()
 
     configure_access_log()
