@@ -4,8 +4,9 @@ Prints one JSON line. Generation is not timed.
 Usage: python bench/bench_batch.py [--wallets N] [--mix all|dexes|transfers|lending] [--file F.jsonl]
                                   [--decoder auto|arrow|python]
 
---file reads the lines from a JSONL file on disk as they are normalised (the read is timed, the lines
-are never all held in memory) instead of generating them in memory. --decoder python times the
+--file reads the lines from a JSONL file on disk instead of generating them in memory, and decodes
+them --chunk-mb at a time (core.normalise.normalise_in_chunks: the read is timed, the file's text is
+never all held in memory; duplicates across chunks are found as in one call). --decoder python times the
 Python decoder alone (the "before" of core/arrow_decode.py); the default is what users run.
 
 "Scores" are the reference scores (CONTRACTS.md §4) plus the per-wallet features of the §1b types
@@ -22,28 +23,30 @@ from _common import bench_parser, lines_for  # bench/ helper (scripts run from t
 
 from defi_scoring.core.batch_scoring import score_wallets
 from defi_scoring.core.lending_features import lending_features
-from defi_scoring.core.normalise import normalise_messages
+from defi_scoring.core.normalise import normalise_in_chunks, normalise_messages
 from defi_scoring.core.synthetic import DEFAULT_END_TIME
 from defi_scoring.core.transfer_features import transfer_features
+from defi_scoring.file_scoring import read_chunks
 
 
 def main() -> None:
     parser = bench_parser(__doc__)
     parser.add_argument("--file", type=Path, default=None, help="JSONL file to read instead of generating")
     parser.add_argument("--decoder", choices=["auto", "arrow", "python"], default="auto")
+    parser.add_argument("--chunk-mb", type=float, default=64.0, help="--file is decoded this many MB at a time")
     args = parser.parse_args()
     if args.file:
-        handle = open(args.file, "rb")  # noqa: SIM115 (read while normalising, closed below)
-        lines, messages = (line.rstrip(b"\r\n") for line in handle), None
+        chunks, messages = read_chunks(args.file, int(args.chunk_mb * 1e6)), None
         megabytes = args.file.stat().st_size / 1e6
     else:
         _, lines = lines_for(args)
         messages, megabytes = len(lines), sum(map(len, lines)) / 1e6
 
     t0 = time.perf_counter()
-    batch = normalise_messages(lines, decoder=args.decoder)
-    if args.file:
-        handle.close()
+    if args.file:  # chunk by chunk: the file's text is never all in memory
+        batch = normalise_in_chunks(chunks, decoder=args.decoder)
+    else:
+        batch = normalise_messages(lines, decoder=args.decoder)
     t1 = time.perf_counter()
     _, scores = score_wallets(batch.transactions, DEFAULT_END_TIME)
     transfer_features(batch.transactions, scores.index)

@@ -2,6 +2,7 @@
 rejections, warnings and counts — on generated data and on random good and bad messages."""
 
 import copy
+import itertools
 import json
 
 import orjson
@@ -178,3 +179,34 @@ def test_a_str_message_without_utf8_form_is_a_failure_record_not_a_crash():
     batch = normalise_messages(lines)
     assert batch.counts["rejected_messages"] == 3_000 and batch.counts["transactions"] == 1
     assert batch.rejections[0].error.startswith("Processing failed: invalid JSON")
+
+
+def assert_same_batch(expected, actual) -> None:
+    pd.testing.assert_frame_equal(expected.transactions, actual.transactions)
+    assert [vars(r) for r in expected.rejections] == [vars(r) for r in actual.rejections]
+    assert expected.warnings == actual.warnings
+    assert expected.counts == actual.counts
+    assert expected.wallet_addresses == actual.wallet_addresses
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(message(), min_size=1, max_size=14), st.lists(st.integers(0, 14), max_size=4), st.booleans())
+def test_decoding_in_chunks_equals_decoding_whole(lines, cuts, native):
+    """Resends across chunks are duplicates as in one call; indices, warnings and rejections global."""
+    from defi_scoring.core.normalise import normalise_in_chunks
+
+    decoder = "arrow" if native else "python"
+    bounds = [0, *sorted(c for c in cuts if c <= len(lines)), len(lines)]
+    chunks = [lines[a:b] for a, b in itertools.pairwise(bounds)]
+    assert_same_batch(normalise_messages(lines, decoder=decoder), normalise_in_chunks(chunks, decoder=decoder))
+
+
+def test_generated_wallets_resent_in_a_later_chunk_are_duplicates_there():
+    from defi_scoring.core.normalise import normalise_in_chunks
+
+    lines = [orjson.dumps(m) for m in iter_messages(generate_wallets(300, seed=8))]
+    lines += [*lines[:30], b"garbage"]
+    chunks = [lines[i : i + 70] for i in range(0, len(lines), 70)]
+    whole = normalise_messages(lines)
+    assert_same_batch(whole, normalise_in_chunks(chunks))
+    assert whole.counts["duplicate_transactions"] > 0

@@ -18,10 +18,12 @@ models to the same verdicts. What happens to each kind of bad input is tabled in
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import re
 import sys
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -348,6 +350,48 @@ def normalise_messages(raw_messages: Iterable[Any], decoder: str = "auto") -> No
     (the reference the property test compares with); "auto": arrow from NATIVE_MIN_BYTES of input on
     (below, Arrow's fixed cost per call is more than it saves). All three give the same batch."""
     raws = raw_messages if isinstance(raw_messages, list) else list(raw_messages)
+    return _combine([_decode_part(raws, decoder)])
+
+
+def normalise_in_chunks(chunks: Iterable[list[Any]], decoder: str = "auto") -> NormalisedBatch:
+    """The batch `normalise_messages` gives for all chunks' messages in order, decoding one chunk at a
+    time: a chunk's raw lines can be freed before the next is read, so a large file never sits in
+    memory as text. Duplicates across chunks are found over the whole batch, as in one call."""
+    parts = []
+    for chunk in chunks:
+        parts.append(_decode_part(chunk if isinstance(chunk, list) else list(chunk), decoder))
+        del chunk
+        _release_freed_memory()  # the chunk's text and Arrow buffers, before the next chunk is read
+    return _combine(parts)
+
+
+def _release_freed_memory() -> None:
+    """Give memory freed by Arrow's pool and by malloc back to the system, so that the peak resident
+    size of a chunked decode is the parts kept, not every chunk's transient buffers."""
+    import pyarrow as pa
+
+    pa.default_memory_pool().release_unused()
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+@dataclass
+class _DecodedPart:
+    """One chunk decoded, before deduplication (message indices local to the chunk)."""
+
+    addresses: list[str]
+    wallet_keys: list[str | None]
+    valid: pd.DataFrame
+    positions: np.ndarray
+    dropped: pd.DataFrame
+    messages_with_valid: set[int]
+    rejections: list[Rejection]
+    warnings: dict[int, list[str]]
+    ignored_sections: int
+
+
+def _decode_part(raws: list[Any], decoder: str) -> _DecodedPart:
     n = len(raws)
     addresses: list[str] = [""] * n
     wallet_keys: list[str | None] = [None] * n
@@ -364,7 +408,6 @@ def normalise_messages(raw_messages: Iterable[Any], decoder: str = "auto") -> No
             addresses[i] = address
             wallet_keys[i] = address.lower()
     slow = _python_rows(raws, rest, addresses, wallet_keys)
-
     valid, positions = slow.frame, slow.positions
     if fast is not None and len(fast.frame):
         valid, positions = (
@@ -373,10 +416,43 @@ def normalise_messages(raw_messages: Iterable[Any], decoder: str = "auto") -> No
             else (fast.frame, fast.positions)
         )
     messages_with_valid = slow.messages_with_valid | (set(fast.accepted.tolist()) if fast else set())
-    transactions, dropped = _deduplicate(valid, positions, slow.dropped, cleanup=len(slow.dropped) > 0)
-    warnings = slow.warnings
+    return _DecodedPart(
+        addresses,
+        wallet_keys,
+        valid,
+        positions,
+        slow.dropped,
+        messages_with_valid,
+        slow.rejections,
+        slow.warnings,
+        slow.ignored_sections,
+    )
+
+
+def _combine(parts: list[_DecodedPart]) -> NormalisedBatch:
+    """The parts as one batch: message indices made global, duplicates dropped over all of them,
+    messages left without a valid transaction rejected."""
+    if len(parts) == 1:
+        part = parts[0]
+        valid, positions, dropped = part.valid, part.positions, part.dropped
+        messages_with_valid, rejections, warnings = part.messages_with_valid, part.rejections, part.warnings
+    else:
+        offsets = np.cumsum([0] + [len(p.addresses) for p in parts[:-1]]).tolist()
+        valid, positions = _concat_in_message_order(
+            [(_shifted(p.valid, o), p.positions) for p, o in zip(parts, offsets) if len(p.valid)]
+            or [(parts[0].valid, parts[0].positions)]
+        )
+        dropped_parts = [_shifted(p.dropped, o) for p, o in zip(parts, offsets) if len(p.dropped)]
+        dropped = pd.concat(dropped_parts, ignore_index=True) if dropped_parts else parts[0].dropped
+        messages_with_valid = {i + o for p, o in zip(parts, offsets) for i in p.messages_with_valid}
+        rejections = [
+            replace(r, message_index=r.message_index + o) for p, o in zip(parts, offsets) for r in p.rejections
+        ]
+        warnings = {i + o: w for p, o in zip(parts, offsets) for i, w in p.warnings.items()}
+    addresses = [a for p in parts for a in p.addresses]
+    wallet_keys = [k for p in parts for k in p.wallet_keys]
+    transactions, dropped = _deduplicate(valid, positions, dropped, cleanup=len(dropped) > 0)
     _explain_drops(dropped, warnings)
-    rejections = slow.rejections
     already_rejected = {r.message_index for r in rejections}
     for index, key in enumerate(wallet_keys):
         if key is None or index in messages_with_valid or index in already_rejected:
@@ -385,14 +461,23 @@ def normalise_messages(raw_messages: Iterable[Any], decoder: str = "auto") -> No
     rejections.sort(key=lambda r: r.message_index)
 
     counts = {
-        "messages": n,
+        "messages": len(addresses),
         "rejected_messages": len(rejections),
         "transactions": len(transactions),
         "dropped_transactions": int((dropped["reason"] != "duplicate").sum()) if len(dropped) else 0,
         "duplicate_transactions": int((dropped["reason"] == "duplicate").sum()) if len(dropped) else 0,
-        "ignored_sections": slow.ignored_sections,
+        "ignored_sections": sum(p.ignored_sections for p in parts),
     }
     return NormalisedBatch(transactions, rejections, addresses, warnings, counts)
+
+
+def _shifted(frame: pd.DataFrame, offset: int) -> pd.DataFrame:
+    """The frame with `message_index` moved by `offset` (a chunk's indices made global)."""
+    if offset == 0:
+        return frame
+    frame = frame.copy(deep=False)
+    frame["message_index"] = (frame["message_index"].to_numpy(np.int64) + offset).astype(np.int32)
+    return frame
 
 
 @dataclass
@@ -469,9 +554,13 @@ def _concat_in_message_order(pieces: list[tuple[pd.DataFrame, np.ndarray]]) -> t
             columns[name] = union_categoricals([f[name].array for f, _ in pieces], sort_categories=True)
         else:
             columns[name] = np.concatenate([f[name].to_numpy() for f, _ in pieces])
-    order = np.argsort(columns["message_index"], kind="stable")
+    positions = np.concatenate([p for _, p in pieces])
+    message_index = columns["message_index"]
+    if len(message_index) < 2 or bool((message_index[1:] >= message_index[:-1]).all()):
+        return pd.DataFrame(columns), positions  # chunks in file order are in batch order: no copy by take
+    order = np.argsort(message_index, kind="stable")
     frame = pd.DataFrame(columns).take(order).reset_index(drop=True)
-    return frame, np.concatenate([p for _, p in pieces])[order]
+    return frame, positions[order]
 
 
 def _deduplicate(
