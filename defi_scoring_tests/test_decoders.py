@@ -128,14 +128,16 @@ def message(draw):
     return line
 
 
+def assert_same_batch(expected, actual) -> None:
+    pd.testing.assert_frame_equal(expected.transactions, actual.transactions)
+    assert [vars(r) for r in expected.rejections] == [vars(r) for r in actual.rejections]
+    assert expected.warnings == actual.warnings
+    assert expected.counts == actual.counts
+    assert expected.wallet_addresses == actual.wallet_addresses
+
+
 def assert_same(lines: list) -> None:
-    reference = normalise_messages(lines, decoder="python")
-    native = normalise_messages(lines, decoder="arrow")
-    pd.testing.assert_frame_equal(reference.transactions, native.transactions)
-    assert [vars(r) for r in reference.rejections] == [vars(r) for r in native.rejections]
-    assert reference.warnings == native.warnings
-    assert reference.counts == native.counts
-    assert reference.wallet_addresses == native.wallet_addresses
+    assert_same_batch(normalise_messages(lines, decoder="python"), normalise_messages(lines, decoder="arrow"))
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -179,14 +181,6 @@ def test_a_str_message_without_utf8_form_is_a_failure_record_not_a_crash():
     batch = normalise_messages(lines)
     assert batch.counts["rejected_messages"] == 3_000 and batch.counts["transactions"] == 1
     assert batch.rejections[0].error.startswith("Processing failed: invalid JSON")
-
-
-def assert_same_batch(expected, actual) -> None:
-    pd.testing.assert_frame_equal(expected.transactions, actual.transactions)
-    assert [vars(r) for r in expected.rejections] == [vars(r) for r in actual.rejections]
-    assert expected.warnings == actual.warnings
-    assert expected.counts == actual.counts
-    assert expected.wallet_addresses == actual.wallet_addresses
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
