@@ -18,9 +18,9 @@ class KafkaSettings:
     alerts_topic: str = "wallet-score-alerts"
     client_id: str = "defi-scoring"
     consumer_group: str = "defi-scoring"  # committed end offsets of scored ranges, for lag tools
-    security: dict[str, Any] = field(default_factory=dict)  # SASL/SSL options passed to kafka-python
+    security: dict[str, Any] = field(default_factory=dict)  # SASL/SSL (kafka-python names; librdkafka mapped)
     max_range_messages: int = (
-        10_000  # one run scores at most this many messages (fewer, larger runs drain a backlog faster)
+        25_000  # one run scores at most this many messages (fewer, larger runs drain a backlog faster)
     )
     max_ranges_per_tick: int = 20
     sensor_interval_seconds: int = 2
@@ -50,7 +50,7 @@ class KafkaSettings:
             client_id=env.get("KAFKA_CLIENT_ID", "defi-scoring"),
             consumer_group=env.get("KAFKA_CONSUMER_GROUP", "defi-scoring"),
             security=security,
-            max_range_messages=int(env.get("KAFKA_MAX_RANGE_MESSAGES", 10_000)),
+            max_range_messages=int(env.get("KAFKA_MAX_RANGE_MESSAGES", 25_000)),
             max_ranges_per_tick=int(env.get("KAFKA_MAX_RANGES_PER_TICK", 20)),
             sensor_interval_seconds=int(env.get("KAFKA_SENSOR_INTERVAL_SECONDS", 2)),
         )
