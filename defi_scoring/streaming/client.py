@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import logging
 import threading
 import time
 from dataclasses import dataclass
@@ -208,7 +209,13 @@ def producer(settings: KafkaSettings, **overrides) -> KafkaProducer:
 _range_consumer = _KeptClient(_consumer)
 _committer = _KeptClient(lambda settings: _consumer(settings, group_id=settings.consumer_group))
 _publisher = _KeptClient(Publisher)
-atexit.register(_publisher.close)
+
+
+@atexit.register
+def _close_publisher() -> None:
+    # librdkafka's reconnect attempts while it shuts down (the broker may be gone) are not news
+    logging.getLogger("defi_scoring.kafka").disabled = True
+    _publisher.close()
 
 
 def publish(settings: KafkaSettings, outputs: list[tuple[str, str, bytes]]) -> None:

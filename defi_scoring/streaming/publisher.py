@@ -85,4 +85,5 @@ class Publisher:
             )
 
     def close(self) -> None:
-        self.producer.flush(2)  # do not wait long on a broker that is gone
+        if len(self.producer):  # records still queued: give them a moment, not long on a broker that is gone
+            self.producer.flush(2)
