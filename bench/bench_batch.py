@@ -1,8 +1,8 @@
 """Batch throughput: raw JSON lines → normalised → features → reference scores.
 
 Prints one JSON line. Generation is not timed.
-Usage: python bench/bench_batch.py [--wallets N] [--mix all|dexes|transfers|lending] [--file F.jsonl]
-                                  [--decoder auto|arrow|python]
+Usage: python bench/bench_batch.py [--wallets N] [--mix all|dexes|transfers|lending]
+                                  [--file F.jsonl [--chunk-mb 64]] [--decoder auto|arrow|python]
 
 --file reads the lines from a JSONL file on disk instead of generating them in memory, and decodes
 them --chunk-mb at a time (core.normalise.normalise_in_chunks: the read is timed, the file's text is

@@ -193,6 +193,7 @@ def test_decoding_in_chunks_equals_decoding_whole(lines, cuts, native):
     bounds = [0, *sorted(c for c in cuts if c <= len(lines)), len(lines)]
     chunks = [lines[a:b] for a, b in itertools.pairwise(bounds)]
     assert_same_batch(normalise_messages(lines, decoder=decoder), normalise_in_chunks(chunks, decoder=decoder))
+    assert_same_batch(normalise_messages([]), normalise_in_chunks([]))  # an empty file: no chunk at all
 
 
 def test_generated_wallets_resent_in_a_later_chunk_are_duplicates_there():

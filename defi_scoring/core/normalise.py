@@ -362,7 +362,7 @@ def normalise_in_chunks(chunks: Iterable[list[Any]], decoder: str = "auto") -> N
         parts.append(_decode_part(chunk if isinstance(chunk, list) else list(chunk), decoder))
         del chunk
         _release_freed_memory()  # the chunk's text and Arrow buffers, before the next chunk is read
-    return _combine(parts)
+    return _combine(parts or [_decode_part([], decoder)])  # no chunk (an empty file): an empty batch
 
 
 def _release_freed_memory() -> None:

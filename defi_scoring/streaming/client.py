@@ -146,7 +146,7 @@ class _KeptClient:
     """One Kafka client kept for the life of the process: connecting and fetching metadata again for
     every range costs ~0.1–0.3 s, a tenth of a small run. Only the latest settings' client is kept
     (tests start many brokers); a client that failed is closed and made again on next use. Hold
-    `lock` while using a client that is not thread-safe (KafkaConsumer; KafkaProducer is)."""
+    `lock` while using a client that is not thread-safe (KafkaConsumer; the Publisher is thread-safe)."""
 
     def __init__(self, make) -> None:
         self.make = make
@@ -163,9 +163,7 @@ class _KeptClient:
 
     def close(self) -> None:
         with self.lock:
-            if isinstance(self.client, KafkaProducer):
-                self.client.close(timeout=2)  # do not wait long on a broker that is gone
-            elif self.client is not None:
+            if self.client is not None:
                 self.client.close()
             self.client, self.key = None, None
 
