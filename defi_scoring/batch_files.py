@@ -13,19 +13,55 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from defi_scoring.core.normalise import NormalisedBatch
 
 
-def read_transactions(files: Sequence[Path | str]) -> pd.DataFrame:
-    """Transactions of `files`, deduplicated by (wallet, document_id), the earliest batch's row kept."""
+def read_transactions(files: Sequence[Path | str], wallets: Sequence[str] | None = None) -> pd.DataFrame:
+    """Transactions of `files`, deduplicated by (wallet, document_id), the earliest batch's row kept.
+
+    With `wallets`, only their rows, read a row group at a time (memory for those rows only).
+    """
     if not files:
         return pd.DataFrame()
-    tables = [_wide_dictionaries(pq.read_table(str(f))) for f in files]
+    if wallets is None:
+        tables = [_wide_dictionaries(pq.read_table(str(f))) for f in files]
+    else:
+        wanted = pa.array(list(wallets), type=pa.string())
+        tables = [_wide_dictionaries(_rows_of(Path(f), wanted)) for f in files]
     frame = pa.concat_tables(tables, promote_options="permissive").unify_dictionaries().to_pandas()
     frame = frame.sort_values(["batch_key"], kind="stable")
     return frame.drop_duplicates(["wallet", "document_id"], keep="first").reset_index(drop=True)
+
+
+def _rows_of(path: Path, wallets: pa.Array) -> pa.Table:
+    parquet = pq.ParquetFile(str(path))
+    pieces = []
+    for group in range(parquet.num_row_groups):
+        table = parquet.read_row_group(group)
+        pieces.append(table.filter(pc.is_in(table.column("wallet"), value_set=wallets)))
+    return pa.concat_tables(pieces) if pieces else parquet.schema_arrow.empty_table()
+
+
+def wallets_in_order(files: Sequence[Path | str]) -> pd.Index:
+    """Distinct wallets of `files` in order of first appearance (the row order of the features of
+    `read_transactions(files)`), reading only the wallet column."""
+    ordered = sorted(files, key=lambda f: Path(f).parent.name)  # batch-key order, as read_transactions sorts
+    seen = [pc.unique(pq.read_table(str(f), columns=["wallet"]).column("wallet")) for f in ordered]
+    values = [
+        chunk.dictionary.take(chunk.indices) if pa.types.is_dictionary(chunk.type) else chunk
+        for column in seen
+        for chunk in (column.chunks if isinstance(column, pa.ChunkedArray) else [column])
+    ]
+    if not values:
+        return pd.Index([], dtype=object, name="wallet")
+    return pd.Index(
+        pd.unique(pa.concat_arrays([v.cast(pa.string()) for v in values]).to_numpy(zero_copy_only=False)),
+        dtype=object,
+        name="wallet",
+    )
 
 
 def _wide_dictionaries(table: pa.Table) -> pa.Table:

@@ -101,14 +101,6 @@ def seconds_to_next_withdraw(
     return np.where(found, seconds, np.nan), found
 
 
-def _next_withdraw_holding(
-    dep_wallet: np.ndarray, dep_ts: np.ndarray, wd_wallet: np.ndarray, wd_ts: np.ndarray, as_of: float
-) -> np.ndarray:
-    """Seconds from each deposit to the next withdraw (CONTRACTS.md §4), else to `as_of`."""
-    seconds, found = seconds_to_next_withdraw(dep_wallet, dep_ts, wd_wallet, wd_ts)
-    return np.where(found, seconds, float(as_of) - dep_ts.astype(np.float64))
-
-
 def swap_frequency_score(num_swaps: np.ndarray, mean_gap_hours: np.ndarray) -> np.ndarray:
     return np.select(
         [num_swaps < 2, mean_gap_hours <= 1, mean_gap_hours <= 24, mean_gap_hours <= 168, mean_gap_hours <= 720],
@@ -148,8 +140,10 @@ def reference_features(transactions: pd.DataFrame, as_of: float) -> pd.DataFrame
     has_dex = np.bincount(wallet, minlength=n) > 0
     first_ts, last_ts = _group_min_max(all_wallet, all_ts, n)
 
-    holding = _next_withdraw_holding(wallet[is_dep], ts[is_dep], wallet[is_wd], ts[is_wd], as_of)
+    seconds, closed = seconds_to_next_withdraw(wallet[is_dep], ts[is_dep], wallet[is_wd], ts[is_wd])
+    holding = np.where(closed, seconds, float(as_of) - ts[is_dep].astype(np.float64))
     holding_sum = np.bincount(wallet[is_dep], weights=holding, minlength=n)
+    open_deposits = np.bincount(wallet[is_dep][~closed], minlength=n).astype(np.int64)
     avg_holding_days = np.divide(holding_sum, num_deposits * SECONDS_PER_DAY, out=np.zeros(n), where=num_deposits > 0)
 
     pool_wallets, _ = _distinct_per_group(wallet, pool, n)
@@ -182,6 +176,7 @@ def reference_features(transactions: pd.DataFrame, as_of: float) -> pd.DataFrame
             "withdraw_ratio": np.divide(total_withdraw, total_deposit, out=np.zeros(n), where=total_deposit > 0),
             "account_age_days": np.where(has_dex, dex_last - dex_first, 0) / SECONDS_PER_DAY,
             "avg_holding_time_days": avg_holding_days,
+            "open_deposits": open_deposits,  # held "until as_of": what a later as_of moves
             "unique_pools": np.bincount(pool_wallets, minlength=n).astype(np.int64),
             "lp_frequency_score": np.minimum(num_deposits * 20.0, 200.0),
             "total_swap_volume_usd": swap_volume,
