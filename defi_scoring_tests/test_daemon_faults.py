@@ -67,7 +67,16 @@ def _wait_for(condition, timeout: float, what: str, log: Path):
         if value:
             return value
         time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}; daemon log:\n{log.read_text()[-4000:]}")
+    with DagsterInstance.get() as instance:
+        runs = [
+            (r.run_id[:8], r.status.value, r.tags.get("dagster/retry_number"), r.tags.get(PID_TAG))
+            for r in _range_runs(instance)
+        ]
+    # the whole log is kept next to the test's files; the lines about runs say what monitoring and retries did
+    about_runs = [line for line in log.read_text().splitlines() if "Sensor" not in line and "AssetDaemon" not in line]
+    raise AssertionError(
+        f"timed out waiting for {what}; range runs {runs}; daemon log ({log}):\n" + "\n".join(about_runs[-60:])
+    )
 
 
 def _range_runs(instance: DagsterInstance) -> list:
@@ -94,7 +103,7 @@ def test_a_run_killed_mid_range_is_retried_and_every_message_answered_once(deplo
                 runs = _range_runs(instance)
                 return len(runs) >= 2 and any(r.status == DagsterRunStatus.SUCCESS for r in runs)
 
-            _wait_for(retried_and_done, 180, "the retried run's success", log)
+            _wait_for(retried_and_done, 300, "the retried run's success", log)
             failed = instance.get_run_by_id(run.run_id)
             assert failed.status == DagsterRunStatus.FAILURE
             retry = next(r for r in _range_runs(instance) if r.status == DagsterRunStatus.SUCCESS)

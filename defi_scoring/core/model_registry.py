@@ -24,10 +24,10 @@ from mlflow.models import infer_signature
 
 from defi_scoring.core.ensemble import TrainedEnsemble
 from defi_scoring.core.ensemble_config import EnsembleConfig
+from defi_scoring.core.model_aliases import CHALLENGER, CHAMPION, ROLLBACK
 from defi_scoring.core.model_card import model_card
 from defi_scoring.core.model_plots import feature_importance, importance_plot, quality_plots
 
-CHALLENGER, CHAMPION, ROLLBACK = "challenger", "champion", "rollback"
 PYFUNC_FILE = Path(__file__).with_name("ensemble_pyfunc.py")
 
 

@@ -1,6 +1,8 @@
 """Score a features table with the champion ensemble, loaded once per process.
 
-No champion yet is a normal state (first deployment): the result says so instead of raising.
+No champion yet is a normal state (first deployment): the result says so instead of raising. MLflow is
+imported on the first champion lookup, not with this module: scoring without a model (and every
+command that only imports the scoring path) does not pay its ~2 s and ~190 MB.
 """
 
 from __future__ import annotations
@@ -9,11 +11,16 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from defi_scoring.core.model_aliases import CHAMPION
 from defi_scoring.core.model_features import MODEL_FEATURES, finite_features
-from defi_scoring.core.model_registry import CHAMPION, MlflowStore, alias_version, load_version
+
+if TYPE_CHECKING:
+    from defi_scoring.core.model_registry import MlflowStore
+
 
 _cache: dict[tuple[str, str, str], tuple[object, str]] = {}
 _unloadable: dict[tuple[str, str, str], tuple[float, str]] = {}  # key → (when it failed, why)
@@ -42,6 +49,8 @@ def load_champion(store: MlflowStore, name: str, refresh: bool = False):
     """(pyfunc model, version) of `models:/<name>@champion`, cached per process; None if no champion.
     Raises ChampionUnloadable when its artifacts cannot be loaded; that verdict is kept for
     UNLOADABLE_RETRY_SECONDS so that a broken model is not fetched again for every call."""
+    from defi_scoring.core.model_registry import alias_version, load_version
+
     version = alias_version(store, name, CHAMPION)
     if version is None:
         return None

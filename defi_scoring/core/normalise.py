@@ -359,10 +359,22 @@ def normalise_in_chunks(chunks: Iterable[list[Any]], decoder: str = "auto") -> N
     memory as text. Duplicates across chunks are found over the whole batch, as in one call."""
     parts = []
     for chunk in chunks:
-        parts.append(_decode_part(chunk if isinstance(chunk, list) else list(chunk), decoder))
-        del chunk
+        part = _decode_part(chunk if isinstance(chunk, list) else list(chunk), decoder)
+        part.valid = _column_blocks(part.valid)
+        parts.append(part)
+        del chunk, part
         _release_freed_memory()  # the chunk's text and Arrow buffers, before the next chunk is read
     return _combine(parts or [_decode_part([], decoder)])  # no chunk (an empty file): an empty batch
+
+
+def _column_blocks(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame with every column in a block of its own (a chunk-sized copy): combining the chunks
+    then frees each chunk's column as soon as it is concatenated, instead of holding every chunk
+    whole until the end (the peak of a chunked decode was the chunks plus their concatenation)."""
+    out = pd.DataFrame(index=frame.index)
+    for name in frame.columns:
+        out[name] = frame[name].copy()
+    return out
 
 
 def _release_freed_memory() -> None:
@@ -438,10 +450,11 @@ def _combine(parts: list[_DecodedPart]) -> NormalisedBatch:
         messages_with_valid, rejections, warnings = part.messages_with_valid, part.rejections, part.warnings
     else:
         offsets = np.cumsum([0] + [len(p.addresses) for p in parts[:-1]]).tolist()
-        valid, positions = _concat_in_message_order(
-            [(_shifted(p.valid, o), p.positions) for p, o in zip(parts, offsets) if len(p.valid)]
-            or [(parts[0].valid, parts[0].positions)]
-        )
+        pieces = [(_shifted(p.valid, o), p.positions) for p, o in zip(parts, offsets) if len(p.valid)]
+        pieces = pieces or [(parts[0].valid, parts[0].positions)]
+        for part in parts:  # the pieces hold the only references: their columns go as they are joined
+            part.valid = part.valid.iloc[:0]
+        valid, positions = _concat_in_message_order(pieces, release=True)
         dropped_parts = [_shifted(p.dropped, o) for p, o in zip(parts, offsets) if len(p.dropped)]
         dropped = pd.concat(dropped_parts, ignore_index=True) if dropped_parts else parts[0].dropped
         messages_with_valid = {i + o for p, o in zip(parts, offsets) for i in p.messages_with_valid}
@@ -546,21 +559,29 @@ def _python_rows(
     return _PythonRows(valid, positions, dropped, messages_with_valid, rejections, warnings, ignored_sections)
 
 
-def _concat_in_message_order(pieces: list[tuple[pd.DataFrame, np.ndarray]]) -> tuple[pd.DataFrame, np.ndarray]:
-    """Rows of both paths as one frame in batch order (categories: the union, sorted)."""
-    columns = {}
+def _concat_in_message_order(
+    pieces: list[tuple[pd.DataFrame, np.ndarray]], release: bool = False
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """Rows of both paths as one frame in batch order (categories: the union, sorted). `release`: each
+    piece's column is deleted once concatenated (pieces of `_column_blocks`: its memory goes with it),
+    and the frame is built a column at a time, so the peak is the result plus one column."""
+    positions = np.concatenate([p for _, p in pieces])
+    frame = pd.DataFrame(index=pd.RangeIndex(len(positions)))
     for name in TRANSACTION_COLUMNS:
         if name in CATEGORICAL_COLUMNS:
-            columns[name] = union_categoricals([f[name].array for f, _ in pieces], sort_categories=True)
+            column = union_categoricals([f[name].array for f, _ in pieces], sort_categories=True)
         else:
-            columns[name] = np.concatenate([f[name].to_numpy() for f, _ in pieces])
-    positions = np.concatenate([p for _, p in pieces])
-    message_index = columns["message_index"]
+            column = np.concatenate([f[name].to_numpy() for f, _ in pieces])
+        if release:
+            for f, _ in pieces:
+                del f[name]
+        frame[name] = column
+        del column
+    message_index = frame["message_index"].to_numpy()
     if len(message_index) < 2 or bool((message_index[1:] >= message_index[:-1]).all()):
-        return pd.DataFrame(columns), positions  # chunks in file order are in batch order: no copy by take
+        return frame, positions  # chunks in file order are in batch order: no copy by take
     order = np.argsort(message_index, kind="stable")
-    frame = pd.DataFrame(columns).take(order).reset_index(drop=True)
-    return frame, positions[order]
+    return frame.take(order).reset_index(drop=True), positions[order]
 
 
 def _deduplicate(
@@ -582,14 +603,26 @@ def _deduplicate(
             }
         )
         dropped = pd.concat([dropped, dup], ignore_index=True) if len(dropped) else dup
-        valid = valid.loc[~duplicate]
+        valid = _rows_kept(valid, ~duplicate)
         cleanup = True
-    if not cleanup:
-        return valid.reset_index(drop=True), dropped.reset_index(drop=True)
-    transactions = valid.reset_index(drop=True)
-    for name in CATEGORICAL_COLUMNS:  # as if built from the kept rows only: no category without a row
-        transactions[name] = transactions[name].cat.remove_unused_categories()
+    index = valid.index
+    numbered = isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1
+    transactions = valid if numbered else valid.reset_index(drop=True)  # (a reset copies every column)
+    if cleanup:
+        for name in CATEGORICAL_COLUMNS:  # as if built from the kept rows only: no category without a row
+            transactions[name] = transactions[name].cat.remove_unused_categories()
     return transactions, dropped.reset_index(drop=True)
+
+
+def _rows_kept(frame: pd.DataFrame, keep: np.ndarray) -> pd.DataFrame:
+    """frame[keep] built a column at a time, each of the frame's columns deleted once copied (the
+    frame is the caller's own): the peak is the kept rows plus one column, not both tables."""
+    out = pd.DataFrame(index=pd.RangeIndex(int(keep.sum())))
+    for name in list(frame.columns):
+        column = frame[name]
+        out[name] = column.array[keep] if isinstance(column.dtype, pd.CategoricalDtype) else column.to_numpy()[keep]
+        del frame[name], column
+    return out
 
 
 def _protocol_types(cols: _Columns, n: int) -> np.ndarray:
