@@ -205,3 +205,21 @@ def test_generated_wallets_resent_in_a_later_chunk_are_duplicates_there():
     whole = normalise_messages(lines)
     assert_same_batch(whole, normalise_in_chunks(chunks))
     assert whole.counts["duplicate_transactions"] > 0
+
+
+def test_a_large_batch_in_memory_is_decoded_in_chunks_to_the_same_batch(monkeypatch):
+    """Over DECODE_CHUNK_BYTES of text, normalise_messages decodes a chunk at a time (bounded memory):
+    the batch equals the one decoded in one piece, resends and a bad line included."""
+    from defi_scoring.core import normalise
+
+    lines = [orjson.dumps(m) for m in iter_messages(generate_wallets(200, seed=9))]
+    lines += [*lines[:20], b"garbage", b""]
+    whole = normalise_messages(lines)
+    chunk_sizes = []
+    original = normalise._decode_part
+    monkeypatch.setattr(normalise, "DECODE_CHUNK_BYTES", 50_000)
+    monkeypatch.setattr(normalise, "_decode_part", lambda raws, d: chunk_sizes.append(len(raws)) or original(raws, d))
+    chunked = normalise_messages(lines)
+    assert len(chunk_sizes) > 5 and sum(chunk_sizes) == len(lines)
+    assert_same_batch(whole, chunked)
+    assert whole.counts["duplicate_transactions"] > 0 and whole.counts["rejected_messages"] >= 2

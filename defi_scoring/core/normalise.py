@@ -22,7 +22,7 @@ import contextlib
 import ctypes
 import re
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -37,6 +37,9 @@ from defi_scoring.core import arrow_decode
 ADDRESS_RE = re.compile(r"0x[0-9a-fA-F]{40}")
 MAX_WARNINGS_LISTED = 5
 NATIVE_MIN_BYTES = 1_000_000  # measured crossover: ~1 MB of transfers, ~2 MB of DEX messages
+# A larger batch is decoded this much text at a time (normalise_in_chunks, the same batch): Arrow's
+# buffers and the parts stay chunk-sized instead of several times the whole input.
+DECODE_CHUNK_BYTES = 64_000_000
 
 TRANSACTION_COLUMNS = [
     "wallet",  # lower-cased address: the wallet key
@@ -350,7 +353,25 @@ def normalise_messages(raw_messages: Iterable[Any], decoder: str = "auto") -> No
     (the reference the property test compares with); "auto": arrow from NATIVE_MIN_BYTES of input on
     (below, Arrow's fixed cost per call is more than it saves). All three give the same batch."""
     raws = raw_messages if isinstance(raw_messages, list) else list(raw_messages)
+    if len(raws) > 1 and _text_bytes(raws) > DECODE_CHUNK_BYTES:
+        return normalise_in_chunks(_slices(raws, DECODE_CHUNK_BYTES), decoder)
     return _combine([_decode_part(raws, decoder)])
+
+
+def _text_bytes(raws: list[Any]) -> int:
+    return sum(len(r) for r in raws if isinstance(r, (bytes, str)))
+
+
+def _slices(raws: list[Any], chunk_bytes: int) -> Iterator[list[Any]]:
+    """Consecutive runs of messages of about `chunk_bytes` of text each."""
+    start, size = 0, 0
+    for i, raw in enumerate(raws):
+        size += len(raw) if isinstance(raw, (bytes, str)) else 0
+        if size >= chunk_bytes:
+            yield raws[start : i + 1]
+            start, size = i + 1, 0
+    if start < len(raws):
+        yield raws[start:]
 
 
 def normalise_in_chunks(chunks: Iterable[list[Any]], decoder: str = "auto") -> NormalisedBatch:
