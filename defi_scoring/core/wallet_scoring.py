@@ -56,21 +56,41 @@ def score_wallet_table(
     signals = signals or CrossWalletSignals()
     config = config or default_scoring_config()
     reference = reference_features(transactions, as_of)
-    table = reference.join(reference_scores(reference))
     behaviour = model_features(transactions, as_of, reference=reference, peers=signals.peers)
-    table = table.join(behaviour[[c for c in behaviour.columns if c not in table.columns]])
-    table = table.join(transfer_summary(behaviour)).join(lending_summary(behaviour))
+    scored = reference_scores(reference)
+    own = set(reference.columns) | set(scored.columns)
+    table = _widened(
+        reference,
+        scored,
+        behaviour[[c for c in behaviour.columns if c not in own]],
+        transfer_summary(behaviour),
+        lending_summary(behaviour),
+    )
     # longevity over every protocol type (the §4 account_age_days covers DEX rows only)
     table["activity_span_days"] = (table["last_timestamp"] - table["first_timestamp"]) / 86_400
     table["activity_days"] = np.maximum(table["active_days"], np.expm1(table["transfer_active_days_log"]))
-    table = table.join(detect_patterns(table, transactions, config.patterns, signals.pump))
+    table = _widened(table, detect_patterns(table, transactions, config.patterns, signals.pump))
 
     scores = model(behaviour) if model is not None else no_model("no model store configured")
     hybrid = hybrid_scores(table, config, scores.predictions)
-    table = table.join(hybrid.table)
-    table = table.join(factor_reason_columns(hybrid.contributions, table, config.reasons.top_factors))
-    table = table.join(model_reason_columns(scores.contributions, table.index, config.reasons.top_model_features))
-    table = table.join(alert_columns(table, config.alerts, previous_scores))
+    table = _widened(table, hybrid.table)
+    table = _widened(  # none of the three reads another's columns
+        table,
+        factor_reason_columns(hybrid.contributions, table, config.reasons.top_factors),
+        model_reason_columns(scores.contributions, table.index, config.reasons.top_model_features),
+        alert_columns(table, config.alerts, previous_scores),
+    )
     table["tags"] = tags_as_lists(table)
     table["model_version"] = scores.model_version
     return WalletScores(table, scores.model_version, scores.note, config, hybrid.factor_errors)
+
+
+def _widened(table: pd.DataFrame, *parts: pd.DataFrame) -> pd.DataFrame:
+    """`table` with the columns of `parts` (rows of `table.index`, as a left join gives) in one
+    concatenation: a join per part copied the whole widening table each time, a fixed cost that
+    dominated scoring a single wallet."""
+    aligned = [p if p.index.equals(table.index) else p.reindex(table.index) for p in parts]
+    widened = pd.concat([table, *aligned], axis=1)
+    if widened.columns.has_duplicates:
+        raise ValueError(f"columns computed twice: {sorted(set(widened.columns[widened.columns.duplicated()]))}")
+    return widened
