@@ -94,6 +94,9 @@ def test_demo_runs_end_to_end_and_prints_the_summary(tmp_path):
         "train_model",
         "score_wallets",
     ]
+    # the second scoring saw no new batch: wallet_features kept every wallet's row, and says so
+    said = " ".join(result.stderr.split())
+    assert "— features full, " in said and "— features incremental, 0 of " in said
     # ... while everything is kept: the log file the demo names holds the runs' events and MLflow's lines.
     log_file = result.stdout.split("Logs of this demo: ")[1].split()[0]
     assert log_file.startswith(str(tmp_path / "home" / "logs"))

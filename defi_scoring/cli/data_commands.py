@@ -243,4 +243,19 @@ def run_jobs(settings: Settings, steps: list[tuple[str, dict]]) -> None:
                     f"Dagster run {result.run_id} of {job_name} failed; its events are in "
                     f"{log_file} and in the UI (defi-scoring ui)."
                 )
-            console.print(f"[green]✓[/] {job_name} run {result.run_id[:8]} ({elapsed(started)})")
+            done = f"{job_name} run {result.run_id[:8]} ({elapsed(started)})"
+            console.print(f"[green]✓[/] {done}{_features_update(result)}")
+
+
+def _features_update(result) -> str:
+    """What `wallet_features` did in the run, when it ran: incremental or full, and how many wallets."""
+    materialised = [
+        event.asset_key.to_user_string()
+        for event in result.get_asset_materialization_events()
+        if event.asset_key is not None
+    ]
+    if "wallet_features" not in materialised:
+        return ""
+    meta = result.asset_materializations_for_node("wallet_features")[0].metadata
+    mode = meta["update"].value.split(":")[0]
+    return f" — features {mode}, {meta['recomputed_wallets'].value:,} of {meta['wallets'].value:,} wallets"
