@@ -1,4 +1,4 @@
-"""Which landed batches the last `wallet_features` saw: decides between an incremental and a full run.
+"""`wallet_features` over the landed batches: incremental after new batches, full otherwise.
 
 The state file beside the table lists every batch it was computed from (size and modification time of
 its Parquet file). Batches that only were added since → incremental (the wallets they touch are
@@ -12,6 +12,13 @@ import json
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import Any
+
+from defi_scoring.batch_files import read_transactions, wallets_in_order
+from defi_scoring.core.features import reference_features
+from defi_scoring.core.incremental_features import updated_features
+
+STATE_NAME = "wallet_features.batches.json"  # beside the table in the data home's tables/
 
 
 @dataclass(frozen=True)
@@ -60,5 +67,31 @@ def save_state(files: list[Path], state_path: Path, columns: list[str]) -> None:
     tmp.replace(state_path)
 
 
-def forget_state(state_path: Path) -> None:
-    state_path.unlink(missing_ok=True)
+def forget_state(tables_dir: Path) -> None:
+    (tables_dir / STATE_NAME).unlink(missing_ok=True)
+
+
+def update_wallet_features(data_home: Any, files: list[Path], as_of: int, incremental: bool):
+    """(features, transactions read, update summary) of the data home's batches, written to its
+    `wallet_features` table: only the touched wallets recomputed when only new batches landed."""
+    state_path = data_home.settings.tables_dir / STATE_NAME
+    previous = data_home.read_table("wallet_features") if data_home.table_exists("wallet_features") else None
+    plan = plan_update(files, state_path, list(previous.columns), incremental) if previous is not None else None
+    if plan is not None and plan.incremental:
+        touched = wallets_in_order(plan.new_files)
+        transactions = read_transactions(files, wallets=touched)
+        recomputed = reference_features(transactions, as_of) if len(transactions) else previous.iloc[:0]
+        previous_as_of = float(previous["as_of"].iloc[0]) if len(previous) else float(as_of)
+        features = updated_features(
+            previous.drop(columns="as_of"), previous_as_of, recomputed, as_of, wallets_in_order(files)
+        ).assign(as_of=as_of)
+        update = {"mode": "incremental", "reason": plan.reason, "recomputed_wallets": len(recomputed)}
+    else:
+        transactions = data_home.read_all_transactions()
+        features = reference_features(transactions, as_of).assign(as_of=as_of)
+        reason = plan.reason if plan is not None else "no previous table"
+        update = {"mode": "full", "reason": reason, "recomputed_wallets": len(features)}
+    forget_state(state_path.parent)
+    data_home.write_table("wallet_features", features)
+    save_state(files, state_path, list(features.columns))
+    return features, len(transactions), update

@@ -69,6 +69,7 @@ def test_second_batch_recomputes_only_its_wallets_and_equals_a_full_recompute(tm
         _ingest(defs, instance, "first")
         meta = _features_run(defs, instance, first_as_of)
         assert meta["update"].value.startswith("full: no previous table")
+        assert "first" in (tmp_home / "tables" / "wallet_features.batches.json").read_text()
         before = pd.read_parquet(tmp_home / "tables" / "wallet_features.parquet")
         # untouched wallets with open deposits exist, so moving as_of is exercised
         assert (before.drop(index=list(touched), errors="ignore")["open_deposits"] > 0).any()

@@ -9,11 +9,8 @@ import pandas as pd
 from defi_scoring.assets.engine import Engine, cluster_partitions
 from defi_scoring.assets.ingestion import transaction_batches
 from defi_scoring.assets.metadata import check_result, frame_table, table_metadata
-from defi_scoring.batch_files import read_transactions, wallets_in_order
 from defi_scoring.core.data_checks import Verdict, judge, load_data_checks_config, non_finite_rates, score_drift
 from defi_scoring.core.ensemble_config import load_ensemble_config
-from defi_scoring.core.features import reference_features
-from defi_scoring.core.incremental_features import updated_features
 from defi_scoring.core.model_scoring import score_with_model
 from defi_scoring.core.patterns import PATTERNS
 from defi_scoring.core.reference_score import reference_scores as compute_reference_scores
@@ -29,7 +26,7 @@ from defi_scoring.core.summary import (
     tag_counts,
 )
 from defi_scoring.core.wallet_scoring import score_wallet_table
-from defi_scoring.feature_updates import forget_state, plan_update, save_state
+from defi_scoring.feature_updates import forget_state, update_wallet_features
 from defi_scoring.resources.dask import DaskResource
 from defi_scoring.resources.data_home import DataHomeResource
 from defi_scoring.resources.mlflow_store import MlflowResource
@@ -78,10 +75,10 @@ def wallet_features(
         with cluster_partitions(context, data_home, dask) as (client, batches):
             _, transaction_count = features_on_cluster(client, batches, as_of, data_home.table_path("wallet_features"))
         features, path = data_home.read_table("wallet_features"), data_home.table_path("wallet_features")
-        forget_state(data_home.table_path(STATE_NAME))
+        forget_state(data_home.settings.tables_dir)
         update = {"mode": "full", "reason": "dask engine", "recomputed_wallets": len(features)}
     else:
-        features, transaction_count, update = _local_features(data_home, files, as_of, config.incremental)
+        features, transaction_count, update = update_wallet_features(data_home, files, as_of, config.incremental)
         path = data_home.table_path("wallet_features")
     context.log.info(
         "features for %d wallets (%s: %s; %d recomputed from %d transactions)",
@@ -116,35 +113,6 @@ def wallet_features(
             "path": dg.MetadataValue.path(str(path)),
         },
     )
-
-
-STATE_NAME = "wallet_features.batches.json"
-
-
-def _local_features(data_home: DataHomeResource, files: list, as_of: int, incremental: bool):
-    """(features, transactions read, update summary): incremental when only new batches landed."""
-    state_path = data_home.table_path(STATE_NAME)
-    columns = list(data_home.read_table("wallet_features").columns) if data_home.table_exists("wallet_features") else []
-    plan = plan_update(files, state_path, columns, incremental) if columns else None
-    if plan is not None and plan.incremental:
-        previous = data_home.read_table("wallet_features")
-        touched = wallets_in_order(plan.new_files)
-        transactions = read_transactions(files, wallets=touched)
-        recomputed = reference_features(transactions, as_of) if len(transactions) else previous.iloc[:0]
-        previous_as_of = float(previous["as_of"].iloc[0]) if len(previous) else float(as_of)
-        features = updated_features(
-            previous.drop(columns="as_of"), previous_as_of, recomputed, as_of, wallets_in_order(files)
-        ).assign(as_of=as_of)
-        update = {"mode": "incremental", "reason": plan.reason, "recomputed_wallets": len(recomputed)}
-    else:
-        transactions = data_home.read_all_transactions()
-        features = reference_features(transactions, as_of).assign(as_of=as_of)
-        reason = plan.reason if plan is not None else "no previous table"
-        update = {"mode": "full", "reason": reason, "recomputed_wallets": len(features)}
-    forget_state(state_path)
-    data_home.write_table("wallet_features", features)
-    save_state(files, state_path, list(features.columns))
-    return features, len(transactions), update
 
 
 @dg.asset(
