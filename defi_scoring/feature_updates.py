@@ -2,8 +2,9 @@
 
 The state file beside the table lists every batch it was computed from (size and modification time of
 its Parquet file). Batches that only were added since → incremental (the wallets they touch are
-recomputed); a batch changed or removed (re-landed, retention), another set of feature columns, another
-version of the package or no state at all → full recompute.
+recomputed); a batch changed or removed (re-landed, retention), another version of the package, no
+state or an unreadable one, or recomputed rows whose columns differ from the previous table's (a table
+of an earlier feature set) → full recompute.
 """
 
 from __future__ import annotations
@@ -39,18 +40,20 @@ def _fingerprints(files: list[Path]) -> dict[str, list[int]]:
     return {f.parent.name: [f.stat().st_size, f.stat().st_mtime_ns] for f in files}
 
 
-def plan_update(files: list[Path], state_path: Path, columns: list[str], wanted: bool) -> FeaturePlan:
+def plan_update(files: list[Path], state_path: Path, wanted: bool) -> FeaturePlan:
     """Incremental when the previous run's batches are all still there, unchanged, and only new ones came."""
     if not wanted:
         return FeaturePlan(False, "incremental updates are off (config incremental: false)")
     if not state_path.exists():
         return FeaturePlan(False, "no record of the batches the previous table was computed from")
-    state = json.loads(state_path.read_text())
+    try:
+        state = json.loads(state_path.read_text())
+        before = dict(state["batches"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return FeaturePlan(False, f"the record of the previous table's batches is unreadable ({exc})")
     if state.get("package_version") != _package_version():
         return FeaturePlan(False, f"previous table was computed by defi-scoring {state.get('package_version')}")
-    if state.get("columns") != columns:
-        return FeaturePlan(False, "the feature columns changed since the previous table")
-    now, before = _fingerprints(files), state.get("batches", {})
+    now = _fingerprints(files)
     changed = sorted(key for key, mark in before.items() if now.get(key) != mark)
     if changed:
         return FeaturePlan(False, f"batch {changed[0]!r} changed or was removed since the previous table")
@@ -58,10 +61,10 @@ def plan_update(files: list[Path], state_path: Path, columns: list[str], wanted:
     return FeaturePlan(True, f"{len(new_files)} batches landed since the previous table", new_files)
 
 
-def save_state(files: list[Path], state_path: Path, columns: list[str]) -> None:
+def save_state(files: list[Path], state_path: Path) -> None:
     """Written after the table (the state is forgotten before it is written): a crash in between leaves
     no state, and the next run recomputes everything instead of trusting a half-written table."""
-    state = {"package_version": _package_version(), "columns": columns, "batches": _fingerprints(files)}
+    state = {"package_version": _package_version(), "batches": _fingerprints(files)}
     tmp = state_path.with_suffix(".tmp")
     tmp.write_text(json.dumps(state, indent=1))
     tmp.replace(state_path)
@@ -76,22 +79,25 @@ def update_wallet_features(data_home: Any, files: list[Path], as_of: int, increm
     `wallet_features` table: only the touched wallets recomputed when only new batches landed."""
     state_path = data_home.settings.tables_dir / STATE_NAME
     previous = data_home.read_table("wallet_features") if data_home.table_exists("wallet_features") else None
-    plan = plan_update(files, state_path, list(previous.columns), incremental) if previous is not None else None
+    plan = plan_update(files, state_path, incremental) if previous is not None else None
+    features, reason = None, plan.reason if plan is not None else "no previous table"
     if plan is not None and plan.incremental:
-        touched = wallets_in_order(plan.new_files)
-        transactions = read_transactions(files, wallets=touched)
-        recomputed = reference_features(transactions, as_of) if len(transactions) else previous.iloc[:0]
-        previous_as_of = float(previous["as_of"].iloc[0]) if len(previous) else float(as_of)
-        features = updated_features(
-            previous.drop(columns="as_of"), previous_as_of, recomputed, as_of, wallets_in_order(files)
-        ).assign(as_of=as_of)
-        update = {"mode": "incremental", "reason": plan.reason, "recomputed_wallets": len(recomputed)}
-    else:
+        transactions = read_transactions(files, wallets=wallets_in_order(plan.new_files))
+        recomputed = reference_features(transactions, as_of) if len(transactions) else None
+        kept = previous.drop(columns="as_of")
+        if recomputed is not None and list(recomputed.columns) != list(kept.columns):
+            reason = "the previous table has other feature columns (an earlier version's)"
+        else:
+            previous_as_of = float(previous["as_of"].iloc[0]) if len(previous) else float(as_of)
+            recomputed = kept.iloc[:0] if recomputed is None else recomputed
+            features = updated_features(kept, previous_as_of, recomputed, as_of, wallets_in_order(files))
+            features = features.assign(as_of=as_of)
+            update = {"mode": "incremental", "reason": plan.reason, "recomputed_wallets": len(recomputed)}
+    if features is None:
         transactions = data_home.read_all_transactions()
         features = reference_features(transactions, as_of).assign(as_of=as_of)
-        reason = plan.reason if plan is not None else "no previous table"
         update = {"mode": "full", "reason": reason, "recomputed_wallets": len(features)}
     forget_state(state_path.parent)
     data_home.write_table("wallet_features", features)
-    save_state(files, state_path, list(features.columns))
+    save_state(files, state_path)
     return features, len(transactions), update

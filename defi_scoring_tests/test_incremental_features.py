@@ -98,3 +98,19 @@ def test_second_batch_recomputes_only_its_wallets_and_equals_a_full_recompute(tm
         assert meta["recomputed_wallets"].value == meta["wallets"].value
         meta = _features_run(defs, instance, second_as_of, incremental=False)
         assert meta["update"].value == "full: incremental updates are off (config incremental: false)"
+
+        # an unreadable record of the batches → full recompute, not a failed run
+        state = tmp_home / "tables" / "wallet_features.batches.json"
+        state.write_text("{half a file")
+        meta = _features_run(defs, instance, second_as_of)
+        assert meta["update"].value.startswith("full: the record of the previous table's batches is unreadable")
+
+        # a table of an earlier feature set (no open_deposits) and a new batch → full, all columns back
+        table_path = tmp_home / "tables" / "wallet_features.parquet"
+        pd.read_parquet(table_path).drop(columns="open_deposits").to_parquet(table_path)
+        _land(tmp_home, "third", [orjson.dumps(dex_message([swap("third-0", ts=DEPOSIT_TIME)], wallet=extended[0]))])
+        instance.add_dynamic_partitions(transaction_batch_partitions.name, ["third"])
+        _ingest(defs, instance, "third")
+        meta = _features_run(defs, instance, second_as_of)
+        assert meta["update"].value == "full: the previous table has other feature columns (an earlier version's)"
+        _assert_same_table(pd.read_parquet(table_path), _full_recompute(tmp_home, second_as_of))

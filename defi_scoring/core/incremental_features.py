@@ -29,7 +29,7 @@ def updated_features(
         deposits = kept["num_deposits"].to_numpy()
         holding[moved] += kept["open_deposits"].to_numpy()[moved] * shift_days / deposits[moved]
         kept["avg_holding_time_days"] = holding
-    combined = pd.concat([kept, recomputed[previous.columns]]) if len(kept) else recomputed[previous.columns]
+    combined = pd.concat([kept, recomputed]) if len(kept) else recomputed
     missing = order.difference(combined.index)
     if len(missing):
         raise ValueError(f"{len(missing)} wallets of the batches are in neither table (e.g. {missing[0]})")
