@@ -11,8 +11,15 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from defi_scoring.core.features import SECONDS_PER_DAY, _codes, wallet_positions
-from defi_scoring.core.sequence_stats import distinct_count, gap_stats, group_sum, safe_ratio, seconds_to_next
+from defi_scoring.core.features import SECONDS_PER_DAY, _codes, rows_of, wallet_positions
+from defi_scoring.core.sequence_stats import (
+    distinct_count,
+    gap_stats,
+    group_sum,
+    safe_ratio,
+    seconds_to_next,
+    wallet_time_order,
+)
 
 LENDING_FEATURES = [
     "lending_count_log",
@@ -43,12 +50,13 @@ def lending_features(transactions: pd.DataFrame, wallets: pd.Index) -> pd.DataFr
     n = len(wallets)
     if "protocol_type" not in transactions.columns:
         return pd.DataFrame(0.0, index=wallets, columns=LENDING_FEATURES)
-    tx = transactions[(transactions["protocol_type"] == "lending").to_numpy()]
-    if tx.empty:
+    rows = (transactions["protocol_type"] == "lending").to_numpy()
+    if not rows.any():
         return pd.DataFrame(0.0, index=wallets, columns=LENDING_FEATURES)
+    tx = rows_of(transactions, rows, ["wallet", "timestamp", "action", "amount_usd", "protocol"])
     wallet = wallet_positions(tx["wallet"], wallets)
     ts = tx["timestamp"].to_numpy(np.int64)
-    order = np.lexsort((ts, wallet))
+    order = wallet_time_order(wallet, ts)
     wallet, ts = wallet[order], ts[order]
     action = tx["action"].astype(object).to_numpy()[order]
     usd = tx["amount_usd"].to_numpy(float)[order]

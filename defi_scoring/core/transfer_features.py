@@ -16,10 +16,12 @@ import re
 import numpy as np
 import pandas as pd
 
+from defi_scoring.core.counterparty_pairs import CounterpartyPairs
 from defi_scoring.core.features import (
     SECONDS_PER_DAY,
     SECONDS_PER_HOUR,
     _codes,
+    rows_of,
     unique_inverse_counts,
     wallet_positions,
 )
@@ -33,7 +35,10 @@ from defi_scoring.core.sequence_stats import (
     relative_active_days,
     safe_ratio,
     seconds_to_next,
-    share_of_top_and_hhi,
+    sorted_group_min_max,
+    top_share_and_hhi,
+    value_ranks,
+    wallet_time_order,
 )
 
 PLAIN_TRANSFER_GAS = 21_000
@@ -46,6 +51,18 @@ METHOD_FAMILIES = {  # first matching family wins; matched on the lower-cased me
     "deposit_withdraw": re.compile(r"deposit|withdraw|stake|lock|redeem"),
 }
 
+READ_COLUMNS = [
+    "wallet",
+    "timestamp",
+    "action",
+    "amount_usd",
+    "token_amount",
+    "counterparty",
+    "token_address",
+    "failed",
+    "gas_used",
+    "method",
+]
 TRANSFER_FEATURES = [
     "transfer_count_log",
     "send_share",
@@ -143,18 +160,21 @@ def _round_value(amount: np.ndarray) -> np.ndarray:
     return (amount > 0) & np.isfinite(amount) & (np.abs(tenth - np.round(tenth)) <= 1e-6 * np.maximum(tenth, 1))
 
 
-def _top_value_share(codes: np.ndarray, items: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
-    """Per wallet: the largest share of its total value that went to one item (counterparty)."""
-    keep = (items >= 0) & (values > 0)
-    if not keep.any():
-        return np.zeros(n)
-    width = int(items.max()) + 1
-    pairs, inverse, _ = unique_inverse_counts(codes[keep] * width + items[keep])
-    per_pair = np.bincount(inverse, weights=values[keep])
-    owner = pairs // width
-    top = np.zeros(n)
-    np.maximum.at(top, owner, per_pair)
-    return safe_ratio(top, np.bincount(owner, weights=per_pair, minlength=n))
+def _same_address(first: pd.Series, second: pd.Series) -> np.ndarray:
+    """Row-wise string equality of two address columns (a self-transfer), without hashing either's
+    distinct values: categorical columns are compared as the strings their codes point at."""
+    left, left_known = _address_objects(first)
+    right, right_known = _address_objects(second)
+    return np.asarray(left == right, dtype=bool) & left_known & right_known
+
+
+def _address_objects(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        codes = column.cat.codes.to_numpy()
+        categories = column.cat.categories.to_numpy(object)
+        return (categories[codes] if len(categories) else np.full(len(codes), None, dtype=object)), codes >= 0
+    values = column.to_numpy(object)
+    return values, pd.notna(values)
 
 
 def transfer_features(transactions: pd.DataFrame, wallets: pd.Index) -> pd.DataFrame:
@@ -163,18 +183,19 @@ def transfer_features(transactions: pd.DataFrame, wallets: pd.Index) -> pd.DataF
     n = len(wallets)
     if "protocol_type" not in transactions.columns:
         return pd.DataFrame(0.0, index=wallets, columns=TRANSFER_FEATURES)
-    tx = transactions[(transactions["protocol_type"] == "transfers").to_numpy()]
-    if tx.empty:
+    rows = (transactions["protocol_type"] == "transfers").to_numpy()
+    if not rows.any():
         return pd.DataFrame(0.0, index=wallets, columns=TRANSFER_FEATURES)
+    tx = rows_of(transactions, rows, READ_COLUMNS)
     wallet = wallet_positions(tx["wallet"], wallets)
     ts = tx["timestamp"].to_numpy(np.int64)
-    order = np.lexsort((ts, wallet))
+    order = wallet_time_order(wallet, ts)
     wallet, ts = wallet[order], ts[order]
     is_send = (tx["action"].astype(object).to_numpy() == "send")[order]
     is_receive = ~is_send
     usd = tx["amount_usd"].to_numpy(float)[order]
     amount = tx["token_amount"].to_numpy(float)[order]
-    counterparty, counterparty_names = _codes(tx["counterparty"])
+    counterparty, _ = _codes(tx["counterparty"])
     counterparty = counterparty[order]
     token, token_names = _codes(tx["token_address"])
     token = token[order]
@@ -193,14 +214,12 @@ def transfer_features(transactions: pd.DataFrame, wallets: pd.Index) -> pd.DataF
     max_receive = np.zeros(n)
     np.maximum.at(max_receive, wallet[is_receive], usd[is_receive])
 
-    # Counterparties: who, how many, how concentrated, in both directions.
-    partners = distinct_count(wallet, counterparty, n)
-    fan_in = distinct_count(wallet[is_receive], counterparty[is_receive], n)
-    fan_out = distinct_count(wallet[is_send], counterparty[is_send], n)
-    top, hhi = share_of_top_and_hhi(wallet, counterparty, n)
+    # Counterparties: who, how many, how concentrated, in both directions (one table of pairs).
+    pairs = CounterpartyPairs.of(wallet, counterparty, is_send, n)
+    partners, fan_in, fan_out = pairs.partners, pairs.fan_in, pairs.fan_out
+    top, hhi = top_share_and_hhi(pairs.owner, pairs.count, n)
     both = fan_in + fan_out - partners  # counterparties seen in both directions
-    wallet_codes_of_counterparty = pd.Index(wallets).get_indexer(pd.Index(counterparty_names, dtype=object))
-    is_self = (counterparty >= 0) & (wallet_codes_of_counterparty[np.maximum(counterparty, 0)] == wallet)
+    is_self = _same_address(tx["counterparty"], tx["wallet"])[order]
 
     # Received → forwarded: seconds from each receive to the wallet's next send.
     seconds, found = seconds_to_next(wallet[is_receive], ts[is_receive], wallet[is_send], ts[is_send])
@@ -278,12 +297,16 @@ def transfer_features(transactions: pd.DataFrame, wallets: pd.Index) -> pd.DataF
 
     # Distributions: typical sizes and their spread, per direction.
     log_usd = np.log1p(usd)
-    out["log_median_received_usd"] = group_quantile(wallet[is_receive], log_usd[is_receive], n, 0.5)
-    out["log_median_sent_usd"] = group_quantile(wallet[is_send], log_usd[is_send], n, 0.5)
+    usd_ranks = value_ranks(log_usd)  # one sort of the values for both directions' medians
+    for direction, rows in (("received", is_receive), ("sent", is_send)):
+        out[f"log_median_{direction}_usd"] = group_quantile(wallet[rows], log_usd[rows], n, 0.5, usd_ranks[rows])
     out["received_usd_log_std"] = group_std(wallet[is_receive], log_usd[is_receive], n)
     out["sent_usd_log_std"] = group_std(wallet[is_send], log_usd[is_send], n)
-    out["sender_top_share"] = share_of_top_and_hhi(wallet[is_receive], counterparty[is_receive], n)[0]
-    out["recipient_top_share"] = share_of_top_and_hhi(wallet[is_send], counterparty[is_send], n)[0]
+    received_from, sent_to = ~pairs.directed_send, pairs.directed_send
+    out["sender_top_share"] = top_share_and_hhi(
+        pairs.directed_owner[received_from], pairs.directed_count[received_from], n
+    )[0]
+    out["recipient_top_share"] = top_share_and_hhi(pairs.directed_owner[sent_to], pairs.directed_count[sent_to], n)[0]
     out["receives_per_sender_log"] = np.log1p(safe_ratio(receives, fan_in))
     out["sends_per_recipient_log"] = np.log1p(safe_ratio(sends, fan_out))
     first_send = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)
@@ -308,8 +331,9 @@ def transfer_features(transactions: pd.DataFrame, wallets: pd.Index) -> pd.DataF
 
     # Per direction: extremes, cadence, tokens other than ETH, contract calls.
     for direction, rows in (("received", is_receive), ("sent", is_send)):
-        out[f"log_min_{direction}_usd"] = group_quantile(wallet[rows], log_usd[rows], n, 0.0)
-        out[f"log_max_{direction}_usd"] = group_quantile(wallet[rows], log_usd[rows], n, 1.0)
+        out[f"log_min_{direction}_usd"], out[f"log_max_{direction}_usd"] = sorted_group_min_max(
+            wallet[rows], log_usd[rows], n
+        )
     for direction, rows in (("send", is_send), ("receive", is_receive)):
         direction_gaps = gap_stats(wallet[rows], ts[rows], n)
         out[f"{direction}_gap_hours_log"] = np.log1p(direction_gaps.mean / SECONDS_PER_HOUR)
@@ -333,13 +357,9 @@ def transfer_features(transactions: pd.DataFrame, wallets: pd.Index) -> pd.DataF
     _, inverse, pair_count = unique_inverse_counts(wallet * (int(amount_code.max()) + 1) + amount_code)
     repeated = positive & (pair_count[inverse] > 1)
     out["repeated_amount_share"] = safe_ratio(group_sum(wallet, repeated.astype(float), n), count)
-    has_partner = counterparty >= 0
-    width = int(counterparty.max()) + 1 if has_partner.any() else 1
-    _, partner_inverse, partner_count = unique_inverse_counts(wallet[has_partner] * width + counterparty[has_partner])
-    one_off = np.zeros(len(wallet), dtype=bool)
-    one_off[np.flatnonzero(has_partner)] = partner_count[partner_inverse] == 1
+    one_off = pairs.row_pair_count() == 1
     out["one_off_counterparty_share"] = safe_ratio(group_sum(wallet, one_off.astype(float), n), partners)
-    out["recipient_value_top_share"] = _top_value_share(wallet[is_send], counterparty[is_send], usd[is_send], n)
+    out["recipient_value_top_share"] = pairs.top_value_share(is_send & (usd > 0), usd, n)
     before = balance - np.where(is_receive, usd, -usd)
     emptying = is_send & (usd > 0) & (usd >= 0.9 * np.maximum(before, 0)) & (before > 0)
     out["emptying_send_share"] = safe_ratio(group_sum(wallet, emptying.astype(float), n), sends)
@@ -348,7 +368,9 @@ def transfer_features(transactions: pd.DataFrame, wallets: pd.Index) -> pd.DataF
     r_first = r_rows[np.r_[True, wallet[r_rows][1:] != wallet[r_rows][:-1]]] if len(r_rows) else r_rows
     first_receive_usd[wallet[r_first]] = usd[r_first]
     out["log_first_receive_usd"] = np.log1p(first_receive_usd)
-    return pd.DataFrame({name: out[name] for name in TRANSFER_FEATURES}, index=wallets)
+    return pd.DataFrame(
+        np.column_stack([out[name] for name in TRANSFER_FEATURES]), index=wallets, columns=TRANSFER_FEATURES
+    )
 
 
 def transfer_summary(features: pd.DataFrame) -> pd.DataFrame:

@@ -1,0 +1,149 @@
+"""The group kernels the feature code is built on give exactly what the plain NumPy formulation gives
+(np.unique, np.lexsort, per-wallet loops), on random data with ties, NaN, empty groups and both the
+dense (flag array) and the sorting paths."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from defi_scoring.core import features
+from defi_scoring.core.counterparty_pairs import CounterpartyPairs
+from defi_scoring.core.features import sorted_unique, unique_inverse_counts
+from defi_scoring.core.sequence_stats import (
+    distinct_count,
+    group_quantile,
+    share_of_top_and_hhi,
+    sorted_group_min_max,
+    value_ranks,
+    wallet_time_order,
+)
+from defi_scoring.core.transfer_features import _same_address
+
+keys = st.lists(st.integers(0, 2**40), max_size=300).map(lambda v: np.array(v, dtype=np.int64))
+small_keys = st.lists(st.integers(0, 50), max_size=300).map(lambda v: np.array(v, dtype=np.int64))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.one_of(keys, small_keys))
+def test_unique_inverse_counts_is_np_unique(values):
+    expected = np.unique(values, return_inverse=True, return_counts=True)
+    for got, want in zip(unique_inverse_counts(values), expected, strict=True):
+        np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(sorted_unique(values), expected[0])
+
+
+def test_both_paths_of_unique_are_taken(monkeypatch):
+    """The dense path for packed keys of few items, the sorting path for wide keys."""
+    dense, wide = np.array([3, 1, 3, 0]), np.array([3, 2**50, 3, 7])
+    assert features._presence(dense) is not None and features._presence(wide) is None
+    monkeypatch.setattr(features, "_presence", lambda values: None)  # force the sorting path
+    np.testing.assert_array_equal(unique_inverse_counts(dense)[1], np.unique(dense, return_inverse=True)[1])
+
+
+def _lexsort_quantile(codes, values, n, q):
+    out = np.zeros(n)
+    for wallet in range(n):
+        own = np.sort(values[codes == wallet])  # NaN last, as lexsort puts it
+        if len(own):
+            out[wallet] = own[int(np.floor(q * (len(own) - 1)))]
+    return out
+
+
+groups = st.integers(1, 12).flatmap(
+    lambda n: st.tuples(
+        st.just(n),
+        st.lists(st.tuples(st.integers(0, n - 1), st.sampled_from([0.0, 1.5, 2.0, 7.25, 1e9, np.nan])), max_size=80),
+    )
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(groups, st.sampled_from([0.0, 0.25, 0.5, 1.0]))
+def test_group_quantile_matches_sorting_each_wallet(data, q):
+    n, rows = data
+    codes = np.array([r[0] for r in rows], dtype=np.int64)
+    values = np.array([r[1] for r in rows], dtype=float)
+    np.testing.assert_array_equal(group_quantile(codes, values, n, q), _lexsort_quantile(codes, values, n, q))
+    whole = values[~np.isnan(values)]  # whole non-negative numbers take the integer-key path
+    whole_codes = codes[~np.isnan(values)]
+    np.testing.assert_array_equal(
+        group_quantile(whole_codes, np.floor(whole), n, q), _lexsort_quantile(whole_codes, np.floor(whole), n, q)
+    )
+    # ranks of a superset, subset like the values: the same quantiles
+    part = np.arange(len(values)) % 2 == 0
+    np.testing.assert_array_equal(
+        group_quantile(codes[part], values[part], n, q, value_ranks(values)[part]),
+        _lexsort_quantile(codes[part], values[part], n, q),
+    )
+
+
+@settings(max_examples=100, deadline=None)
+@given(groups)
+def test_sorted_group_min_max_is_quantile_0_and_1(data):
+    n, rows = data
+    rows = sorted(rows, key=lambda r: r[0])
+    codes = np.array([r[0] for r in rows], dtype=np.int64)
+    values = np.array([r[1] for r in rows], dtype=float)
+    low, high = sorted_group_min_max(codes, values, n)
+    np.testing.assert_array_equal(low, _lexsort_quantile(codes, values, n, 0.0))
+    np.testing.assert_array_equal(high, _lexsort_quantile(codes, values, n, 1.0))
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 20), st.integers(-(10**9), 10**9)), max_size=120), st.booleans())
+def test_wallet_time_order_is_lexsort(rows, presorted):
+    rows = sorted(rows) if presorted else rows
+    codes = np.array([r[0] for r in rows], dtype=np.int64)
+    ts = np.array([r[1] for r in rows], dtype=np.int64)
+    np.testing.assert_array_equal(wallet_time_order(codes, ts), np.lexsort((ts, codes)))
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.integers(1, 6).flatmap(
+        lambda n: st.tuples(
+            st.just(n),
+            st.lists(
+                st.tuples(st.integers(0, n - 1), st.integers(-1, 8), st.booleans(), st.floats(0, 100)), max_size=80
+            ),
+        )
+    )
+)
+def test_counterparty_pairs_match_the_per_feature_functions(data):
+    n, rows = data
+    rows = sorted(rows, key=lambda r: r[0])
+    wallet = np.array([r[0] for r in rows], dtype=np.int64)
+    partner = np.array([r[1] for r in rows], dtype=np.int64)
+    send = np.array([r[2] for r in rows], dtype=bool)
+    usd = np.array([r[3] for r in rows], dtype=float)
+    pairs = CounterpartyPairs.of(wallet, partner, send, n)
+    np.testing.assert_array_equal(pairs.partners, distinct_count(wallet, partner, n))
+    np.testing.assert_array_equal(pairs.fan_in, distinct_count(wallet[~send], partner[~send], n))
+    np.testing.assert_array_equal(pairs.fan_out, distinct_count(wallet[send], partner[send], n))
+    top, hhi = share_of_top_and_hhi(wallet, partner, n)
+    from defi_scoring.core.sequence_stats import top_share_and_hhi
+
+    got_top, got_hhi = top_share_and_hhi(pairs.owner, pairs.count, n)
+    np.testing.assert_array_equal(got_top, top)
+    np.testing.assert_allclose(got_hhi, hhi, rtol=0, atol=0)
+    for i in range(len(rows)):  # rows with the same partner, both directions
+        same = (wallet == wallet[i]) & (partner == partner[i])
+        assert pairs.row_pair_count()[i] == (same.sum() if partner[i] >= 0 else 0)
+    value_top = np.zeros(n)
+    for w in range(n):
+        mine = (wallet == w) & send & (partner >= 0) & (usd > 0)
+        if mine.any():
+            per = pd.Series(usd[mine]).groupby(partner[mine]).sum()
+            value_top[w] = per.max() / per.sum()
+    np.testing.assert_allclose(pairs.top_value_share(send & (usd > 0), usd, n), value_top, rtol=1e-12)
+
+
+@pytest.mark.parametrize("categorical", [True, False])
+def test_same_address_compares_strings_row_by_row(categorical):
+    wallet = pd.Series(["0xa", "0xb", "0xa", "0xc"])
+    counterparty = pd.Series(["0xa", "0xa", None, "0xc"])
+    if categorical:
+        wallet, counterparty = wallet.astype("category"), counterparty.astype("category")
+    assert _same_address(counterparty, wallet).tolist() == [True, False, False, True]
