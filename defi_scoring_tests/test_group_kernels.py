@@ -147,3 +147,53 @@ def test_same_address_compares_strings_row_by_row(categorical):
     if categorical:
         wallet, counterparty = wallet.astype("category"), counterparty.astype("category")
     assert _same_address(counterparty, wallet).tolist() == [True, False, False, True]
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 9), st.integers(-1, 30), st.booleans(), st.integers(-1, 5), st.integers(-1, 5)),
+        max_size=120,
+    )
+)
+def test_pool_and_symbol_pairs_match_np_unique(rows):
+    wallet = np.array([r[0] for r in rows], dtype=np.int64)
+    pool = np.array([r[1] for r in rows], dtype=np.int64)
+    swap = np.array([r[2] for r in rows], dtype=bool)
+    token_in = np.array([r[3] for r in rows], dtype=np.int64)
+    token_out = np.array([r[4] for r in rows], dtype=np.int64)
+
+    def pairs_of(w, items, width):
+        keep = items >= 0
+        return np.unique(w[keep] * width + items[keep]) // width
+
+    pool_wallets, swap_pool_wallets = features._pools_per_wallet(wallet, pool, swap)
+    np.testing.assert_array_equal(pool_wallets, pairs_of(wallet, pool, 31))
+    np.testing.assert_array_equal(swap_pool_wallets, pairs_of(wallet[swap], pool[swap], 31))
+    got_wallet, got_item = features._distinct_of_two(wallet, token_in, token_out, 6)
+    stacked = np.unique(
+        np.concatenate(
+            [
+                wallet[token_in >= 0] * 6 + token_in[token_in >= 0],
+                wallet[token_out >= 0] * 6 + token_out[token_out >= 0],
+            ]
+        )
+    )
+    np.testing.assert_array_equal(got_wallet, stacked // 6)
+    np.testing.assert_array_equal(got_item, stacked % 6)
+
+
+@pytest.mark.parametrize("categorical", [True, False])
+def test_codes_in_common_and_equals_each(categorical):
+    first = pd.Series(["ETH", "USDC", None, "DAI", "ETH"])
+    second = pd.Series(["WBTC", None, "ETH", "ETH", "USDC"])
+    if categorical:
+        first, second = first.astype("category"), second.astype("category")
+    a, b, names = features.codes_in_common(first, second)
+    decoded = [[names[c] if c >= 0 else None for c in codes] for codes in (a, b)]
+    assert decoded == [
+        first.astype(object).where(first.notna(), None).tolist(),
+        second.astype(object).where(second.notna(), None).tolist(),
+    ]
+    eth, missing = features.equals_each(first, ["ETH", "UNI"])
+    assert eth.tolist() == [True, False, False, False, True] and not missing.any()
