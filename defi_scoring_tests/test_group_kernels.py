@@ -197,3 +197,20 @@ def test_codes_in_common_and_equals_each(categorical):
     ]
     eth, missing = features.equals_each(first, ["ETH", "UNI"])
     assert eth.tolist() == [True, False, False, False, True] and not missing.any()
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 8), st.integers(0, 40 * 86_400)), min_size=1, max_size=120))
+def test_active_days_and_unique_keys_are_the_same_for_sorted_rows(rows):
+    from defi_scoring.core.sequence_stats import relative_active_days
+
+    codes = np.array([r[0] for r in rows], dtype=np.int64)
+    ts = np.array([r[1] for r in rows], dtype=np.int64)
+    order = np.lexsort((ts, codes))  # the sorted layout takes the shortcuts, the shuffled one does not
+    np.testing.assert_array_equal(relative_active_days(codes[order], ts[order], 9), relative_active_days(codes, ts, 9))
+    expected = [
+        len({(t - min(x for c2, x in rows if c2 == c)) // 86_400 for c2, t in rows if c2 == c}) for c in range(9)
+    ]
+    np.testing.assert_array_equal(relative_active_days(codes, ts, 9), expected)
+    wide = codes[order] * 2**45 + ts[order]  # sorted and too wide for flags
+    np.testing.assert_array_equal(sorted_unique(wide), np.unique(wide))

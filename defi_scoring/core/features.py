@@ -95,8 +95,13 @@ def sorted_unique(values: np.ndarray) -> np.ndarray:
     present = _presence(values)
     if present is not None:
         return np.flatnonzero(present)
-    ordered = np.sort(values)
+    ordered = values if is_sorted(values) else np.sort(values)  # (wallet, day) keys of time-sorted rows are
     return ordered[np.r_[True, ordered[1:] != ordered[:-1]]]
+
+
+def is_sorted(values: np.ndarray) -> bool:
+    """Non-decreasing: one pass, much cheaper than the sort it saves."""
+    return len(values) < 2 or bool((values[1:] >= values[:-1]).all())
 
 
 def unique_inverse_counts(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

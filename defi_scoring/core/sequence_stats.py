@@ -12,7 +12,13 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from defi_scoring.core.features import SECONDS_PER_DAY, seconds_to_next_withdraw, sorted_unique, unique_inverse_counts
+from defi_scoring.core.features import (
+    SECONDS_PER_DAY,
+    is_sorted,
+    seconds_to_next_withdraw,
+    sorted_unique,
+    unique_inverse_counts,
+)
 
 seconds_to_next = seconds_to_next_withdraw  # per event: seconds to the same key's next later event
 
@@ -124,7 +130,11 @@ def relative_active_days(codes: np.ndarray, ts: np.ndarray, n: int) -> np.ndarra
     if not len(ts):
         return np.zeros(n)
     first = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)
-    np.minimum.at(first, codes, ts)
+    if is_sorted(codes):  # rows grouped by wallet: one minimum per contiguous run (ufunc.at is slow)
+        starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
+        first[codes[starts]] = np.minimum.reduceat(ts, starts)
+    else:
+        np.minimum.at(first, codes, ts)
     day = (ts - first[codes]) // int(SECONDS_PER_DAY)
     width = int(day.max()) + 1
     pairs = sorted_unique(codes * width + day)

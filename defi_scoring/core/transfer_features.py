@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from defi_scoring.core.counterparty_pairs import CounterpartyPairs
+from defi_scoring.core.feature_block import FeatureBlock
 from defi_scoring.core.features import (
     SECONDS_PER_DAY,
     SECONDS_PER_HOUR,
@@ -242,33 +243,36 @@ def transfer_features(transactions: pd.DataFrame, wallets: pd.Index) -> pd.DataF
     last_send[wallet[ends]] = is_send[ends]
     active = relative_active_days(wallet, ts, n)
 
-    out: dict[str, np.ndarray] = {
-        "transfer_count_log": np.log1p(count),
-        "send_share": safe_ratio(sends, count),
-        "log_received_usd": np.log1p(received),
-        "log_sent_usd": np.log1p(sent),
-        "sent_to_received_ratio": np.clip(safe_ratio(sent, received, empty=np.where(sent > 0, 2.0, 0.0)), 0, 2),
-        "log_mean_received_usd": np.log1p(safe_ratio(received, receives)),
-        "log_mean_sent_usd": np.log1p(safe_ratio(sent, sends)),
-        "max_receive_share": safe_ratio(max_receive, received),
-        "counterparties_log": np.log1p(partners),
-        "counterparties_per_transfer": safe_ratio(partners, count),
-        "fan_in_log": np.log1p(fan_in),
-        "fan_out_log": np.log1p(fan_out),
-        "fan_in_out_log_ratio": np.log1p(fan_in) - np.log1p(fan_out),
-        "counterparty_top_share": top,
-        "counterparty_hhi": hhi,
-        "reciprocal_counterparty_share": safe_ratio(both, partners),
-        "self_transfer_share": safe_ratio(group_sum(wallet, is_self.astype(float), n), count),
-        "sweep_share_1h": safe_ratio(np.bincount(r_wallet[swept], minlength=n).astype(float), receives),
-        "forward_hours_log_mean": safe_ratio(forward_log_hours, forwarded),
-        "unforwarded_receive_share": safe_ratio(receives - forwarded, receives),
-        "failed_share": safe_ratio(
-            group_sum(wallet[known_failed], failed[known_failed], n),
-            np.bincount(wallet[known_failed], minlength=n).astype(float),
-        ),
-        "method_call_share": safe_ratio(group_sum(wallet, with_method.astype(float), n), count),
-    }
+    out = FeatureBlock(TRANSFER_FEATURES, n)
+    out.update(
+        {
+            "transfer_count_log": np.log1p(count),
+            "send_share": safe_ratio(sends, count),
+            "log_received_usd": np.log1p(received),
+            "log_sent_usd": np.log1p(sent),
+            "sent_to_received_ratio": np.clip(safe_ratio(sent, received, empty=np.where(sent > 0, 2.0, 0.0)), 0, 2),
+            "log_mean_received_usd": np.log1p(safe_ratio(received, receives)),
+            "log_mean_sent_usd": np.log1p(safe_ratio(sent, sends)),
+            "max_receive_share": safe_ratio(max_receive, received),
+            "counterparties_log": np.log1p(partners),
+            "counterparties_per_transfer": safe_ratio(partners, count),
+            "fan_in_log": np.log1p(fan_in),
+            "fan_out_log": np.log1p(fan_out),
+            "fan_in_out_log_ratio": np.log1p(fan_in) - np.log1p(fan_out),
+            "counterparty_top_share": top,
+            "counterparty_hhi": hhi,
+            "reciprocal_counterparty_share": safe_ratio(both, partners),
+            "self_transfer_share": safe_ratio(group_sum(wallet, is_self.astype(float), n), count),
+            "sweep_share_1h": safe_ratio(np.bincount(r_wallet[swept], minlength=n).astype(float), receives),
+            "forward_hours_log_mean": safe_ratio(forward_log_hours, forwarded),
+            "unforwarded_receive_share": safe_ratio(receives - forwarded, receives),
+            "failed_share": safe_ratio(
+                group_sum(wallet[known_failed], failed[known_failed], n),
+                np.bincount(wallet[known_failed], minlength=n).astype(float),
+            ),
+            "method_call_share": safe_ratio(group_sum(wallet, with_method.astype(float), n), count),
+        }
+    )
     calls = group_sum(wallet, with_method.astype(float), n)
     for k, name in enumerate(families):
         out[f"method_{name}_share"] = safe_ratio(group_sum(wallet, (family == k).astype(float), n), calls)
@@ -368,9 +372,7 @@ def transfer_features(transactions: pd.DataFrame, wallets: pd.Index) -> pd.DataF
     r_first = r_rows[np.r_[True, wallet[r_rows][1:] != wallet[r_rows][:-1]]] if len(r_rows) else r_rows
     first_receive_usd[wallet[r_first]] = usd[r_first]
     out["log_first_receive_usd"] = np.log1p(first_receive_usd)
-    return pd.DataFrame(
-        np.column_stack([out[name] for name in TRANSFER_FEATURES]), index=wallets, columns=TRANSFER_FEATURES
-    )
+    return out.frame(wallets)
 
 
 def transfer_summary(features: pd.DataFrame) -> pd.DataFrame:
