@@ -184,7 +184,7 @@ def test_pool_and_symbol_pairs_match_np_unique(rows):
 
 
 @pytest.mark.parametrize("categorical", [True, False])
-def test_codes_in_common_and_equals_each(categorical):
+def test_codes_in_common_and_value_kinds(categorical):
     first = pd.Series(["ETH", "USDC", None, "DAI", "ETH"])
     second = pd.Series(["WBTC", None, "ETH", "ETH", "USDC"])
     if categorical:
@@ -195,8 +195,7 @@ def test_codes_in_common_and_equals_each(categorical):
         first.astype(object).where(first.notna(), None).tolist(),
         second.astype(object).where(second.notna(), None).tolist(),
     ]
-    eth, missing = features.equals_each(first, ["ETH", "UNI"])
-    assert eth.tolist() == [True, False, False, False, True] and not missing.any()
+    assert features.value_kinds(first, ["ETH", "UNI", "DAI"]).tolist() == [0, 3, 3, 2, 0]
 
 
 @settings(max_examples=100, deadline=None)
