@@ -102,3 +102,29 @@ def test_ui_stops_dagster_dev_and_everything_it_started(tmp_path):
     finally:
         if command.poll() is None:
             command.kill()
+
+
+_RETAINED = """
+import numpy as np, defi_scoring  # the package's import sets malloc up
+def rss():
+    return int(next(l for l in open("/proc/self/status") if l.startswith("VmRSS")).split()[1]) * 1024
+before = rss()
+arrays = [np.ones(2_000_000) for _ in range(20)]  # 20 x 16 MB, each freed below
+del arrays
+print(rss() - before)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc")
+def test_freed_column_sized_blocks_stay_for_reuse_unless_turned_off():
+    """With the package imported, freed 16 MB blocks stay in the process (the next array reuses their
+    pages); DEFI_SCORING_MALLOC_REUSE=0 gives them back to the kernel as glibc does by default."""
+
+    def retained(setting: str) -> int:
+        env = {**os.environ, "DEFI_SCORING_MALLOC_REUSE": setting}
+        out = subprocess.run([sys.executable, "-c", _RETAINED], env=env, capture_output=True, text=True, check=True)
+        return int(out.stdout.strip())
+
+    kept, returned = retained("1"), retained("0")
+    assert kept > 200e6, kept  # most of the 320 MB freed
+    assert returned < kept - 150e6, (kept, returned)
