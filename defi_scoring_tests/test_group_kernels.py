@@ -213,3 +213,28 @@ def test_active_days_and_unique_keys_are_the_same_for_sorted_rows(rows):
     np.testing.assert_array_equal(relative_active_days(codes, ts, 9), expected)
     wide = codes[order] * 2**45 + ts[order]  # sorted and too wide for flags
     np.testing.assert_array_equal(sorted_unique(wide), np.unique(wide))
+
+
+def test_frame_columns_read_what_the_frame_holds():
+    from defi_scoring.core.frame_columns import FrameColumns
+
+    frame = pd.DataFrame(
+        {
+            "score": [1.5, np.nan, 3.0],
+            "count": np.array([1, 2, 3], dtype=np.int64),
+            "flag": [True, False, True],
+            "level": pd.Categorical(["low", "high", "low"]),
+            "tags": [["a"], [], ["b", "c"]],
+        }
+    )
+    frame["late"] = frame["score"] * 2  # a second float block
+    columns = FrameColumns(frame)
+    assert len(columns) == 3 and "late" in columns and "nope" not in columns
+    for name in frame.columns:
+        assert pd.Series(columns[name], name=name).equals(frame[name]), name
+    np.testing.assert_array_equal(columns.floats("score"), frame["score"].to_numpy(float))
+    np.testing.assert_array_equal(columns.floats("late"), frame["late"].to_numpy(float))
+    with pytest.raises(KeyError):
+        columns["nope"]
+    duplicated = pd.DataFrame([[1.0, 2.0]], columns=["x", "x"])
+    assert FrameColumns(duplicated)._arrays == {}  # left to plain reads

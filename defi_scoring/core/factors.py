@@ -40,8 +40,9 @@ class AnchoredMetric:
         return score, np.where(count > 0, _evidence(count, self.full_at), 0.0)
 
 
-def _col(frame: pd.DataFrame, name: str) -> np.ndarray:
-    return frame[name].to_numpy(dtype=float)
+def _col(frame, name: str) -> np.ndarray:
+    """A column as floats, of a DataFrame or a core.frame_columns.FrameColumns view."""
+    return np.asarray(frame[name], dtype=float)
 
 
 def _log_scale(value: np.ndarray, low: float, high: float) -> np.ndarray:

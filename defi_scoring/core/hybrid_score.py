@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from defi_scoring.core.factors import FACTORS
+from defi_scoring.core.frame_columns import FrameColumns
 from defi_scoring.core.scoring_config import ScoringConfig
 
 NEUTRAL_SCORE = 50.0
@@ -36,9 +37,12 @@ class HybridResult:
     factor_errors: dict[str, str] = field(default_factory=dict)
 
 
-def evaluate_factor(name: str, wallet_table: pd.DataFrame, config: ScoringConfig | None = None) -> FactorOutcome:
+def evaluate_factor(
+    name: str, wallet_table: pd.DataFrame | FrameColumns, config: ScoringConfig | None = None
+) -> FactorOutcome:
     """Run one factor; a factor that raises, or returns NaN for some wallets, yields the neutral
-    fallback (50, confidence 0.1) for those wallets instead of failing them."""
+    fallback (50, confidence 0.1) for those wallets instead of failing them. Factors read columns
+    (`table[name]` as an array) and the row count, so the table may be a FrameColumns view."""
     n = len(wallet_table)
     try:
         factor = FACTORS[name]
@@ -77,13 +81,14 @@ def hybrid_scores(
     `transaction_count`. model_predictions: the champion's risk_probability, confidence and
     anomaly_score per wallet (same index), or None when there is no champion."""
     n = len(wallet_table)
+    columns = FrameColumns(wallet_table)  # the factors read ~40 columns: as arrays, taken at once
     out: dict[str, object] = {}  # columns, assembled into one DataFrame at the end (cheaper than inserts)
     contributions: dict[str, np.ndarray] = {}
     errors: dict[str, str] = {}
     dim_scores, dim_weights, dim_parts = [], [], []
     for dim_name, dim in config.dimensions.items():
         names = list(dim.factors)
-        outcomes = [evaluate_factor(f, wallet_table, config) for f in names]
+        outcomes = [evaluate_factor(f, columns, config) for f in names]
         for f, o in zip(names, outcomes):
             out[f"factor_{f}_score"] = o.score
             out[f"factor_{f}_confidence"] = o.confidence
@@ -133,7 +138,7 @@ def hybrid_scores(
     out["anomaly_penalty"] = penalty
     out["hybrid_score"] = np.clip(base + adjustment - penalty, 0, 100)
 
-    tx_count = wallet_table["transaction_count"].to_numpy(float)
+    tx_count = columns.floats("transaction_count")
     history = np.clip(tx_count / 10, 0, 1)
     data_confidence = 0.5 * completeness + 0.5 * history
     if model_confidence is not None:

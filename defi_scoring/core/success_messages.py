@@ -21,6 +21,7 @@ import pyarrow as pa
 from defi_scoring.core.alerts import alerts_of
 from defi_scoring.core.factors import FACTORS
 from defi_scoring.core.features import LP_FEATURES, SWAP_FEATURES
+from defi_scoring.core.frame_columns import FrameColumns
 from defi_scoring.core.patterns import EVIDENCE, EXPLANATIONS, PATTERNS
 from defi_scoring.core.reasons import sign_points
 from defi_scoring.core.templates import format_rows
@@ -117,17 +118,18 @@ def encode_success_messages(
         return EncodedMessages([], [])
     config = scores.config
     columns: dict[str, Any] = {}
+    table_columns = FrameColumns(table)
 
     def number(column: str, digits: int | None = None) -> _Column:
         """A table column, rounded (NaN/inf are encoded as null)."""
         name = f"{column}:{digits}"
         if name not in columns:
-            values = table[column].to_numpy(float)
+            values = table_columns.floats(column)
             columns[name] = values if digits is None else np.round(values, digits)
         return _Column(name)
 
     def integer(column: str) -> _Column:
-        columns[column] = table[column].to_numpy(np.int64)
+        columns[column] = np.asarray(table_columns[column], dtype=np.int64)
         return _Column(column)
 
     def text(name: str, values: list) -> _Column:
@@ -137,13 +139,13 @@ def encode_success_messages(
     def features(names: list[str], digits: int | None = None) -> dict:
         return {f: integer(f) if f in INT_FEATURES else number(f, digits) for f in names}
 
-    zscores = [f"{z:.18f}" for z in table["zscore"].to_numpy(float).tolist()]
+    zscores = [f"{z:.18f}" for z in table_columns.floats("zscore").tolist()]
     breakdown = {}
     for dim_name, dim in config.dimensions.items():
         factors = {}
         for f, weight in dim.factors.items():
-            explanation = format_rows(FACTORS[f].explanation, table, FACTORS[f].description)
-            failed = table[f"factor_{f}_failed"].to_numpy(bool)
+            explanation = format_rows(FACTORS[f].explanation, table_columns, FACTORS[f].description)
+            failed = np.asarray(table_columns[f"factor_{f}_failed"], dtype=bool)
             if failed.any():
                 error = scores.factor_errors.get(f, "factor failed") + " (neutral fallback)"
                 for i in np.flatnonzero(failed).tolist():
@@ -187,10 +189,10 @@ def encode_success_messages(
     }
     rest = {
         "activity": activity,
-        "tags": text("tags", table["tags"].tolist()),
+        "tags": text("tags", table_columns["tags"].tolist()),
         "hybrid_score": number("hybrid_score", 2),
         "confidence": number("confidence", 3),
-        "risk_level": text("risk_level", table["risk_level"].astype(object).tolist()),
+        "risk_level": text("risk_level", np.asarray(table_columns["risk_level"], dtype=object).tolist()),
         "thin_history": _Column("thin_history"),
         "base_score": number("base_score", 2),
         "breakdown": breakdown,
@@ -205,13 +207,13 @@ def encode_success_messages(
             "anomaly_penalty": number("anomaly_penalty", 2),
         },
     }
-    columns["thin_history"] = table["thin_history"].to_numpy(bool)
+    columns["thin_history"] = np.asarray(table_columns["thin_history"], dtype=bool)
     if backend == "python" or (backend is None and n <= SMALL_BATCH):
         heads = _encode_with_dictionaries(head, categories, rest, columns, n)
     else:
         heads = _encode_with_polars(head, categories, rest, columns)
 
-    reasons, patterns, alerts = reason_lists(table), pattern_lists(table), alert_lists(table, config.alerts)
+    reasons, patterns, alerts = reason_lists(table_columns), pattern_lists(table), alert_lists(table, config.alerts)
     tail = b',"model_version":' + orjson.dumps(version) + b"}"
     values = [
         b"".join(
@@ -332,23 +334,24 @@ def _finite_or_none(values: np.ndarray) -> list:
     return out.tolist()
 
 
-def reason_lists(table: pd.DataFrame, min_points: float = MIN_REASON_POINTS) -> list[list[dict]]:
+def reason_lists(table: pd.DataFrame | FrameColumns, min_points: float = MIN_REASON_POINTS) -> list[list[dict]]:
     """Each wallet's reasons: its top factor contributions, then (with a champion) the ML adjustment,
     the anomaly penalty and the model's strongest features."""
     n = len(table)
+    columns = table if isinstance(table, FrameColumns) else FrameColumns(table)
     out: list[list[dict]] = [[] for _ in range(n)]
     slot = 1
     while f"reason_{slot}_text" in table.columns:
-        points = table[f"reason_{slot}_points"].to_numpy(float)
+        points = columns.floats(f"reason_{slot}_points")
         rounded = np.round(points, 2).tolist()
-        texts = table[f"reason_{slot}_text"].tolist()
-        factors = table[f"reason_{slot}_factor"].tolist()
+        texts = columns[f"reason_{slot}_text"].tolist()
+        factors = columns[f"reason_{slot}_factor"].tolist()
         for i in np.flatnonzero(np.abs(np.nan_to_num(points)) >= min_points).tolist():
             out[i].append({"text": texts[i], "points": rounded[i], "source": "factor", "factor": factors[i]})
         slot += 1
     if "ml_adjustment" in table.columns:
-        adjustment = table["ml_adjustment"].to_numpy(float)
-        probability = (1 - table["ml_prediction_score"].to_numpy(float) / 100).tolist()
+        adjustment = columns.floats("ml_adjustment")
+        probability = (1 - columns.floats("ml_prediction_score") / 100).tolist()
         rounded = np.round(adjustment, 2).tolist()
         for i in np.flatnonzero(np.nan_to_num(adjustment) != 0).tolist():
             out[i].append(
@@ -360,8 +363,8 @@ def reason_lists(table: pd.DataFrame, min_points: float = MIN_REASON_POINTS) -> 
                 }
             )
     if "anomaly_penalty" in table.columns:
-        penalty = table["anomaly_penalty"].to_numpy(float)
-        anomaly = table["anomaly_score"].to_numpy(float).tolist()
+        penalty = columns.floats("anomaly_penalty")
+        anomaly = columns.floats("anomaly_score").tolist()
         rounded = np.round(-penalty, 2).tolist()
         for i in np.flatnonzero(np.nan_to_num(penalty) != 0).tolist():
             out[i].append(
@@ -375,10 +378,10 @@ def reason_lists(table: pd.DataFrame, min_points: float = MIN_REASON_POINTS) -> 
             )
     slot = 1
     while f"model_reason_{slot}_feature" in table.columns:
-        features = table[f"model_reason_{slot}_feature"].tolist()
-        log_odds = table[f"model_reason_{slot}_log_odds"].to_numpy(float)
+        features = columns[f"model_reason_{slot}_feature"].tolist()
+        log_odds = columns.floats(f"model_reason_{slot}_log_odds")
         rounded = np.round(log_odds, 4).tolist()
-        values = {f: table[f].tolist() for f in set(features) if isinstance(f, str) and f in table.columns}
+        values = {f: columns[f].tolist() for f in set(features) if isinstance(f, str) and f in table.columns}
         for i in np.flatnonzero(~np.isnan(log_odds)).tolist():
             feature = features[i]
             if feature not in values:
