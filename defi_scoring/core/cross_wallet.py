@@ -21,6 +21,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from defi_scoring.core.features import rows_of
+from defi_scoring.core.sequence_stats import wallet_time_order
+
 FINGERPRINT_WINDOW_S = 6 * 3600
 _HASH_KEY = "defi-scoring-fp1"  # 16 characters: a fixed key keeps digests stable across processes
 
@@ -155,11 +158,11 @@ def dex_fingerprints(transactions: pd.DataFrame) -> pd.DataFrame:
     """`sequence_fingerprints` of every wallet with DEX rows, indexed by wallet address; rows are
     ordered by (wallet, time) with ties in input order, as `model_features` orders them."""
     tx = transactions
-    if "protocol_type" in tx.columns:
-        tx = tx[(tx["protocol_type"] == "dexes").to_numpy()]
+    if "protocol_type" in tx.columns:  # a column at a time (a frame's row filter copies the whole table)
+        tx = rows_of(tx, (tx["protocol_type"] == "dexes").to_numpy(), ["wallet", "timestamp", "action", "pool_id"])
     codes, wallets = pd.factorize(tx["wallet"], sort=False)
     ts = tx["timestamp"].to_numpy(np.int64)
-    order = np.lexsort((ts, codes))
+    order = wallet_time_order(codes.astype(np.int64), ts)
     return sequence_fingerprints(
         codes[order].astype(np.int64),
         ts[order],

@@ -22,12 +22,13 @@ from defi_scoring.core.features import (
     SECONDS_PER_HOUR,
     _codes,
     reference_features,
+    rows_of,
     seconds_to_next_withdraw,
     stacked,
     wallet_positions,
 )
 from defi_scoring.core.lending_features import LENDING_FEATURES, lending_features
-from defi_scoring.core.sequence_stats import relative_active_days, safe_ratio, share_of_top_and_hhi
+from defi_scoring.core.sequence_stats import relative_active_days, safe_ratio, share_of_top_and_hhi, wallet_time_order
 from defi_scoring.core.transfer_features import TRANSFER_FEATURES, transfer_features
 
 NO_WITHDRAW_HOURS = 24.0 * 365  # "never withdrew" as a large, finite number of hours
@@ -97,26 +98,30 @@ def model_features(
     )
 
 
+DEX_READ_COLUMNS = ["wallet", "timestamp", "action", "amount_usd", "pool_id", "token_a_symbol", "token_b_symbol"]
+
+
 def dex_features(transactions: pd.DataFrame, ref: pd.DataFrame, peers: pd.Series | None = None) -> pd.DataFrame:
     """The DEX_FEATURES of every wallet of `ref` (the reference features); zeros without DEX rows."""
     tx = transactions
-    if "protocol_type" in tx.columns:
-        tx = tx[(tx["protocol_type"] == "dexes").to_numpy()]
-    if len(tx) == 0:
+    if "protocol_type" in tx.columns:  # a column at a time (a frame's row filter copies the whole table)
+        tx = rows_of(tx, (tx["protocol_type"] == "dexes").to_numpy(), DEX_READ_COLUMNS)
+    if len(tx["wallet"]) == 0:
         return pd.DataFrame(0.0, index=ref.index, columns=DEX_FEATURES)
     wallet_index = pd.Index(ref.index)
     wallet = wallet_positions(tx["wallet"], wallet_index)
     n = len(wallet_index)
     ts = tx["timestamp"].to_numpy(np.int64)
-    order = np.lexsort((ts, wallet))
+    order = wallet_time_order(wallet, ts)
     wallet, ts = wallet[order], ts[order]
     action = tx["action"].astype(object).to_numpy()[order]
     amount = tx["amount_usd"].to_numpy(float)[order]
     pool, _ = _codes(tx["pool_id"])
     pool = pool[order]
     sym_a, _ = _codes(stacked(tx["token_a_symbol"], tx["token_b_symbol"]))
-    sym_b = sym_a[len(tx) :][order]
-    sym_a = sym_a[: len(tx)][order]
+    rows = len(ts)
+    sym_b = sym_a[rows:][order]
+    sym_a = sym_a[:rows][order]
     is_swap, is_dep, is_wd = action == "swap", action == "deposit", action == "withdraw"
 
     count = np.bincount(wallet, minlength=n).astype(float)
