@@ -95,7 +95,7 @@ def sorted_unique(values: np.ndarray) -> np.ndarray:
     present = _presence(values)
     if present is not None:
         return np.flatnonzero(present)
-    ordered = values if is_sorted(values) else np.sort(values)  # (wallet, day) keys of time-sorted rows are
+    ordered = values if is_sorted(values) else np.sort(values)  # keys of (wallet, time)-ordered rows often are
     return ordered[np.r_[True, ordered[1:] != ordered[:-1]]]
 
 

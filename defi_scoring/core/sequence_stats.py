@@ -73,9 +73,14 @@ def wallet_time_order(codes: np.ndarray, ts: np.ndarray) -> np.ndarray:
     if int(codes.max()) >= (np.iinfo(np.int64).max // width) or int(codes.min()) < 0:
         return np.lexsort((ts, codes))  # the key would overflow (or a wallet is unknown): sort both
     key = codes * width + (ts - low)
-    if len(key) < 2 or bool((key[1:] >= key[:-1]).all()):
+    if is_sorted(key):
         return np.arange(len(key))
     return np.argsort(key, kind="stable")
+
+
+def run_starts(codes: np.ndarray) -> np.ndarray:
+    """Positions where a run of equal codes begins (rows grouped by wallet: each wallet's first row)."""
+    return np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
 
 
 def sorted_group_min_max(codes: np.ndarray, values: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -84,7 +89,7 @@ def sorted_group_min_max(codes: np.ndarray, values: np.ndarray, n: int) -> tuple
     low, high = np.zeros(n), np.zeros(n)
     if not len(values):
         return low, high
-    starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
+    starts = run_starts(codes)
     low[codes[starts]] = np.fmin.reduceat(values, starts)
     high[codes[starts]] = np.maximum.reduceat(values, starts)
     return low, high
@@ -131,7 +136,7 @@ def relative_active_days(codes: np.ndarray, ts: np.ndarray, n: int) -> np.ndarra
         return np.zeros(n)
     first = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)
     if is_sorted(codes):  # rows grouped by wallet: one minimum per contiguous run (ufunc.at is slow)
-        starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
+        starts = run_starts(codes)
         first[codes[starts]] = np.minimum.reduceat(ts, starts)
     else:
         np.minimum.at(first, codes, ts)

@@ -34,6 +34,7 @@ from defi_scoring.core.sequence_stats import (
     group_std,
     group_sum,
     relative_active_days,
+    run_starts,
     safe_ratio,
     seconds_to_next,
     sorted_group_min_max,
@@ -234,7 +235,7 @@ def transfer_features(transactions: pd.DataFrame, wallets: pd.Index) -> pd.DataF
     with_method = method >= 0
     gaps = gap_stats(wallet, ts, n)
     first_ts, last_ts = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
-    starts = np.flatnonzero(np.r_[True, wallet[1:] != wallet[:-1]])
+    starts = run_starts(wallet)
     ends = np.r_[starts[1:], len(wallet)] - 1
     first_ts[wallet[starts]], last_ts[wallet[ends]] = ts[starts], ts[ends]
     first_receive = np.zeros(n)
