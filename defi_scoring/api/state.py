@@ -19,6 +19,8 @@ from defi_scoring.core.normalise import MAX_MESSAGE_BYTES
 from defi_scoring.score_store import ScoreStore
 from defi_scoring.streaming.settings import KafkaSettings
 
+CHAMPION_RECHECK_SECONDS = 10.0  # a champion promoted without reload-model serves within this long
+
 
 @dataclass(frozen=True)
 class ApiLimits:
@@ -66,9 +68,12 @@ class ServiceState:
         return self._store
 
     def model(self, behaviour):
-        # Exact contributions are cheap for the handful of wallets of one request.
+        # Exact contributions are cheap for the handful of wallets of one request. Which version is
+        # the champion is asked of MLflow at most every CHAMPION_RECHECK_SECONDS (reload-model: at once).
         self._reload_if_asked()
-        scores = score_with_model(behaviour, self.mlflow, self.model_name, exact_contributions=True)
+        scores = score_with_model(
+            behaviour, self.mlflow, self.model_name, exact_contributions=True, alias_max_age_s=CHAMPION_RECHECK_SECONDS
+        )
         if scores.model_version:
             metrics.CHAMPION.labels(self.model_name, scores.model_version).set(1)
         return scores

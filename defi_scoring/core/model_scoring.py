@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 _cache: dict[tuple[str, str, str], tuple[object, str]] = {}
 _unloadable: dict[tuple[str, str, str], tuple[float, str]] = {}  # key → (when it failed, why)
+_aliases: dict[tuple[str, str], tuple[float, str | None]] = {}  # (store, model) → (when looked up, version)
 _lock = threading.Lock()
 UNLOADABLE_RETRY_SECONDS = 60.0
 logger = logging.getLogger(__name__)
@@ -45,13 +46,13 @@ class ChampionUnloadable(RuntimeError):
     """The champion version exists but its artifacts cannot be loaded (missing, corrupt, incompatible)."""
 
 
-def load_champion(store: MlflowStore, name: str, refresh: bool = False):
+def load_champion(store: MlflowStore, name: str, refresh: bool = False, alias_max_age_s: float = 0.0):
     """(pyfunc model, version) of `models:/<name>@champion`, cached per process; None if no champion.
     Raises ChampionUnloadable when its artifacts cannot be loaded; that verdict is kept for
-    UNLOADABLE_RETRY_SECONDS so that a broken model is not fetched again for every call."""
-    from defi_scoring.core.model_registry import alias_version, load_version
-
-    version = alias_version(store, name, CHAMPION)
+    UNLOADABLE_RETRY_SECONDS so that a broken model is not fetched again for every call.
+    `alias_max_age_s`: reuse this process's last answer to "which version is the champion" for that
+    long (the lookup is an MLflow query, ~2 ms: a tenth of one API call); `refresh` always asks."""
+    version = champion_version(store, name, 0.0 if refresh else alias_max_age_s)
     if version is None:
         return None
     key = (store.tracking_uri, name, version)
@@ -60,6 +61,8 @@ def load_champion(store: MlflowStore, name: str, refresh: bool = False):
         if failed and not refresh and time.monotonic() - failed[0] < UNLOADABLE_RETRY_SECONDS:
             raise ChampionUnloadable(failed[1])
         if refresh or key not in _cache:
+            from defi_scoring.core.model_registry import load_version
+
             try:
                 _cache[key] = (load_version(store, name, version), version)
             except Exception as exc:
@@ -69,6 +72,20 @@ def load_champion(store: MlflowStore, name: str, refresh: bool = False):
                 raise ChampionUnloadable(reason[:500]) from exc
             _unloadable.pop(key, None)
         return _cache[key]
+
+
+def champion_version(store: MlflowStore, name: str, max_age_s: float = 0.0) -> str | None:
+    """The champion's version (None: no champion), looked up again once the last answer is older
+    than `max_age_s`."""
+    from defi_scoring.core.model_registry import alias_version
+
+    key = (store.tracking_uri, name)
+    seen = _aliases.get(key)
+    if seen is not None and max_age_s > 0 and time.monotonic() - seen[0] < max_age_s:
+        return seen[1]
+    version = alias_version(store, name, CHAMPION)
+    _aliases[key] = (time.monotonic(), version)
+    return version
 
 
 def unloadable_reason(store: MlflowStore, name: str, version: str) -> str | None:
@@ -82,11 +99,17 @@ def no_model(reason: str) -> ModelScores:
 
 
 def score_with_model(
-    features: pd.DataFrame, store: MlflowStore, name: str, contributions: bool = True, exact_contributions: bool = False
+    features: pd.DataFrame,
+    store: MlflowStore,
+    name: str,
+    contributions: bool = True,
+    exact_contributions: bool = False,
+    alias_max_age_s: float = 0.0,
 ) -> ModelScores:
-    """Champion predictions (and per-feature contributions for the reasons) for a features table."""
+    """Champion predictions (and per-feature contributions for the reasons) for a features table;
+    `alias_max_age_s` as in load_champion."""
     try:
-        champion = load_champion(store, name)
+        champion = load_champion(store, name, alias_max_age_s=alias_max_age_s)
     except ChampionUnloadable as exc:
         return no_model(f"{exc}; retrain (defi-scoring train) or point the alias at a good version")
     if champion is None:
