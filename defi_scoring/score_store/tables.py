@@ -1,0 +1,103 @@
+"""The store's four tables and how an engine is made for them (SQLite embedded, PostgreSQL by URL).
+
+- wallet_histories: each wallet's normalised transactions, one blob per wallet, deduplicated by
+  document_id when merged — adding the same transactions again changes nothing, which is what makes
+  re-running an offset range double count nothing. `transactions` and `writer` let a writer detect
+  that someone else changed the history meanwhile.
+- wallet_scores: the latest success message per wallet (what GET /api/v1/wallets/{address} returns).
+- score_events: one row per output message (success or failure), with run id, source, model version.
+- processed_ranges: the outputs of each Kafka offset range, so a re-executed range republishes the
+  very same messages instead of scoring twice.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+wallet_histories = sa.Table(
+    "wallet_histories",
+    metadata,
+    sa.Column("wallet", sa.String(64), primary_key=True),
+    sa.Column("transactions", sa.Integer, nullable=False),
+    sa.Column("columns", sa.LargeBinary, nullable=False),
+    sa.Column("writer", sa.String(64), nullable=False),
+    sa.Column("updated_at", sa.Float),
+)
+wallet_scores = sa.Table(
+    "wallet_scores",
+    metadata,
+    sa.Column("wallet", sa.String(64), primary_key=True),
+    sa.Column("zscore", sa.Float),
+    sa.Column("hybrid_score", sa.Float),
+    sa.Column("confidence", sa.Float),
+    sa.Column("risk_level", sa.String(32)),
+    sa.Column("model_version", sa.String(32)),
+    sa.Column("run_id", sa.String(128)),
+    sa.Column("scored_at", sa.BigInteger),
+    sa.Column("message", sa.Text, nullable=False),
+)
+score_events = sa.Table(
+    "score_events",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("wallet", sa.String(64), nullable=False, index=True),
+    sa.Column("run_id", sa.String(128)),
+    sa.Column("source", sa.String(16)),
+    sa.Column("status", sa.String(8), nullable=False),
+    sa.Column("model_version", sa.String(32)),
+    sa.Column("zscore", sa.Float),
+    sa.Column("hybrid_score", sa.Float),
+    sa.Column("risk_level", sa.String(32)),
+    sa.Column("error", sa.Text),
+    sa.Column("processing_time_ms", sa.Integer),
+    sa.Column("scored_at", sa.BigInteger, index=True),
+    sa.Column("recorded_at", sa.Float),
+)
+processed_ranges = sa.Table(
+    "processed_ranges",
+    metadata,
+    sa.Column("range_key", sa.String(), primary_key=True),
+    sa.Column("outputs", sa.LargeBinary, nullable=False),
+    sa.Column("recorded_at", sa.Float),
+)
+
+
+def store_engine(url: str) -> sa.Engine:
+    """An engine for the store at `url`; a fresh data home gets its SQLite file's folder created."""
+    is_sqlite = url.startswith("sqlite")
+    database = sa.engine.make_url(url).database if is_sqlite else None
+    if database and database != ":memory:":  # SQLite creates the file, not its folder
+        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    # Pre-ping guards against server-side disconnects (PostgreSQL); a SQLite file has none, and the
+    # extra round trip would double the cost of every API read.
+    engine = sa.create_engine(
+        url, pool_pre_ping=not is_sqlite, **({} if is_sqlite else {"pool_size": 10, "max_overflow": 20})
+    )
+    if engine.dialect.name == "sqlite":
+        sa.event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def create_tables(engine: sa.Engine, attempts: int = 3) -> None:
+    """create_all checks then creates; two processes starting on a fresh database can both see no
+    table and one fails with "already exists". Checking again is then enough."""
+    for attempt in range(attempts):
+        try:
+            metadata.create_all(engine)
+            return
+        except (sa.exc.OperationalError, sa.exc.ProgrammingError, sa.exc.IntegrityError):
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")  # readers do not block on the writer
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
