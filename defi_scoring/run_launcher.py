@@ -74,9 +74,12 @@ class WarmRunLauncher(RunLauncher, ConfigurableClass):
 
     def _start_worker(self) -> subprocess.Popen:
         from defi_scoring.process_hygiene import die_with_parent
+        from defi_scoring.run_worker import RUN_OMP_ENV
 
         worker = subprocess.Popen(
             [sys.executable, "-m", "defi_scoring.run_worker"],
+            # one OpenMP thread in the worker, so that forked runs do not hang (run_worker.RUN_OMP_ENV)
+            env={**os.environ, "OMP_NUM_THREADS": "1", RUN_OMP_ENV: os.environ.get("OMP_NUM_THREADS", "")},
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             preexec_fn=die_with_parent,

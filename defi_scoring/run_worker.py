@@ -22,6 +22,12 @@ import time
 import traceback
 
 CHAMPION_REFRESH_SECONDS = 30.0
+# The launcher starts this worker with OMP_NUM_THREADS=1 and the value the run should have in RUN_OMP_ENV.
+# Why: loading the champion runs OpenMP code (XGBoost, LightGBM); with more than one thread that leaves
+# libgomp's thread pool in this process, and a pool does not survive os.fork() — the run's first
+# parallel region (the champion's predict) would wait forever for threads that do not exist. With one
+# thread no pool is ever made here; each forked run then gets its threads back (`_restore_openmp`).
+RUN_OMP_ENV = "DEFI_SCORING_RUN_OMP_NUM_THREADS"
 
 
 def _warm_up() -> None:
@@ -48,10 +54,23 @@ def _refresh_champion() -> None:
         print(f"run worker: champion not preloaded ({exc})", file=sys.stderr)
 
 
+def _restore_openmp() -> None:
+    """In the forked child: the OpenMP threads a run started the stock way would have (see RUN_OMP_ENV)."""
+    wanted = os.environ.pop(RUN_OMP_ENV, "")
+    if wanted:
+        os.environ["OMP_NUM_THREADS"] = wanted
+    else:
+        os.environ.pop("OMP_NUM_THREADS", None)
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=int(wanted) if wanted.isdigit() else os.cpu_count(), user_api="openmp")
+
+
 def _run_child(request: dict) -> None:
     """In the forked child: execute the run like `dagster api execute_run`, then exit."""
     code = 1
     try:
+        _restore_openmp()
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # the run's own subprocesses are waited for normally
         os.setsid()
         devnull = os.open(os.devnull, os.O_RDONLY)

@@ -13,8 +13,10 @@ import pytest
 import sqlalchemy as sa
 from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 
+from defi_scoring.assets.partitions import transaction_batch_partitions
 from defi_scoring.config import Settings, ensure_dagster_home
-from defi_scoring.core.synthetic import generate_wallets, iter_messages
+from defi_scoring.core.synthetic import generate_wallets, iter_messages, write_dataset
+from defi_scoring.definitions import build_definitions
 from defi_scoring.run_launcher import PID_TAG
 from defi_scoring.streaming.broker import EmbeddedBroker
 from defi_scoring.streaming.client import ensure_topics, producer, read_topic
@@ -148,3 +150,59 @@ def test_a_range_that_fails_every_retry_is_answered_on_the_failure_topic(deploym
     assert {r.key for r in failures} == {orjson.loads(line)["wallet_address"].encode() for line in lines}
     error = orjson.loads(failures[0].value)["error"]
     assert error.startswith("Processing failed: offset") and "could not be scored" in error
+
+
+CHALLENGER_CHECK = "ensemble_model_challenger_beats_champion"
+SMALL_ENSEMBLE = """
+registered_model_name: defi-wallet-risk
+members:
+  - {name: xgboost, kind: xgboost, weight: 1.0, params: {n_estimators: 20, max_depth: 3, random_state: 42}}
+  - {name: lightgbm, kind: lightgbm, weight: 1.0, params: {n_estimators: 20, num_leaves: 7, verbose: -1}}
+"""
+
+
+def test_range_runs_forked_from_the_worker_score_with_its_preloaded_champion(deployment):
+    """The warm worker loads the champion before it forks runs; OpenMP state left by that load once
+    made every forked run wait forever in the champion's predict (run_worker.RUN_OMP_ENV)."""
+    kafka, tmp_path = deployment
+    settings = Settings.from_env()
+    write_dataset(
+        generate_wallets(600, seed=23),
+        settings.landing_dir / "b.jsonl",
+        settings.home / "labels" / "labels.csv",
+        seed=23,
+    )
+    (tmp_path / "ensemble.yaml").write_text(SMALL_ENSEMBLE)
+    config = {"ensemble_config_path": str(tmp_path / "ensemble.yaml")}
+    defs = build_definitions(settings)
+    with DagsterInstance.get() as instance:
+        instance.add_dynamic_partitions(transaction_batch_partitions.name, ["b"])
+        assert defs.resolve_job_def("ingest_batch").execute_in_process(instance=instance, partition_key="b").success
+        trained = defs.resolve_job_def("train_model").execute_in_process(
+            instance=instance,
+            run_config={
+                "ops": {
+                    op: {"config": config}
+                    for op in (
+                        "training_set",
+                        "ensemble_model",
+                        "champion_model",
+                        "ensemble_model_challenger_beats_champion",
+                    )
+                }
+            },
+        )
+        assert trained.success
+    lines = [orjson.dumps(m) for m in iter_messages(generate_wallets(40, seed=24))]
+    _produce(kafka, lines)
+    log = tmp_path / "daemon.log"
+    daemon = _start_daemon(log)
+    try:
+        answered = lambda: len(read_topic(kafka, kafka.success_topic, idle_ms=300)) >= len(lines)
+        _wait_for(answered, 240, f"{len(lines)} answers scored with the champion", log)
+    finally:
+        _stop(daemon)
+    messages = [orjson.loads(r.value) for r in read_topic(kafka, kafka.success_topic)]
+    assert len(messages) == len(lines)
+    assert {m["ml"]["available"] for m in messages} == {True}
+    assert {m["model_version"] for m in messages} == {"1"}
