@@ -9,8 +9,8 @@ separate process, and latency is read from Kafka record timestamps (input record
 
   python bench/bench_daemon.py [--messages 24000] [--rate 200] [--partitions 1] [--backlog]
 
-Messages carry each wallet's newest 1–3 transactions and the score store holds the older ones (as in
-bench_stream.py). --backlog stops the sensor after the warm-up, produces everything, starts the sensor again and times
+Messages carry each wallet's newest 1–3 transactions and the score store holds the older ones
+(bench/_common.py). --backlog stops the sensor after the warm-up, produces everything, starts the sensor again and times
 the drain from that moment to the last output record.
 
 Prints one JSON line: mode, offered_per_s, messages, answered, wallets_per_s, latency percentiles,
@@ -31,33 +31,13 @@ from pathlib import Path
 
 import numpy as np
 import orjson
-from _common import newest_transaction_lines  # bench/ helpers (scripts run from this folder)
-from bench_stream import _produce
+from _common import newest_transaction_lines, produce_at_rate  # bench/ helpers (scripts run from this folder)
 
 
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-class _AnswerCounter:
-    """Counts the records on the output topics by reading them as they come (end offsets of the
-    embedded broker lag behind multi-record batches, see streaming/client.py)."""
-
-    def __init__(self, kafka, topics: list[str]) -> None:
-        from kafka import KafkaConsumer, TopicPartition
-
-        self.consumer = KafkaConsumer(**kafka.client_options())
-        tps = [TopicPartition(t, p) for t in topics for p in sorted(self.consumer.partitions_for_topic(t) or [])]
-        self.consumer.assign(tps)
-        self.consumer.seek_to_beginning(*tps)
-        self.count = 0
-
-    def __call__(self) -> int:
-        for records in self.consumer.poll(timeout_ms=200, max_records=100_000).values():
-            self.count += len(records)
-        return self.count
 
 
 def _sensor(action: str) -> None:
@@ -92,9 +72,9 @@ def main() -> None:
     from dagster import DagsterInstance, RunsFilter
 
     from defi_scoring.config import Settings, ensure_dagster_home
+    from defi_scoring.streaming.answers import AnswerCounter, latencies_s
     from defi_scoring.streaming.broker import EmbeddedBroker
     from defi_scoring.streaming.client import ensure_topics, producer, read_topic
-    from defi_scoring.streaming.driver import latencies_s
     from defi_scoring.streaming.settings import KafkaSettings
 
     lines = newest_transaction_lines(args.messages + 1, args.seed, Settings.from_env().store_url)
@@ -114,7 +94,7 @@ def main() -> None:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        answered = _AnswerCounter(kafka, outputs_topics)
+        answered = AnswerCounter(kafka, outputs_topics)
         try:
             # A running deployment is warm: one message is answered before the clock starts.
             warm = producer(kafka)
@@ -124,7 +104,7 @@ def main() -> None:
             total = len(lines) + 1
             rate = float("inf") if args.backlog else args.rate
             producer_process = multiprocessing.get_context("spawn").Process(
-                target=_produce, args=(broker.bootstrap_servers, kafka.input_topic, lines, rate, args.partitions)
+                target=produce_at_rate, args=(broker.bootstrap_servers, kafka.input_topic, lines, rate, args.partitions)
             )
             if args.backlog:  # the whole backlog is on the topic before the sensor looks again
                 _sensor("stop")
@@ -143,7 +123,7 @@ def main() -> None:
             inputs = read_topic(kafka, kafka.input_topic)
             outputs = [r for t in outputs_topics for r in read_topic(kafka, t)]
         finally:
-            answered.consumer.close()
+            answered.close()
             os.killpg(ui.pid, signal.SIGTERM)
             ui.wait(timeout=60)
             ui_log.close()

@@ -25,9 +25,8 @@ import time
 from pathlib import Path
 
 import httpx
-from _common import newest_transaction_lines  # bench/ helpers (scripts run from this folder)
-from bench_daemon import _AnswerCounter, _free_port, _wait
-from bench_stream import _produce
+from _common import newest_transaction_lines, produce_at_rate  # bench/ helpers (scripts run from this folder)
+from bench_daemon import _free_port, _wait
 
 
 def _descendants(pid: int) -> list[int]:
@@ -94,6 +93,7 @@ def main() -> None:
     from dagster import DagsterInstance, RunsFilter
 
     from defi_scoring.config import Settings, ensure_dagster_home
+    from defi_scoring.streaming.answers import AnswerCounter
     from defi_scoring.streaming.broker import EmbeddedBroker
     from defi_scoring.streaming.client import ensure_topics, producer
     from defi_scoring.streaming.settings import KafkaSettings
@@ -123,7 +123,7 @@ def main() -> None:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        answered = _AnswerCounter(kafka, [kafka.success_topic, kafka.failure_topic])
+        answered = AnswerCounter(kafka, [kafka.success_topic, kafka.failure_topic])
         stop = threading.Event()
         try:
             warm = producer(kafka)
@@ -134,7 +134,7 @@ def main() -> None:
             _wait(lambda: httpx.get(f"{base}/health", timeout=5).status_code == 200, 120, "the API")
             threading.Thread(target=_api_load, args=(base, api_body, stop, api_stats), daemon=True).start()
             sender = multiprocessing.get_context("spawn").Process(
-                target=_produce, args=(broker.bootstrap_servers, kafka.input_topic, lines, args.rate)
+                target=produce_at_rate, args=(broker.bootstrap_servers, kafka.input_topic, lines, args.rate)
             )
             started = time.monotonic()
             sender.start()
@@ -167,7 +167,7 @@ def main() -> None:
             sender.join()
         finally:
             stop.set()
-            answered.consumer.close()
+            answered.close()
             for process in (ui, api):
                 os.killpg(process.pid, signal.SIGTERM)
                 process.wait(timeout=60)

@@ -245,7 +245,7 @@ def test_parallel_driver_scores_each_partition_in_order_in_its_own_process(kafka
     message is answered exactly once."""
     from kafka.partitioner.default import murmur2
 
-    from defi_scoring.streaming.driver import SensorDriver
+    from defi_scoring_tests.sensor_driver import SensorDriver
 
     topic = f"{kafka_env.input_topic}-p2"
     monkeypatch.setenv("KAFKA_INPUT_TOPIC", topic)

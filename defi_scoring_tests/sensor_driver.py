@@ -1,6 +1,6 @@
-"""Drive the Kafka sensor and its runs from this process, as the Dagster daemon would.
+"""Test helper: drive the Kafka sensor and its runs from the test process, as the Dagster daemon would.
 
-Used by `defi-scoring demo` and `bench/bench_stream.py`: evaluate `kafka_scoring_sensor` with the
+Tests only (the demo, the benches and deployments run the stock daemon): evaluate `kafka_scoring_sensor` with the
 instance's cursor handling, register the dynamic partitions it asks for, and execute each requested
 run with `execute_in_process` (the in-process executor the job declares) — here, or in worker
 processes that stay warm between runs.
@@ -174,16 +174,3 @@ class SensorDriver:
     def drain(self) -> list[dict[str, Any]]:
         """Wait for every queued run (workers>1)."""
         return self._finished(wait=True)
-
-
-def latencies_s(inputs: list, outputs: list) -> list[float]:
-    """Seconds from each input record's timestamp to the first output record with the same key."""
-    produced: dict[bytes, list[int]] = {}
-    for record in inputs:
-        produced.setdefault(record.key or b"", []).append(record.timestamp)
-    out = []
-    for record in sorted(outputs, key=lambda r: r.timestamp):
-        times = produced.get(record.key or b"")
-        if times:
-            out.append((record.timestamp - times.pop(0)) / 1000)
-    return out
