@@ -7,11 +7,14 @@ range and launches it with the shipped run launcher. One warm-up message is answ
 starts (a running deployment is warm); then messages are produced at --rate per second from a
 separate process, and latency is read from Kafka record timestamps (input record → its output).
 
-  python bench/bench_daemon.py [--messages 24000] [--rate 200] [--partitions 1] [--backlog]
+  python bench/bench_daemon.py [--messages 24000] [--rate 200] [--partitions 1] [--backlog] [--champion 5000]
 
 Messages carry each wallet's newest 1–3 transactions and the score store holds the older ones
 (bench/_common.py). --backlog stops the sensor after the warm-up, produces everything, starts the sensor again and times
 the drain from that moment to the last output record.
+
+--champion N trains a champion on N generated wallets first (`defi-scoring generate/land/train`), so
+the runs score with the ensemble as a deployment with a registered model does.
 
 Prints one JSON line: mode, offered_per_s, messages, answered, wallets_per_s, latency percentiles,
 runs, run_seconds_p50 (start → end of a run) and queue_seconds_p50 (created → started).
@@ -46,6 +49,18 @@ def _sensor(action: str) -> None:
     subprocess.run([*command, "-m", "defi_scoring.definitions"], check=True, capture_output=True, timeout=120)
 
 
+def _train_champion(home: Path, wallets: int, seed: int) -> None:
+    """generate → land → train with the installed CLI, as a user would before streaming (not timed)."""
+    cli = str(Path(sys.executable).parent / "defi-scoring")
+    batch = home / "champion-batch.jsonl"
+    for command in (
+        ["generate", "--wallets", str(wallets), "--seed", str(seed), "--output", str(batch)],
+        ["land", str(batch)],
+        ["train", "--labels", str(batch.with_suffix(".labels.csv"))],
+    ):
+        subprocess.run([cli, *command], check=True, capture_output=True, timeout=1800)
+
+
 def _wait(condition, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -62,6 +77,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--backlog", action="store_true", help="produce everything first, then time the drain")
     parser.add_argument("--timeout", type=float, default=900.0, help="give up after this many seconds")
+    parser.add_argument(
+        "--champion",
+        type=int,
+        default=0,
+        metavar="WALLETS",
+        help="first land and train a champion on this many generated wallets with the CLI (runs then score with it)",
+    )
     args = parser.parse_args()
     from defi_scoring.process_hygiene import terminate_like_interrupt
 
@@ -77,6 +99,8 @@ def main() -> None:
     from defi_scoring.streaming.client import ensure_topics, producer, read_topic
     from defi_scoring.streaming.settings import KafkaSettings
 
+    if args.champion:
+        _train_champion(home, args.champion, args.seed + 7)
     lines = newest_transaction_lines(args.messages + 1, args.seed, Settings.from_env().store_url)
     warm_up, lines = lines[0], lines[1:]
     ensure_dagster_home(Settings.from_env())
@@ -152,6 +176,7 @@ def main() -> None:
                 "latency_p95_s": None if args.backlog else percentile(lat, 95),
                 "latency_p99_s": None if args.backlog else percentile(lat, 99),
                 "latency_max_s": None if args.backlog else percentile(lat, 100),
+                "champion_wallets": args.champion or None,
                 "runs": len(records),
                 "run_seconds_p50": percentile(run_seconds, 50),
                 "run_seconds_max": percentile(run_seconds, 100),
