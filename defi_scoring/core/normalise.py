@@ -35,7 +35,7 @@ from pandas.api.types import union_categoricals
 from defi_scoring.contracts.messages import MAX_MESSAGE_BYTES
 from defi_scoring.core import arrow_decode
 from defi_scoring.core.column_checks import validate_columns
-from defi_scoring.core.python_decode import Rejection, flatten_messages, wallet_hint
+from defi_scoring.core.python_decode import FlattenedMessages, Rejection, flatten_messages, wallet_hint
 from defi_scoring.core.transaction_columns import (
     CATEGORICAL_COLUMNS,
     EXTRA_NUMBER_COLUMNS,
@@ -199,9 +199,9 @@ def _decode_part(raws: list[Any], decoder: str) -> _DecodedPart:
         positions,
         slow.dropped,
         messages_with_valid,
-        slow.rejections,
-        slow.warnings,
-        slow.ignored_sections,
+        slow.read.rejections,
+        slow.read.warnings,
+        slow.read.ignored_sections,
     )
 
 
@@ -263,9 +263,7 @@ class _PythonRows:
     positions: np.ndarray
     dropped: pd.DataFrame  # invalid rows with their reason and detail
     messages_with_valid: set[int]
-    rejections: list[Rejection]
-    warnings: dict[int, list[str]]
-    ignored_sections: int
+    read: FlattenedMessages  # the messages it could not read at all, warnings, ignored sections
 
 
 def _python_rows(
@@ -275,9 +273,7 @@ def _python_rows(
     Fills `addresses` and `wallet_keys` (per message of the whole batch) for those messages."""
     read = flatten_messages(raws, indices, addresses, wallet_keys)
     valid, positions, dropped, messages_with_valid = validate_columns(read.columns, wallet_keys)
-    return _PythonRows(
-        valid, positions, dropped, messages_with_valid, read.rejections, read.warnings, read.ignored_sections
-    )
+    return _PythonRows(valid, positions, dropped, messages_with_valid, read)
 
 
 def _concat_in_message_order(
