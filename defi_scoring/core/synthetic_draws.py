@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+DAY = 86_400
+
 
 def positions(counts: np.ndarray) -> np.ndarray:
     """Each row's position within its wallet."""
@@ -28,3 +30,9 @@ def times_from_gaps(start: np.ndarray, counts: np.ndarray, gaps: np.ndarray) -> 
 def address_pool(rng: np.random.Generator, n: int) -> np.ndarray:
     """`n` fresh lower-case addresses."""
     return np.array(["0x" + rng.bytes(20).hex() for _ in range(n)], dtype=object)
+
+
+def first_seen(rng: np.random.Generator, n: int, end_time: int) -> np.ndarray:
+    """First activity uniform over the two years before `end_time`, whatever the archetype, so a
+    time-based holdout sees the same mix as training. Later transactions past `end_time` are cut."""
+    return end_time - rng.uniform(7 * DAY, 730 * DAY, n)
