@@ -146,17 +146,24 @@ def _stream_demo(out: Console, settings: Settings, seed: int, wallets: int = 500
         kafka = KafkaSettings.from_env()
         ensure_topics(kafka, [kafka.input_topic, *kafka.output_topics])
         console.print(f"[green]✓[/] embedded Kafka broker on {broker.bootstrap_servers}")
-        send_lines(kafka, lines, 0, None, producer)
         answered = AnswerCounter(kafka, [kafka.success_topic, kafka.failure_topic])
         try:
-            with stock_daemon(settings, daemon_log) as daemon, console.status("") as status:
-                deadline = time.monotonic() + timeout_s
-                while answered() < len(lines) and time.monotonic() < deadline and daemon.poll() is None:
-                    status.update(
-                        f"the Dagster daemon's runs are scoring the topic: {answered.count:,} of "
-                        f"{len(lines):,} messages answered …"
-                    )
-                    time.sleep(0.5)
+            with stock_daemon(settings, daemon_log) as daemon:
+
+                def wait_for(count: int, what: str) -> bool:
+                    deadline = time.monotonic() + timeout_s
+                    with console.status("") as status:  # (not around send_lines: one live display at a time)
+                        while answered() < count and time.monotonic() < deadline and daemon.poll() is None:
+                            status.update(f"{what}: {answered.count:,} of {count:,} messages answered …")
+                            time.sleep(0.25)
+                    return answered.count >= count
+
+                # A running deployment is warm: one message is answered before the rest are produced,
+                # so the latency below is a running daemon's, not its start-up.
+                send_lines(kafka, lines[:1], 0, None, producer)
+                if wait_for(1, "starting the Dagster daemon, its code server and run worker"):
+                    send_lines(kafka, lines[1:], 0, None, producer)
+                    wait_for(len(lines), "the Dagster daemon's runs are scoring the topic")
                 died = daemon.poll() is not None
             if answered.count < len(lines):
                 stopped = "the daemon stopped" if died else f"{timeout_s:.0f} s passed"
@@ -178,12 +185,14 @@ def _stream_demo(out: Console, settings: Settings, seed: int, wallets: int = 500
         summary.add_row(topic, f"{len(records):,}", example)
     out.print(summary)
     answers = topics[kafka.success_topic] + topics[kafka.failure_topic]
-    lat = np.array(latencies_s(topics[kafka.input_topic], answers)) if answers else np.zeros(1)
+    # the warm-up message (the first in, the first out) is not part of the latency
+    after_warm_up = sorted(answers, key=lambda r: r.timestamp)[1:]
+    lat = np.array(latencies_s(topics[kafka.input_topic][1:], after_warm_up)) if after_warm_up else np.zeros(1)
     accounted = "all" if len(answers) == len(lines) else "NOT all"
     out.print(
         f"{accounted} {len(lines):,} input messages accounted for ({len(topics[kafka.success_topic]):,} success"
         f" + {len(topics[kafka.failure_topic]):,} failure); latency produce → output p50 "
-        f"{np.percentile(lat, 50):.2f}s, p95 {np.percentile(lat, 95):.2f}s (a cold daemon: its start is included)"
+        f"{np.percentile(lat, 50):.2f}s, p95 {np.percentile(lat, 95):.2f}s (after one warm-up message)"
     )
 
 
