@@ -1,13 +1,16 @@
 """Faults on the deployed streaming path: the stock `dagster-daemon` with the shipped dagster.yaml (warm
 run launcher, run monitoring, run retries), a real broker, real SQLite stores, processes killed for real."""
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
+import dagster as dg
 import orjson
 import pytest
 import sqlalchemy as sa
@@ -152,7 +155,9 @@ def test_a_range_that_fails_every_retry_is_answered_on_the_failure_topic(deploym
     assert error.startswith("Processing failed: offset") and "could not be scored" in error
 
 
-CHALLENGER_CHECK = "ensemble_model_challenger_beats_champion"
+DAGSTER = DAEMON.parent / "dagster"
+LAUNCH_TRAINING = [str(DAGSTER), "job", "launch", "-j", "train_model", "-m", "defi_scoring.definitions"]
+TRAIN_OPS = ("training_set", "ensemble_model", "champion_model", "ensemble_model_challenger_beats_champion")
 SMALL_ENSEMBLE = """
 registered_model_name: defi-wallet-risk
 members:
@@ -200,6 +205,20 @@ def test_range_runs_forked_from_the_worker_score_with_its_preloaded_champion(dep
     try:
         answered = lambda: len(read_topic(kafka, kafka.success_topic, idle_ms=300)) >= len(lines)
         _wait_for(answered, 240, f"{len(lines)} answers scored with the champion", log)
+        # retraining through the same worker (forked after its champion load) trains with OpenMP too
+        run_id = str(uuid.uuid4())
+        run_config = json.dumps({"ops": {op: {"config": config} for op in TRAIN_OPS}})
+        subprocess.run(
+            [*LAUNCH_TRAINING, "--run-id", run_id, "--config-json", run_config],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )  # queued; the daemon launches it with the warm launcher
+        with DagsterInstance.get() as instance:
+            finished = lambda: instance.get_run_by_id(run_id).is_finished
+            _wait_for(finished, 240, "the retraining run to finish", log)
+            trained_again = instance.get_latest_materialization_event(dg.AssetKey("ensemble_model"))
+            assert trained_again is not None and trained_again.run_id == run_id
     finally:
         _stop(daemon)
     messages = [orjson.loads(r.value) for r in read_topic(kafka, kafka.success_topic)]
