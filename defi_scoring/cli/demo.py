@@ -25,7 +25,8 @@ from defi_scoring.config import Settings
 @click.option("--wallets", "n_wallets", default=5_000, show_default=True, help="Number of demo wallets.")
 @click.option("--seed", default=42, show_default=True)
 def demo(n_wallets: int, seed: int) -> None:
-    """End to end on embedded defaults: generate → land a batch → materialise → train → summary."""
+    """End to end on embedded defaults: generate → land a batch → materialise → train → summary →
+    stream new messages through an embedded broker and the stock Dagster daemon."""
     import pandas as pd
 
     from defi_scoring.core.summary import describe, extremes, tag_counts, zscore_distribution
