@@ -223,3 +223,24 @@ def test_a_large_batch_in_memory_is_decoded_in_chunks_to_the_same_batch(monkeypa
     assert len(chunk_sizes) > 5 and sum(chunk_sizes) == len(lines)
     assert_same_batch(whole, chunked)
     assert whole.counts["duplicate_transactions"] > 0 and whole.counts["rejected_messages"] >= 2
+
+
+def test_short_columns_become_the_categoricals_pandas_builds():
+    """column_checks.categorical builds short columns by a dict: the same codes, categories and dtype."""
+    import random
+
+    import numpy as np
+
+    from defi_scoring.core.column_checks import SHORT_COLUMN, categorical
+
+    rng = random.Random(3)
+    words = ["swap", "deposit", "Withdraw", "ETH", "eth", "", "é", "0xAb", "z" * 40]
+    for n in [0, 1, 2, 5, 20, SHORT_COLUMN, SHORT_COLUMN + 1]:
+        for none_share in (0.0, 0.3, 1.0):
+            drawn = [None if rng.random() < none_share else rng.choice(words) for _ in range(n)]
+            values = np.array(drawn, dtype=object)
+            ours, theirs = categorical(values), pd.Categorical(values)
+            assert ours.equals(theirs) and ours.categories.equals(theirs.categories)
+            assert ours.categories.dtype == theirs.categories.dtype and ours.codes.dtype == theirs.codes.dtype
+    mixed = np.array(["a", 1, None], dtype=object)  # not only str: pandas decides
+    assert categorical(mixed).equals(pd.Categorical(mixed))

@@ -233,13 +233,21 @@ def detect_patterns(
     return pd.concat([pd.DataFrame(out, index=w.index), pump.drop(columns=["pump_confidence"])], axis=1)
 
 
+def _summary_texts() -> np.ndarray:
+    """The summary of every combination of counted patterns (bit i: PATTERNS[i]), written once."""
+    texts = []
+    for combo in range(1 << len(PATTERNS)):
+        found = [name.replace("_", " ") for i, name in enumerate(PATTERNS) if combo >> i & 1]
+        texts.append("Detected " + ", ".join(found) if found else "No manipulation pattern detected")
+    return np.asarray(texts, dtype=object)
+
+
+_SUMMARY_TEXTS = _summary_texts()
+
+
 def _summaries(out: dict[str, np.ndarray], n: int) -> np.ndarray:
     """A readable summary per wallet, via one lookup per combination of counted patterns."""
     bits = np.zeros(n, dtype=np.int64)
     for i, name in enumerate(PATTERNS):
         bits |= out[f"{name}_counted"].astype(np.int64) << i
-    texts = []
-    for combo in range(1 << len(PATTERNS)):
-        found = [name.replace("_", " ") for i, name in enumerate(PATTERNS) if combo >> i & 1]
-        texts.append("Detected " + ", ".join(found) if found else "No manipulation pattern detected")
-    return np.asarray(texts, dtype=object)[bits]
+    return _SUMMARY_TEXTS[bits]
