@@ -78,6 +78,9 @@ def test_rescoring_updates_latest_and_appends_history(store):
     assert found["latest"]["hybrid_score"] == 1.0
     assert [h["run_id"] for h in found["history"]] == ["run-2", "run-1"]
     assert store.latest_hybrid_scores([first[0]["wallet_address"].lower()]).iloc[0] == 1.0
+    keys = [m["wallet_address"].lower() for m in first]
+    latest = store.latest_hybrid_scores([*keys, "0x" + "0" * 40, keys[0]], chunk=2)  # unknown, repeated, chunks
+    assert latest.to_dict() == dict.fromkeys(keys, 1.0)
 
 
 def test_transactions_insert_is_idempotent_and_history_round_trips(store):

@@ -10,7 +10,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from defi_scoring.score_store.connection import StoreConnection
-from defi_scoring.score_store.tables import score_events, wallet_scores
+from defi_scoring.score_store.tables import score_events
 
 _LATEST_SQL = "SELECT message FROM wallet_scores WHERE wallet = ?"
 _HISTORY_FIELDS = ("scored_at", "run_id", "source", "model_version", "zscore", "hybrid_score", "risk_level", "status")
@@ -19,15 +19,15 @@ _HISTORY_SQL = f"SELECT {', '.join(_HISTORY_FIELDS)} FROM score_events WHERE wal
 
 class ScoreReads(StoreConnection):
     def latest_hybrid_scores(self, wallets: Iterable[str], chunk: int = 5_000) -> pd.Series:
-        """Each known wallet's last hybrid score (wallets never scored are absent)."""
+        """Each known wallet's last hybrid score (wallets never scored are absent). Plain driver SQL:
+        every API call asks this for its few wallets, and building the statement cost more than the lookup."""
         wallets = list(dict.fromkeys(wallets))
         out: dict[str, float] = {}
         with self.engine.connect() as conn:
             for i in range(0, len(wallets), chunk):
-                query = sa.select(wallet_scores.c.wallet, wallet_scores.c.hybrid_score).where(
-                    wallet_scores.c.wallet.in_(wallets[i : i + chunk])
-                )
-                out.update({w: s for w, s in conn.execute(query) if s is not None})
+                part = wallets[i : i + chunk]
+                sql = f"SELECT wallet, hybrid_score FROM wallet_scores WHERE wallet IN ({', '.join('?' * len(part))})"
+                out.update({w: s for w, s in conn.exec_driver_sql(self._sql(sql), tuple(part)) if s is not None})
         return pd.Series(out, dtype=float)
 
     def wallet(self, address: str, history_limit: int = 100) -> dict[str, Any] | None:
