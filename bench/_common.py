@@ -52,9 +52,7 @@ def newest_transaction_lines(n_wallets: int, seed: int, store_url: str) -> list[
     return lines
 
 
-def produce_at_rate(
-    bootstrap: str, topic: str, lines: list[bytes], rate: float, partitions: int = 1, cpu_seconds=None
-) -> None:
+def produce_at_rate(bootstrap: str, topic: str, lines: list[bytes], rate: float, partitions: int = 1) -> None:
     """Send `lines` at `rate` per second, keyed by wallet. Keys and partitions (Kafka's murmur2, as the
     default partitioner would choose) are computed before the clock starts and the pacing sleeps once
     per 50 messages: kafka-python spends ~0.1 ms of CPU per send, and this load generator shares the
@@ -67,7 +65,7 @@ def produce_at_rate(
     keys = [orjson.loads(line)["wallet_address"].encode() for line in lines]
     targets = [(murmur2(key) & 0x7FFFFFFF) % partitions for key in keys]
     sender = producer(KafkaSettings(bootstrap_servers=bootstrap))
-    started, cpu = time.perf_counter(), time.process_time()
+    started = time.perf_counter()
     for i, (key, line, partition) in enumerate(zip(keys, lines, targets)):
         if i % 50 == 0:
             delay = started + i / rate - time.perf_counter()
@@ -75,6 +73,4 @@ def produce_at_rate(
                 time.sleep(delay)
         sender.send(topic, key=key, value=line, partition=partition)
     sender.flush()
-    if cpu_seconds is not None:
-        cpu_seconds.value = time.process_time() - cpu  # all threads, kafka-python's sender included
     sender.close()

@@ -150,21 +150,12 @@ def _stream_demo(out: Console, settings: Settings, seed: int, wallets: int = 500
         answered = AnswerCounter(kafka, [kafka.success_topic, kafka.failure_topic])
         try:
             with stock_daemon(settings, daemon_log) as daemon:
-
-                def wait_for(count: int, what: str) -> bool:
-                    deadline = time.monotonic() + timeout_s
-                    with console.status("") as status:  # (not around send_lines: one live display at a time)
-                        while answered() < count and time.monotonic() < deadline and daemon.poll() is None:
-                            status.update(f"{what}: {answered.count:,} of {count:,} messages answered …")
-                            time.sleep(0.25)
-                    return answered.count >= count
-
                 # A running deployment is warm: one message is answered before the rest are produced,
                 # so the latency below is a running daemon's, not its start-up.
                 send_lines(kafka, lines[:1], 0, None, producer)
-                if wait_for(1, "starting the Dagster daemon, its code server and run worker"):
+                if _wait_for_answers(answered, daemon, 1, timeout_s, "starting the Dagster daemon"):
                     send_lines(kafka, lines[1:], 0, None, producer)
-                    wait_for(len(lines), "the Dagster daemon's runs are scoring the topic")
+                    _wait_for_answers(answered, daemon, len(lines), timeout_s, "the Dagster daemon's runs are scoring")
                 died = daemon.poll() is not None
             if answered.count < len(lines):
                 stopped = "the daemon stopped" if died else f"{timeout_s:.0f} s passed"
@@ -195,6 +186,17 @@ def _stream_demo(out: Console, settings: Settings, seed: int, wallets: int = 500
         f" + {len(topics[kafka.failure_topic]):,} failure); latency produce → output p50 "
         f"{np.percentile(lat, 50):.2f}s, p95 {np.percentile(lat, 95):.2f}s (after one warm-up message)"
     )
+
+
+def _wait_for_answers(answered, daemon, count: int, timeout_s: float, what: str) -> bool:
+    """Until `count` answers are on the output topics, the daemon exits or `timeout_s` passes; shows
+    progress (a status line of its own: not around send_lines, one live display at a time)."""
+    deadline = time.monotonic() + timeout_s
+    with console.status("") as status:
+        while answered() < count and time.monotonic() < deadline and daemon.poll() is None:
+            status.update(f"{what}: {answered.count:,} of {count:,} messages answered …")
+            time.sleep(0.25)
+    return answered.count >= count
 
 
 def _print_hybrid_summary(out: Console, scored, labels) -> None:

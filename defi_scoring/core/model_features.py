@@ -214,13 +214,12 @@ def dex_features(transactions: pd.DataFrame, ref: pd.DataFrame, peers: pd.Series
     )
     out["min_deposit_to_withdraw_hours_log"] = np.log1p(min_hold)
     out["max_deposit_share"] = np.divide(max_dep, total_dep, out=np.zeros(n), where=total_dep > 0)
-    if peers is None and n < 2:  # a lone wallet (an API call) has no peer: nothing to hash or compare
-        out["peer_wallets_same_fingerprint"] = np.zeros(n)
-    else:
-        if peers is None:  # one process: the population is these transactions
-            raw_pool = tx["pool_id"].astype(object).to_numpy()[order]
-            peers = peer_counts(sequence_fingerprints(wallet, ts, action, raw_pool, wallet_index))
-        out["peer_wallets_same_fingerprint"] = peers.reindex(wallet_index, fill_value=0.0).to_numpy(float)
+    if peers is None and n > 1:  # one process: the population is these transactions (a lone wallet has no peer)
+        raw_pool = tx["pool_id"].astype(object).to_numpy()[order]
+        peers = peer_counts(sequence_fingerprints(wallet, ts, action, raw_pool, wallet_index))
+    out["peer_wallets_same_fingerprint"] = (
+        np.zeros(n) if peers is None else peers.reindex(wallet_index, fill_value=0.0).to_numpy(float)
+    )
     return pd.DataFrame({name: out[name] for name in DEX_FEATURES}, index=ref.index)
 
 
