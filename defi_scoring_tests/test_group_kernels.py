@@ -237,3 +237,38 @@ def test_frame_columns_read_what_the_frame_holds():
         columns["nope"]
     duplicated = pd.DataFrame([[1.0, 2.0]], columns=["x", "x"])
     assert FrameColumns(duplicated)._arrays == {}  # left to plain reads
+
+
+@pytest.mark.parametrize("rows", [0, 1, 5])
+def test_frame_of_builds_the_frame_pandas_builds(rows):
+    from defi_scoring.core.frame_columns import frame_of
+
+    rng = np.random.default_rng(rows)
+    index = pd.Index([f"0x{i:040x}" for i in range(rows)], name="wallet")
+    tags = np.empty(rows, dtype=object)
+    tags[:] = [["a"] * (i % 2) for i in range(rows)]
+    columns = {
+        "score": rng.random(rows),
+        "count": np.arange(rows, dtype=np.int64),
+        "small": np.arange(rows, dtype=np.int32),
+        "flag": rng.random(rows) > 0.5,
+        "level": np.select([np.arange(rows) > 2], ["high"], default="low"),  # NumPy strings
+        "name": np.array(["x"] * rows, dtype=object),
+        "tags": tags,
+        "kind": pd.Categorical(["b", "a"] * (rows // 2) + ["a"] * (rows % 2)),
+        "missing": np.nan,
+        "zero": 0,
+        "off": False,
+    }
+    built = frame_of(columns, index)
+    pd.testing.assert_frame_equal(built, pd.DataFrame(columns, index=index), check_exact=True)
+    assert built.columns.dtype == object
+    if rows:
+        built.iloc[0, 0] = -1.0  # a copy, as pandas makes: the caller's arrays are not the frame's
+        assert columns["score"][0] != -1.0
+    # what it does not take goes to pandas' constructor, which gives the same frame or the same error
+    aligned = {"s": pd.Series(np.arange(rows, dtype=float), index=index[::-1])}
+    pd.testing.assert_frame_equal(frame_of(aligned, index), pd.DataFrame(aligned, index=index))
+    pd.testing.assert_frame_equal(frame_of({}, index), pd.DataFrame({}, index=index))
+    with pytest.raises(ValueError):
+        frame_of({"short": np.zeros(rows + 2)}, index)

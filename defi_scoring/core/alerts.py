@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from defi_scoring.core.frame_columns import frame_of
 from defi_scoring.core.patterns import PATTERNS
 from defi_scoring.core.scoring_config import AlertsConfig
 
@@ -32,18 +33,17 @@ def alert_columns(scored: pd.DataFrame, cfg: AlertsConfig, previous_scores: pd.S
     drop = previous - score
     dropped = np.nan_to_num(drop, nan=0.0) >= cfg.score_drop_points
     low = scored["confidence"].to_numpy(float) < cfg.low_confidence
-    out = pd.DataFrame(
+    return frame_of(
         {
             "previous_score": previous,
             "alert_pattern": worst_pattern,
             "alert_pattern_risk": worst_risk,
             "alert_score_drop": np.where(dropped, drop, np.nan),
             "alert_low_confidence": low,
+            "alert_count": (worst_pattern != "").astype(int) + dropped.astype(int) + low.astype(int),
         },
-        index=scored.index,
+        scored.index,
     )
-    out["alert_count"] = (worst_pattern != "").astype(int) + dropped.astype(int) + low.astype(int)
-    return out
 
 
 def alerts_of(row: dict, cfg: AlertsConfig) -> list[dict]:

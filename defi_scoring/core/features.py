@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from defi_scoring.core.frame_columns import frame_of
+
 SECONDS_PER_DAY = 86_400.0
 SECONDS_PER_HOUR = 3_600.0
 STABLECOINS = frozenset({"USDC", "USDT", "DAI", "LUSD", "USDP", "TUSD", "FRAX"})
@@ -281,7 +283,7 @@ def reference_features(transactions: pd.DataFrame, as_of: float) -> pd.DataFrame
         where=num_swaps >= 2,
     )
 
-    features = pd.DataFrame(
+    features = frame_of(
         {
             "total_deposit_usd": total_deposit,
             "total_withdraw_usd": total_withdraw,

@@ -1,13 +1,19 @@
-"""Read the columns of a wide, short table as arrays, all at once.
+"""Columns ↔ wide, short tables, without pandas' per-column overhead.
 
 Scoring a handful of wallets reads hundreds of columns of a ~300-column table once each; pandas
 builds a Series per first read (~23 µs), which made column access a third of the cost of encoding
-the messages of one API window. Here the arrays are taken from the table's blocks in one pass
+the messages of one API window. `FrameColumns` takes the arrays from the table's blocks in one pass
 (~0.8 µs a column, views, no copy); anything unexpected falls back to plain column reads.
+
+The other way round, `frame_of` builds a DataFrame from a dict of per-wallet arrays: pandas'
+constructor checks and converts every column (~3.7 µs each), and one API call builds ~17 frames
+of up to 80 columns (a quarter of its time). The arrays here are made block-ready first (1-D, the
+row count, no NumPy string dtype), so pandas can skip that step: ~1.3 µs a column, the same frame.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -57,3 +63,31 @@ def _block_arrays(frame: pd.DataFrame) -> dict[str, Any]:
         return arrays
     except (AttributeError, TypeError, IndexError):
         return {}
+
+
+def frame_of(columns: Mapping[str, Any], index: pd.Index) -> pd.DataFrame:
+    """`pd.DataFrame(columns, index=index)` for columns of arrays (or scalars, broadcast), each the
+    length of `index`: the same frame, dtypes and copies included, built without pandas' per-column
+    checks. Anything else (a Series, a datetime, a wrong length) takes pandas' own constructor."""
+    n = len(index)
+    if not columns or not isinstance(index, pd.Index):
+        return pd.DataFrame(columns, index=index)
+    arrays = []
+    for value in columns.values():
+        if isinstance(value, np.ndarray):
+            if value.ndim != 1 or len(value) != n or value.dtype.kind in "MmV":
+                return pd.DataFrame(columns, index=index)
+            if value.dtype.kind in "US":
+                value = value.astype(object)  # how pandas stores NumPy strings
+            # (pandas stacks the arrays of each dtype into its blocks: the frame holds copies)
+        elif isinstance(value, pd.Categorical) and len(value) == n:
+            value = value.copy()  # an extension array is kept as it is: copied, as pandas does
+        elif isinstance(value, (float, int, bool, np.floating, np.integer, np.bool_)):
+            value = np.full(n, value)
+        else:
+            return pd.DataFrame(columns, index=index)
+        arrays.append(value)
+    try:
+        return pd.DataFrame._from_arrays(arrays, columns=pd.Index(list(columns)), index=index, verify_integrity=False)
+    except (AttributeError, TypeError):  # a pandas without this constructor
+        return pd.DataFrame(columns, index=index)

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from defi_scoring.core.factors import FACTORS
-from defi_scoring.core.frame_columns import FrameColumns
+from defi_scoring.core.frame_columns import FrameColumns, frame_of
 from defi_scoring.core.scoring_config import ScoringConfig
 
 NEUTRAL_SCORE = 50.0
@@ -156,6 +156,4 @@ def hybrid_scores(
         else np.zeros(n, dtype=bool)
     )
     out["risk_level"] = np.where(thin & ~flagged, INSUFFICIENT_HISTORY, risk_levels(out["hybrid_score"], config))
-    return HybridResult(
-        pd.DataFrame(out, index=wallet_table.index), pd.DataFrame(contributions, index=wallet_table.index), errors
-    )
+    return HybridResult(frame_of(out, wallet_table.index), frame_of(contributions, wallet_table.index), errors)

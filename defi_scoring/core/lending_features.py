@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from defi_scoring.core.features import SECONDS_PER_DAY, _codes, rows_of, wallet_positions
+from defi_scoring.core.frame_columns import frame_of
 from defi_scoring.core.sequence_stats import (
     distinct_count,
     gap_stats,
@@ -94,12 +95,12 @@ def lending_features(transactions: pd.DataFrame, wallets: pd.Index) -> pd.DataFr
         "unrepaid_borrow_share": safe_ratio(np.bincount(b_wallet[~found], minlength=n).astype(float), borrows),
         "lending_span_days_log": np.log1p(span / SECONDS_PER_DAY),
     }
-    return pd.DataFrame({name: out[name] for name in LENDING_FEATURES}, index=wallets)
+    return frame_of({name: out[name] for name in LENDING_FEATURES}, wallets)
 
 
 def lending_summary(features: pd.DataFrame) -> pd.DataFrame:
     """Plain (not log-scaled) lending quantities for messages and factor explanations."""
-    return pd.DataFrame(
+    return frame_of(
         {
             "lending_count": np.rint(np.expm1(features["lending_count_log"].to_numpy(float))).astype(np.int64),
             "supplied_usd": np.expm1(features["log_supplied_usd"].to_numpy(float)),

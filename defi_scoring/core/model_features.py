@@ -27,6 +27,7 @@ from defi_scoring.core.features import (
     stacked,
     wallet_positions,
 )
+from defi_scoring.core.frame_columns import frame_of
 from defi_scoring.core.lending_features import LENDING_FEATURES, lending_features
 from defi_scoring.core.sequence_stats import relative_active_days, safe_ratio, share_of_top_and_hhi, wallet_time_order
 from defi_scoring.core.transfer_features import TRANSFER_FEATURES, transfer_features
@@ -220,7 +221,7 @@ def dex_features(transactions: pd.DataFrame, ref: pd.DataFrame, peers: pd.Series
     out["peer_wallets_same_fingerprint"] = (
         np.zeros(n) if peers is None else peers.reindex(wallet_index, fill_value=0.0).to_numpy(float)
     )
-    return pd.DataFrame({name: out[name] for name in DEX_FEATURES}, index=ref.index)
+    return frame_of({name: out[name] for name in DEX_FEATURES}, ref.index)
 
 
 FEATURE_LIMIT = 1e30  # within float32, which the tree libraries convert to

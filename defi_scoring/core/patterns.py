@@ -20,6 +20,7 @@ from defi_scoring.core.features import (
     stacked,
     wallet_positions,
 )
+from defi_scoring.core.frame_columns import frame_of
 from defi_scoring.core.scoring_config import PatternsConfig
 
 PATTERNS = ["wash_trading", "mev_bot", "sybil_cluster", "rug_pull", "pump_and_dump", "fan_in_collector"]
@@ -152,15 +153,15 @@ def pump_and_dump_evidence(
     """
     c = cfg.pump_and_dump
     n = len(wallets)
-    out = pd.DataFrame(
+    out = frame_of(
         {
             "pump_confidence": np.zeros(n),
             "pump_buyers": np.zeros(n),
             "pump_expected_buyers": np.zeros(n),
             "pump_dump_hours": np.full(n, np.nan),
-            "pump_token": pd.Series([""] * n, dtype=object, index=wallets),
+            "pump_token": np.full(n, "", dtype=object),
         },
-        index=wallets,
+        wallets,
     )
     # A window never holds more wallets than have buy-and-dumps: with fewer than min_wallets of them
     # (a request of a few wallets), nothing can be hit and the search is skipped.
@@ -230,7 +231,8 @@ def detect_patterns(
     out["pattern_risk"] = np.divide(weighted_risk, weight, out=np.zeros(len(w)), where=weight > 0)
     out["patterns_detected"] = counted_total
     out["pattern_summary"] = _summaries(out, len(w))
-    return pd.concat([pd.DataFrame(out, index=w.index), pump.drop(columns=["pump_confidence"])], axis=1)
+    out.update({name: pump[name].to_numpy() for name in pump.columns if name != "pump_confidence"})
+    return frame_of(out, w.index)
 
 
 def _summary_texts() -> np.ndarray:

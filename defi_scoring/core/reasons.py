@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from defi_scoring.core.factors import FACTORS
+from defi_scoring.core.frame_columns import frame_of
 from defi_scoring.core.templates import template_fields
 
 
@@ -59,7 +60,7 @@ def factor_reason_columns(contributions: pd.DataFrame, wallet_table: pd.DataFram
         out[f"reason_{slot + 1}_factor"] = names[top[:, slot]]
         out[f"reason_{slot + 1}_points"] = points[:, slot]
         out[f"reason_{slot + 1}_text"] = text
-    return pd.DataFrame(out, index=contributions.index)
+    return frame_of(out, contributions.index)
 
 
 def model_reason_columns(contributions: pd.DataFrame | None, index: pd.Index, k: int) -> pd.DataFrame:
@@ -74,4 +75,4 @@ def model_reason_columns(contributions: pd.DataFrame | None, index: pd.Index, k:
     for slot in range(top.shape[1]):
         out[f"model_reason_{slot + 1}_feature"] = names[top[:, slot]]
         out[f"model_reason_{slot + 1}_log_odds"] = np.take_along_axis(matrix, top[:, slot : slot + 1], axis=1)[:, 0]
-    return pd.DataFrame(out, index=index)
+    return frame_of(out, index)

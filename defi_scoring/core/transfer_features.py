@@ -26,6 +26,7 @@ from defi_scoring.core.features import (
     unique_inverse_counts,
     wallet_positions,
 )
+from defi_scoring.core.frame_columns import frame_of
 from defi_scoring.core.sequence_stats import (
     distinct_count,
     gap_stats,
@@ -382,7 +383,7 @@ def transfer_summary(features: pd.DataFrame) -> pd.DataFrame:
     def plain(column: str) -> np.ndarray:
         return np.expm1(features[column].to_numpy(float))
 
-    return pd.DataFrame(
+    return frame_of(
         {
             "transfer_count": np.rint(plain("transfer_count_log")).astype(np.int64),
             "received_usd": plain("log_received_usd"),

@@ -16,6 +16,7 @@ import pandas as pd
 from defi_scoring.core.alerts import alert_columns
 from defi_scoring.core.cross_wallet import CrossWalletSignals
 from defi_scoring.core.features import reference_features
+from defi_scoring.core.frame_columns import frame_of
 from defi_scoring.core.hybrid_score import hybrid_scores
 from defi_scoring.core.lending_features import lending_summary
 from defi_scoring.core.model_features import model_features
@@ -65,24 +66,41 @@ def score_wallet_table(
         behaviour[[c for c in behaviour.columns if c not in own]],
         transfer_summary(behaviour),
         lending_summary(behaviour),
+        longevity(reference, behaviour),
     )
-    # longevity over every protocol type (the §4 account_age_days covers DEX rows only)
-    table["activity_span_days"] = (table["last_timestamp"] - table["first_timestamp"]) / 86_400
-    table["activity_days"] = np.maximum(table["active_days"], np.expm1(table["transfer_active_days_log"]))
     table = _widened(table, detect_patterns(table, transactions, config.patterns, signals.pump))
 
     scores = model(behaviour) if model is not None else no_model("no model store configured")
     hybrid = hybrid_scores(table, config, scores.predictions)
     table = _widened(table, hybrid.table)
-    table = _widened(  # none of the three reads another's columns
+    table = _widened(  # none of these reads another's columns
         table,
         factor_reason_columns(hybrid.contributions, table, config.reasons.top_factors),
         model_reason_columns(scores.contributions, table.index, config.reasons.top_model_features),
         alert_columns(table, config.alerts, previous_scores),
+        frame_of(
+            {
+                "tags": np.fromiter(tags_as_lists(table), dtype=object, count=len(table)),
+                "model_version": np.full(len(table), scores.model_version, dtype=object),
+            },
+            table.index,
+        ),
     )
-    table["tags"] = tags_as_lists(table)
-    table["model_version"] = scores.model_version
     return WalletScores(table, scores.model_version, scores.note, config, hybrid.factor_errors)
+
+
+def longevity(reference: pd.DataFrame, behaviour: pd.DataFrame) -> pd.DataFrame:
+    """Span and active days over every protocol type (the §4 account_age_days covers DEX rows only)."""
+    return frame_of(
+        {
+            "activity_span_days": (reference["last_timestamp"].to_numpy() - reference["first_timestamp"].to_numpy())
+            / 86_400,
+            "activity_days": np.maximum(
+                behaviour["active_days"].to_numpy(), np.expm1(behaviour["transfer_active_days_log"].to_numpy())
+            ),
+        },
+        reference.index,
+    )
 
 
 def _widened(table: pd.DataFrame, *parts: pd.DataFrame) -> pd.DataFrame:
