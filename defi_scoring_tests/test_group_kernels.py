@@ -272,3 +272,17 @@ def test_frame_of_builds_the_frame_pandas_builds(rows):
     pd.testing.assert_frame_equal(frame_of({}, index), pd.DataFrame({}, index=index))
     with pytest.raises(ValueError):
         frame_of({"short": np.zeros(rows + 2)}, index)
+
+
+@pytest.mark.parametrize("rows", [0, 7, 40, 300])
+def test_repeated_keys_are_what_pandas_calls_duplicated(rows):
+    from defi_scoring.core.normalise import _repeated_keys
+
+    rng = np.random.default_rng(rows)
+    wallets = rng.choice(["0xa", "0xb", "0xc"], rows).astype(object)
+    frame = pd.DataFrame({"wallet": wallets, "document_id": rng.choice(["1", "2", "3", "4"], rows).astype(object)})
+    expected = frame.duplicated(["wallet", "document_id"], keep="first").to_numpy()
+    np.testing.assert_array_equal(_repeated_keys(frame), expected)
+    frame["wallet"] = pd.Categorical(wallets)
+    np.testing.assert_array_equal(_repeated_keys(frame), expected)
+    assert rows < 40 or expected.any()  # the case is exercised

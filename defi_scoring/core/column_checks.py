@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from defi_scoring.contracts.messages import ACTIONS_BY_TYPE, MAX_TIMESTAMP, MIN_TIMESTAMP
+from defi_scoring.core.frame_columns import frame_of
 from defi_scoring.core.python_decode import RawColumns, object_array
 from defi_scoring.core.transaction_columns import CATEGORICAL_COLUMNS
 
@@ -184,10 +185,11 @@ def validate_columns(
     # String columns become categories before any row selection, so selections copy codes, not objects.
     for name in CATEGORICAL_COLUMNS:
         columns[name] = categorical(columns[name])
-    frame = pd.DataFrame(columns)  # built once, with its final types: no copy per column
+    frame = frame_of(columns, pd.RangeIndex(n))  # built once, with its final types: no copy per column
 
     positions = np.asarray(cols.position, dtype=np.int64)
-    dropped = pd.DataFrame(
+    details = _details(cols, np.flatnonzero(invalid), reason[invalid], protocol_type)
+    dropped = frame_of(
         {
             "message_index": message_index[invalid].astype(np.int32),
             "document_id": document_id[invalid],
@@ -195,9 +197,10 @@ def validate_columns(
             "protocol_type": protocol_type[invalid],
             "position": positions[invalid],
             "reason": reason[invalid],
-        }
+            "detail": np.array(details, dtype=object),
+        },
+        pd.RangeIndex(len(details)),
     )
-    dropped["detail"] = _details(cols, np.flatnonzero(invalid), reason[invalid], protocol_type)
     valid = frame.loc[~invalid].reset_index(drop=True) if invalid.any() else frame
     messages_with_valid = set(np.unique(valid["message_index"].to_numpy()).tolist())
     return valid, positions[~invalid], dropped, messages_with_valid

@@ -108,7 +108,7 @@ def _widened(table: pd.DataFrame, *parts: pd.DataFrame) -> pd.DataFrame:
     concatenation: a join per part copied the whole widening table each time, a fixed cost that
     dominated scoring a single wallet."""
     aligned = [p if p.index.equals(table.index) else p.reindex(table.index) for p in parts]
-    widened = pd.concat([table, *aligned], axis=1)
+    widened = pd.concat([table, *aligned], axis=1, copy=False)
     if widened.columns.has_duplicates:
         raise ValueError(f"columns computed twice: {sorted(set(widened.columns[widened.columns.duplicated()]))}")
     return widened
