@@ -286,3 +286,27 @@ def test_repeated_keys_are_what_pandas_calls_duplicated(rows):
     frame["wallet"] = pd.Categorical(wallets)
     np.testing.assert_array_equal(_repeated_keys(frame), expected)
     assert rows < 40 or expected.any()  # the case is exercised
+
+
+@pytest.mark.parametrize("rows", [0, 1, 6])
+def test_side_by_side_is_concat_without_the_copies(rows):
+    from defi_scoring.core.frame_columns import side_by_side
+
+    index = pd.Index([f"w{i}" for i in range(rows)], name="wallet")
+    first = pd.DataFrame({"a": np.arange(rows, dtype=float), "b": np.arange(rows)}, index=index)
+    first["c"] = first["a"] * 2  # a second float block
+    second = pd.DataFrame(
+        {"kind": pd.Categorical(["x", "y"] * (rows // 2) + ["x"] * (rows % 2)), "flag": np.ones(rows, bool)},
+        index=index,
+    )
+    third = pd.DataFrame({"text": np.array(["t"] * rows, dtype=object), "d": np.zeros(rows)}, index=index)
+    joined = side_by_side([first, second, third])
+    pd.testing.assert_frame_equal(joined, pd.concat([first, second, third], axis=1), check_exact=True)
+    if rows:
+        assert np.shares_memory(joined["a"].to_numpy(), first["a"].to_numpy())  # no copy made
+        joined["new"] = 1.0  # a joined frame takes new columns and row selections like any other
+        pd.testing.assert_frame_equal(
+            joined.iloc[[0]][["d", "kind"]], pd.concat([third, second], axis=1).iloc[[0]][["d", "kind"]]
+        )
+    shifted = third.set_axis(index[::-1])  # another index: pandas aligns, and so does this
+    pd.testing.assert_frame_equal(side_by_side([first, shifted]), pd.concat([first, shifted], axis=1))

@@ -110,3 +110,27 @@ def _from_blocks(arrays, by_dtype, categoricals, names: pd.Index, index: pd.Inde
     blocks += [make_block(arrays[p], placement=[p], ndim=2) for p in categoricals]
     manager = BlockManager(blocks, [names, index], verify_integrity=False)
     return pd.DataFrame._from_mgr(manager, axes=manager.axes)
+
+
+def side_by_side(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """`pd.concat(frames, axis=1)` of frames on one index, by listing their blocks under the joined
+    columns: no copy and no merge of blocks (pandas' concat copies every part, then merges; for one
+    wallet that was ~0.3 ms per call whatever the row count). The result shares the parts' arrays,
+    so it suits parts made to be joined; frames on different indexes go to pd.concat."""
+    index = frames[0].index
+    if any(not f.index.equals(index) for f in frames[1:]):
+        return pd.concat(frames, axis=1)
+    try:
+        from pandas.core.internals import BlockManager
+        from pandas.core.internals.api import make_block
+
+        blocks, offset = [], 0
+        for frame in frames:
+            for block in frame._mgr.blocks:
+                blocks.append(make_block(block.values, placement=block.mgr_locs.as_array + offset, ndim=2))
+            offset += frame.shape[1]
+        names = frames[0].columns.append([f.columns for f in frames[1:]])
+        manager = BlockManager(blocks, [names, index], verify_integrity=False)
+        return pd.DataFrame._from_mgr(manager, axes=manager.axes)
+    except (ImportError, AttributeError, TypeError, ValueError):  # internals that look different
+        return pd.concat(frames, axis=1)

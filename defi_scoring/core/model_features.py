@@ -27,7 +27,7 @@ from defi_scoring.core.features import (
     stacked,
     wallet_positions,
 )
-from defi_scoring.core.frame_columns import frame_of
+from defi_scoring.core.frame_columns import frame_of, side_by_side
 from defi_scoring.core.lending_features import LENDING_FEATURES, lending_features
 from defi_scoring.core.sequence_stats import relative_active_days, safe_ratio, share_of_top_and_hhi, wallet_time_order
 from defi_scoring.core.transfer_features import TRANSFER_FEATURES, transfer_features
@@ -89,13 +89,12 @@ def model_features(
     `peers`: population-wide sybil peer counts (core.cross_wallet) when these are one partition."""
     ref = reference_features(transactions, as_of) if reference is None else reference
     wallets = pd.Index(ref.index)
-    return pd.concat(
+    return side_by_side(
         [
             dex_features(transactions, ref, peers),
             transfer_features(transactions, wallets),
             lending_features(transactions, wallets),
-        ],
-        axis=1,
+        ]
     )
 
 

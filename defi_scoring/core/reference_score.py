@@ -8,6 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from defi_scoring.core.frame_columns import frame_of, side_by_side
+
 LP_WEIGHT, SWAP_WEIGHT = 0.6, 0.4
 TAG_COLUMNS = ["tag_lp_size", "tag_holding", "tag_trader_size", "tag_trader_frequency", "tag_breadth"]
 
@@ -42,7 +44,7 @@ def reference_tags(f: pd.DataFrame) -> pd.DataFrame:
     """One column per tag family (None where the family does not apply); see `tags_as_lists`."""
     deposits = f["total_deposit_usd"].to_numpy()
     diversity = f["token_diversity_score"].to_numpy()
-    return pd.DataFrame(
+    return frame_of(
         {
             "tag_lp_size": _tiered(
                 deposits, [(100_000, "Whale LP"), (10_000, "Large LP"), (1_000, "Medium LP"), (0, "Small LP")]
@@ -64,17 +66,17 @@ def reference_tags(f: pd.DataFrame) -> pd.DataFrame:
                 default=None,
             ).astype(object),
         },
-        index=f.index,
+        f.index,
     )
 
 
 def reference_scores(features: pd.DataFrame) -> pd.DataFrame:
     """Per wallet: lp_score, swap_score, zscore and the tag columns."""
     lp, swap = lp_score(features), swap_score(features)
-    scores = pd.DataFrame(
-        {"lp_score": lp, "swap_score": swap, "zscore": LP_WEIGHT * lp + SWAP_WEIGHT * swap}, index=features.index
+    scores = frame_of(
+        {"lp_score": lp, "swap_score": swap, "zscore": LP_WEIGHT * lp + SWAP_WEIGHT * swap}, features.index
     )
-    return pd.concat([scores, reference_tags(features)], axis=1)
+    return side_by_side([scores, reference_tags(features)])
 
 
 def tags_as_lists(scores: pd.DataFrame) -> list[list[str]]:

@@ -16,7 +16,7 @@ import pandas as pd
 from defi_scoring.core.alerts import alert_columns
 from defi_scoring.core.cross_wallet import CrossWalletSignals
 from defi_scoring.core.features import reference_features
-from defi_scoring.core.frame_columns import frame_of
+from defi_scoring.core.frame_columns import frame_of, side_by_side
 from defi_scoring.core.hybrid_score import hybrid_scores
 from defi_scoring.core.lending_features import lending_summary
 from defi_scoring.core.model_features import model_features
@@ -108,7 +108,7 @@ def _widened(table: pd.DataFrame, *parts: pd.DataFrame) -> pd.DataFrame:
     concatenation: a join per part copied the whole widening table each time, a fixed cost that
     dominated scoring a single wallet."""
     aligned = [p if p.index.equals(table.index) else p.reindex(table.index) for p in parts]
-    widened = pd.concat([table, *aligned], axis=1, copy=False)
+    widened = side_by_side([table, *aligned])
     if widened.columns.has_duplicates:
         raise ValueError(f"columns computed twice: {sorted(set(widened.columns[widened.columns.duplicated()]))}")
     return widened
