@@ -75,7 +75,9 @@ def encode_outputs(scored: ScoredBatch) -> EncodedMessages:
 
     pending = [i for i, v in enumerate(values) if v is None]
     addresses = [batch.wallet_addresses[i] for i in pending]
-    rows = scored.wallets.table.loc[[a.lower() for a in addresses]]
+    table, keys = scored.wallets.table, [a.lower() for a in addresses]
+    # one message per wallet in table order (one API call, most batches): the table itself, no take
+    rows = table if len(keys) == len(table) and table.index.equals(pd.Index(keys)) else table.loc[keys]
     encoded = encode_success_messages(rows, addresses, scored.wallets, scored.as_of, processing_ms)
     for index, value, summary in zip(pending, encoded.values, encoded.summaries):
         if index in batch.warnings:
