@@ -48,11 +48,11 @@ class FrameColumns:
 def _block_arrays(frame: pd.DataFrame) -> dict[str, Any]:
     """Column name → values, from the frame's blocks (pandas 2 internals; {} if they look different)."""
     try:
-        names = frame.columns
+        names = frame.columns.tolist()  # a list: indexing a pandas Index costs ~0.6 µs a name
         arrays: dict[str, Any] = {}
         for block in frame._mgr.blocks:
             values = block.values
-            locations = block.mgr_locs.as_array
+            locations = block.mgr_locs.as_array.tolist()
             if isinstance(values, np.ndarray) and values.ndim == 2:
                 for row, location in enumerate(locations):
                     arrays[names[location]] = values[row]
