@@ -109,6 +109,7 @@ def _widened(table: pd.DataFrame, *parts: pd.DataFrame) -> pd.DataFrame:
     dominated scoring a single wallet."""
     aligned = [p if p.index.equals(table.index) else p.reindex(table.index) for p in parts]
     widened = side_by_side([table, *aligned])
-    if widened.columns.has_duplicates:
-        raise ValueError(f"columns computed twice: {sorted(set(widened.columns[widened.columns.duplicated()]))}")
+    names = widened.columns.tolist()
+    if len(set(names)) < len(names):  # (a set: Index.has_duplicates hashes anew for every new index)
+        raise ValueError(f"columns computed twice: {sorted({c for c in names if names.count(c) > 1})}")
     return widened
