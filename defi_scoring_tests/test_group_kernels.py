@@ -310,3 +310,14 @@ def test_side_by_side_is_concat_without_the_copies(rows):
         )
     shifted = third.set_axis(index[::-1])  # another index: pandas aligns, and so does this
     pd.testing.assert_frame_equal(side_by_side([first, shifted]), pd.concat([first, shifted], axis=1))
+
+
+def test_widening_refuses_a_column_computed_twice():
+    from defi_scoring.core.wallet_scoring import _widened
+
+    index = pd.Index(["0xa", "0xb"])
+    table = pd.DataFrame({"score": [1.0, 2.0], "count": [1, 2]}, index=index)
+    widened = _widened(table, pd.DataFrame({"late": [3.0, 4.0]}, index=index[::-1]))
+    assert widened["late"].tolist() == [4.0, 3.0]  # a part on another order is aligned to the table's rows
+    with pytest.raises(ValueError, match=r"columns computed twice: \['score'\]"):
+        _widened(table, pd.DataFrame({"score": [0.0, 0.0]}, index=index))
