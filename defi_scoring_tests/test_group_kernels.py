@@ -321,3 +321,25 @@ def test_widening_refuses_a_column_computed_twice():
     assert widened["late"].tolist() == [4.0, 3.0]  # a part on another order is aligned to the table's rows
     with pytest.raises(ValueError, match=r"columns computed twice: \['score'\]"):
         _widened(table, pd.DataFrame({"score": [0.0, 0.0]}, index=index))
+
+
+def test_column_reads_what_frame_getitem_reads():
+    from defi_scoring.core.frame_columns import column, floats
+
+    frame = pd.DataFrame(
+        {
+            "score": [1.5, np.nan],
+            "count": np.array([1, 2]),
+            "flag": [True, False],
+            "kind": pd.Categorical(["a", "b"]),
+            "name": ["x", None],
+        }
+    )
+    frame["late"] = frame["score"] + 1  # another block
+    for name in frame.columns:
+        assert pd.Series(column(frame, name), name=name).equals(frame[name]), name
+    np.testing.assert_array_equal(floats(frame, "count"), frame["count"].to_numpy(float))
+    with pytest.raises(KeyError):
+        column(frame, "nope")
+    twice = pd.DataFrame([[1.0, 2.0]], columns=["x", "x"])
+    np.testing.assert_array_equal(np.asarray(column(twice, "x")), twice["x"].to_numpy())  # pandas' own read

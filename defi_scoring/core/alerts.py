@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from defi_scoring.core.frame_columns import frame_of
+from defi_scoring.core.frame_columns import column, floats, frame_of
 from defi_scoring.core.patterns import PATTERNS
 from defi_scoring.core.scoring_config import AlertsConfig
 
@@ -22,17 +22,17 @@ def alert_columns(scored: pd.DataFrame, cfg: AlertsConfig, previous_scores: pd.S
     worst_pattern = np.full(n, "", dtype=object)
     worst_risk = np.zeros(n)
     for name in PATTERNS:
-        risk = np.where(scored[f"{name}_counted"].to_numpy(bool), scored[f"{name}_risk"].to_numpy(float), 0.0)
+        risk = np.where(np.asarray(column(scored, f"{name}_counted"), dtype=bool), floats(scored, f"{name}_risk"), 0.0)
         better = (risk >= cfg.high_risk_pattern_score) & (risk > worst_risk)
         worst_pattern[better] = name
         worst_risk = np.where(better, risk, worst_risk)
-    score = scored["hybrid_score"].to_numpy(float)
+    score = floats(scored, "hybrid_score")
     previous = (
         previous_scores.reindex(scored.index).to_numpy(float) if previous_scores is not None else np.full(n, np.nan)
     )
     drop = previous - score
     dropped = np.nan_to_num(drop, nan=0.0) >= cfg.score_drop_points
-    low = scored["confidence"].to_numpy(float) < cfg.low_confidence
+    low = floats(scored, "confidence") < cfg.low_confidence
     return frame_of(
         {
             "previous_score": previous,

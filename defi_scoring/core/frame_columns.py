@@ -140,3 +140,22 @@ def _internals():
         return new_block(values, BlockPlacement(np.asarray(positions, dtype=np.intp)), ndim=2)
 
     return BlockManager, block
+
+
+def column(frame: pd.DataFrame, name: str) -> Any:
+    """`frame[name]`'s values (a NumPy array, or an extension array such as a Categorical) without
+    the Series pandas builds on a column's first read (~12 µs against ~1 µs; one API call reads ~130
+    columns of frames it has just built). A repeated or unknown name goes through `frame[name]`."""
+    loc = frame.columns.get_loc(name)  # KeyError for an unknown column, as frame[name]
+    if isinstance(loc, int):
+        try:
+            return frame._get_column_array(loc)
+        except AttributeError:  # a pandas without this accessor
+            pass
+    values = frame[name]  # a repeated name: a frame of those columns
+    return values.array if isinstance(values, pd.Series) else values.to_numpy()
+
+
+def floats(frame: pd.DataFrame, name: str) -> np.ndarray:
+    """A column as floats (`frame[name].to_numpy(float)`), read as `column` reads it."""
+    return np.asarray(column(frame, name), dtype=float)

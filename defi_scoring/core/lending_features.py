@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from defi_scoring.core.features import SECONDS_PER_DAY, _codes, rows_of, wallet_positions
-from defi_scoring.core.frame_columns import frame_of
+from defi_scoring.core.frame_columns import floats, frame_of
 from defi_scoring.core.sequence_stats import (
     distinct_count,
     gap_stats,
@@ -102,10 +102,10 @@ def lending_summary(features: pd.DataFrame) -> pd.DataFrame:
     """Plain (not log-scaled) lending quantities for messages and factor explanations."""
     return frame_of(
         {
-            "lending_count": np.rint(np.expm1(features["lending_count_log"].to_numpy(float))).astype(np.int64),
-            "supplied_usd": np.expm1(features["log_supplied_usd"].to_numpy(float)),
-            "borrowed_usd": np.expm1(features["log_borrowed_usd"].to_numpy(float)),
-            "liquidated_usd": np.expm1(features["liquidated_usd_log"].to_numpy(float)),
+            "lending_count": np.rint(np.expm1(floats(features, "lending_count_log"))).astype(np.int64),
+            "supplied_usd": np.expm1(floats(features, "log_supplied_usd")),
+            "borrowed_usd": np.expm1(floats(features, "log_borrowed_usd")),
+            "liquidated_usd": np.expm1(floats(features, "liquidated_usd_log")),
         },
         index=features.index,
     )

@@ -27,7 +27,7 @@ from defi_scoring.core.features import (
     stacked,
     wallet_positions,
 )
-from defi_scoring.core.frame_columns import frame_of, side_by_side
+from defi_scoring.core.frame_columns import column, floats, frame_of, side_by_side
 from defi_scoring.core.lending_features import LENDING_FEATURES, lending_features
 from defi_scoring.core.sequence_stats import relative_active_days, safe_ratio, share_of_top_and_hhi, wallet_time_order
 from defi_scoring.core.transfer_features import TRANSFER_FEATURES, transfer_features
@@ -151,7 +151,7 @@ def dex_features(transactions: pd.DataFrame, ref: pd.DataFrame, peers: pd.Series
     round_trip = prev_same & (s_a == np.r_[-2, s_b[:-1]]) & (s_b == np.r_[-2, s_a[:-1]]) & (s_a >= 0)
     prev_amt = np.r_[np.nan, s_amt[:-1]]
     repeated = prev_same & (np.abs(s_amt - prev_amt) <= 0.005 * np.maximum(s_amt, 1e-9))
-    n_swaps = ref["num_swaps"].to_numpy(float)
+    n_swaps = floats(ref, "num_swaps")
     swap_pairs = np.maximum(n_swaps - 1, 0)
     round_trip_share = np.divide(
         _group_sum(s_wallet, round_trip.astype(float), n), swap_pairs, out=np.zeros(n), where=swap_pairs > 0
@@ -171,14 +171,14 @@ def dex_features(transactions: pd.DataFrame, ref: pd.DataFrame, peers: pd.Series
     np.minimum.at(min_hold, wallet[d_idx], hours)
     max_dep = np.zeros(n)
     np.maximum.at(max_dep, wallet[d_idx], amount[d_idx])
-    total_dep = ref["total_deposit_usd"].to_numpy()
+    total_dep = column(ref, "total_deposit_usd")
 
     pool_top, pool_hhi = share_of_top_and_hhi(wallet, pool, n)
     token_top, _ = share_of_top_and_hhi(np.r_[s_wallet, s_wallet], np.r_[s_a, s_b], n)
 
     out: dict[str, np.ndarray] = {}
     for name in ("total_deposit_usd", "total_withdraw_usd", "total_swap_volume_usd", "avg_swap_size_usd"):
-        out[f"log_{name}"] = np.log1p(ref[name].to_numpy())
+        out[f"log_{name}"] = np.log1p(column(ref, name))
     for name in (
         "num_deposits",
         "num_withdraws",
@@ -190,7 +190,7 @@ def dex_features(transactions: pd.DataFrame, ref: pd.DataFrame, peers: pd.Series
         "token_diversity_score",
         "swap_frequency_score",
     ):
-        out[name] = ref[name].to_numpy(float)
+        out[name] = floats(ref, name)
     out["log_transaction_count"] = np.log1p(count)
     out["active_days"] = active_days
     out["tx_per_active_day"] = count / np.maximum(active_days, 1)
@@ -207,10 +207,10 @@ def dex_features(transactions: pd.DataFrame, ref: pd.DataFrame, peers: pd.Series
     out["swap_size_cv"] = swap_size_cv
     out["swap_share"] = safe_ratio(n_swaps, count)
     out["lp_churn"] = np.divide(
-        ref["num_withdraws"].to_numpy(float),
-        ref["num_deposits"].to_numpy(float),
+        floats(ref, "num_withdraws"),
+        floats(ref, "num_deposits"),
         out=np.zeros(n),
-        where=ref["num_deposits"].to_numpy() > 0,
+        where=column(ref, "num_deposits") > 0,
     )
     out["min_deposit_to_withdraw_hours_log"] = np.log1p(min_hold)
     out["max_deposit_share"] = np.divide(max_dep, total_dep, out=np.zeros(n), where=total_dep > 0)

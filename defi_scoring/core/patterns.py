@@ -20,7 +20,7 @@ from defi_scoring.core.features import (
     stacked,
     wallet_positions,
 )
-from defi_scoring.core.frame_columns import frame_of
+from defi_scoring.core.frame_columns import column, floats, frame_of
 from defi_scoring.core.scoring_config import PatternsConfig
 
 PATTERNS = ["wash_trading", "mev_bot", "sybil_cluster", "rug_pull", "pump_and_dump", "fan_in_collector"]
@@ -55,7 +55,7 @@ def _clip01(x: np.ndarray) -> np.ndarray:
 
 
 def _col(frame: pd.DataFrame, name: str) -> np.ndarray:
-    return frame[name].to_numpy(dtype=float)
+    return floats(frame, name)
 
 
 def wash_trading(w: pd.DataFrame, cfg: PatternsConfig) -> np.ndarray:
@@ -231,7 +231,7 @@ def detect_patterns(
     out["pattern_risk"] = np.divide(weighted_risk, weight, out=np.zeros(len(w)), where=weight > 0)
     out["patterns_detected"] = counted_total
     out["pattern_summary"] = _summaries(out, len(w))
-    out.update({name: pump[name].to_numpy() for name in pump.columns if name != "pump_confidence"})
+    out.update({name: np.asarray(column(pump, name)) for name in pump.columns if name != "pump_confidence"})
     return frame_of(out, w.index)
 
 

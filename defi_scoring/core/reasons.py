@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from defi_scoring.core.factors import FACTORS
-from defi_scoring.core.frame_columns import frame_of
+from defi_scoring.core.frame_columns import column, frame_of
 from defi_scoring.core.templates import template_fields
 
 
@@ -52,7 +52,7 @@ def factor_reason_columns(contributions: pd.DataFrame, wallet_table: pd.DataFram
             sentence = template + " ({_points:+.1f} points)"
             values = [points[rows, slot].tolist()]
             try:
-                values += [wallet_table[f].to_numpy()[rows].tolist() for f in fields]
+                values += [np.asarray(column(wallet_table, f))[rows].tolist() for f in fields]
                 keys = ["_points", *fields]
                 text[rows] = [sentence.format(**dict(zip(keys, v))) for v in zip(*values)]
             except (KeyError, ValueError, TypeError):

@@ -21,7 +21,7 @@ import pyarrow as pa
 from defi_scoring.core.alerts import alerts_of
 from defi_scoring.core.factors import FACTORS
 from defi_scoring.core.features import LP_FEATURES, SWAP_FEATURES
-from defi_scoring.core.frame_columns import FrameColumns
+from defi_scoring.core.frame_columns import FrameColumns, column
 from defi_scoring.core.patterns import EVIDENCE, EXPLANATIONS, PATTERNS
 from defi_scoring.core.reasons import sign_points
 from defi_scoring.core.templates import format_rows
@@ -403,7 +403,7 @@ def pattern_lists(table: pd.DataFrame) -> list[list[dict]]:
     """Each wallet's detected manipulation patterns as records (most wallets have none)."""
     out: list[list[dict]] = [[] for _ in range(len(table))]
     for name in PATTERNS:
-        rows = np.flatnonzero(table[f"{name}_detected"].to_numpy(bool))
+        rows = np.flatnonzero(np.asarray(column(table, f"{name}_detected"), dtype=bool))
         if not len(rows):
             continue
         part = table.iloc[rows]
@@ -445,7 +445,7 @@ _ALERT_FIELDS = [
 def alert_lists(table: pd.DataFrame, cfg) -> list[list[dict]]:
     """Each wallet's alerts (core.alerts); built only for wallets with at least one."""
     out: list[list[dict]] = [[] for _ in range(len(table))]
-    rows = np.flatnonzero(table["alert_count"].to_numpy(np.int64) > 0)
+    rows = np.flatnonzero(np.asarray(column(table, "alert_count"), dtype=np.int64) > 0)
     if len(rows):
         part = table.iloc[rows][_ALERT_FIELDS]
         columns = [part[c].tolist() for c in _ALERT_FIELDS]

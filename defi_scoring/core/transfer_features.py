@@ -26,7 +26,7 @@ from defi_scoring.core.features import (
     unique_inverse_counts,
     wallet_positions,
 )
-from defi_scoring.core.frame_columns import frame_of
+from defi_scoring.core.frame_columns import floats, frame_of
 from defi_scoring.core.sequence_stats import (
     distinct_count,
     gap_stats,
@@ -381,7 +381,7 @@ def transfer_summary(features: pd.DataFrame) -> pd.DataFrame:
     """Plain (not log-scaled) transfer quantities for messages and factor explanations."""
 
     def plain(column: str) -> np.ndarray:
-        return np.expm1(features[column].to_numpy(float))
+        return np.expm1(floats(features, column))
 
     return frame_of(
         {

@@ -16,7 +16,7 @@ import pandas as pd
 from defi_scoring.core.alerts import alert_columns
 from defi_scoring.core.cross_wallet import CrossWalletSignals
 from defi_scoring.core.features import reference_features
-from defi_scoring.core.frame_columns import frame_of, side_by_side
+from defi_scoring.core.frame_columns import column, frame_of, side_by_side
 from defi_scoring.core.hybrid_score import hybrid_scores
 from defi_scoring.core.lending_features import lending_summary
 from defi_scoring.core.model_features import model_features
@@ -93,10 +93,9 @@ def longevity(reference: pd.DataFrame, behaviour: pd.DataFrame) -> pd.DataFrame:
     """Span and active days over every protocol type (the §4 account_age_days covers DEX rows only)."""
     return frame_of(
         {
-            "activity_span_days": (reference["last_timestamp"].to_numpy() - reference["first_timestamp"].to_numpy())
-            / 86_400,
+            "activity_span_days": (column(reference, "last_timestamp") - column(reference, "first_timestamp")) / 86_400,
             "activity_days": np.maximum(
-                behaviour["active_days"].to_numpy(), np.expm1(behaviour["transfer_active_days_log"].to_numpy())
+                column(behaviour, "active_days"), np.expm1(column(behaviour, "transfer_active_days_log"))
             ),
         },
         reference.index,
