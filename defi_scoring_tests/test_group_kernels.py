@@ -343,3 +343,23 @@ def test_column_reads_what_frame_getitem_reads():
         column(frame, "nope")
     twice = pd.DataFrame([[1.0, 2.0]], columns=["x", "x"])
     np.testing.assert_array_equal(np.asarray(column(twice, "x")), twice["x"].to_numpy())  # pandas' own read
+
+
+@pytest.mark.parametrize("rows", [0, 1, 4])
+def test_without_columns_is_the_column_selection(rows):
+    from defi_scoring.core.frame_columns import without_columns
+
+    frame = pd.DataFrame(
+        {
+            "a": np.arange(rows, dtype=float),
+            "b": np.arange(rows),
+            "kind": pd.Categorical(["x"] * rows),
+            "c": np.ones(rows),
+            "flag": np.zeros(rows, bool),
+        },
+        index=pd.Index([f"w{i}" for i in range(rows)]),
+    )
+    frame["d"] = frame["a"] + 1
+    for names in [set(), {"a"}, {"a", "c", "d"}, {"kind", "b"}, {"flag"}, set(frame.columns)]:
+        expected = frame[[c for c in frame.columns if c not in names]]
+        pd.testing.assert_frame_equal(without_columns(frame, names), expected, check_exact=True)

@@ -159,3 +159,26 @@ def column(frame: pd.DataFrame, name: str) -> Any:
 def floats(frame: pd.DataFrame, name: str) -> np.ndarray:
     """A column as floats (`frame[name].to_numpy(float)`), read as `column` reads it."""
     return np.asarray(column(frame, name), dtype=float)
+
+
+def without_columns(frame: pd.DataFrame, names: set[str]) -> pd.DataFrame:
+    """`frame[[c for c in frame.columns if c not in names]]`, block by block: pandas' column take
+    costs ~0.2 ms for a ~120-column frame of one wallet whatever its length."""
+    keep = np.array([c not in names for c in frame.columns.tolist()], dtype=bool)
+    if keep.all():
+        return frame
+    try:
+        BlockManager, block = _internals()
+        new_position = np.cumsum(keep) - 1
+        blocks = []
+        for b in frame._mgr.blocks:
+            locations = b.mgr_locs.as_array
+            rows = keep[locations]
+            if not rows.any():
+                continue
+            values = b.values if rows.all() else b.values[rows] if b.values.ndim == 2 else b.values
+            blocks.append(block(values, new_position[locations[rows]]))
+        manager = BlockManager(blocks, [frame.columns[keep], frame.index], verify_integrity=False)
+        return pd.DataFrame._from_mgr(manager, axes=manager.axes)
+    except (ImportError, AttributeError, TypeError, ValueError):
+        return frame.loc[:, keep]

@@ -16,7 +16,7 @@ import pandas as pd
 from defi_scoring.core.alerts import alert_columns
 from defi_scoring.core.cross_wallet import CrossWalletSignals
 from defi_scoring.core.features import reference_features
-from defi_scoring.core.frame_columns import column, frame_of, side_by_side
+from defi_scoring.core.frame_columns import column, frame_of, side_by_side, without_columns
 from defi_scoring.core.hybrid_score import hybrid_scores
 from defi_scoring.core.lending_features import lending_summary
 from defi_scoring.core.model_features import model_features
@@ -63,7 +63,7 @@ def score_wallet_table(
     table = _widened(
         reference,
         scored,
-        behaviour[[c for c in behaviour.columns if c not in own]],
+        without_columns(behaviour, own),
         transfer_summary(behaviour),
         lending_summary(behaviour),
         longevity(reference, behaviour),
