@@ -37,29 +37,54 @@ class HybridResult:
     factor_errors: dict[str, str] = field(default_factory=dict)
 
 
+def evaluate_factors(
+    names: list[str], wallet_table: pd.DataFrame | FrameColumns, config: ScoringConfig | None = None
+) -> list[FactorOutcome]:
+    """Run each factor; a factor that raises, or returns NaN for some wallets, yields the neutral
+    fallback (50, confidence 0.1) for those wallets instead of failing them. Factors read columns
+    (`table[name]` as an array) and the row count, so the table may be a FrameColumns view. The
+    checks and clipping run once over all factors' stacked results (not ~14 calls per factor)."""
+    n = len(wallet_table)
+    if not names:
+        return []
+    raw_scores, raw_confidences, errors = [], [], []
+    raised = np.zeros(len(names), dtype=bool)
+    for k, name in enumerate(names):
+        try:
+            factor = FACTORS[name]
+            score, confidence = (
+                factor.compute(wallet_table, config.anchors[name]) if factor.anchored else factor.compute(wallet_table)
+            )
+            score = np.asarray(score, dtype=float).reshape(n)
+            confidence = np.asarray(confidence, dtype=float).reshape(n)
+            errors.append(None)
+        except Exception as exc:
+            score, confidence = np.full(n, np.nan), np.full(n, np.nan)
+            raised[k] = True
+            errors.append(f"factor {name} failed: {type(exc).__name__}: {exc}")
+        raw_scores.append(score)
+        raw_confidences.append(confidence)
+    scores, confidences = np.stack(raw_scores).reshape(len(names), n), np.stack(raw_confidences).reshape(len(names), n)
+    failed = ~(np.isfinite(scores) & np.isfinite(confidences))
+    scores = np.where(failed, NEUTRAL_SCORE, np.clip(scores, 0, 100))
+    confidences = np.where(failed, FALLBACK_CONFIDENCE, np.clip(confidences, 0, 1))
+    partly = failed.any(axis=1) & ~raised
+    return [
+        FactorOutcome(
+            scores[k],
+            confidences[k],
+            failed[k],
+            f"factor {name} could not be computed for this wallet" if partly[k] else errors[k],
+        )
+        for k, name in enumerate(names)
+    ]
+
+
 def evaluate_factor(
     name: str, wallet_table: pd.DataFrame | FrameColumns, config: ScoringConfig | None = None
 ) -> FactorOutcome:
-    """Run one factor; a factor that raises, or returns NaN for some wallets, yields the neutral
-    fallback (50, confidence 0.1) for those wallets instead of failing them. Factors read columns
-    (`table[name]` as an array) and the row count, so the table may be a FrameColumns view."""
-    n = len(wallet_table)
-    try:
-        factor = FACTORS[name]
-        score, confidence = (
-            factor.compute(wallet_table, config.anchors[name]) if factor.anchored else factor.compute(wallet_table)
-        )
-        score = np.asarray(score, dtype=float).reshape(n)
-        confidence = np.asarray(confidence, dtype=float).reshape(n)
-        failed = ~(np.isfinite(score) & np.isfinite(confidence))
-        error = f"factor {name} could not be computed for this wallet" if failed.any() else None
-    except Exception as exc:
-        score, confidence = np.full(n, NEUTRAL_SCORE), np.full(n, FALLBACK_CONFIDENCE)
-        failed = np.ones(n, dtype=bool)
-        error = f"factor {name} failed: {type(exc).__name__}: {exc}"
-    score = np.where(failed, NEUTRAL_SCORE, np.clip(score, 0, 100))
-    confidence = np.where(failed, FALLBACK_CONFIDENCE, np.clip(confidence, 0, 1))
-    return FactorOutcome(score, confidence, failed, error)
+    """One factor's outcome (see `evaluate_factors`)."""
+    return evaluate_factors([name], wallet_table, config)[0]
 
 
 def weighted_mean(scores: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -88,7 +113,7 @@ def hybrid_scores(
     dim_scores, dim_weights, dim_parts = [], [], []
     for dim_name, dim in config.dimensions.items():
         names = list(dim.factors)
-        outcomes = [evaluate_factor(f, columns, config) for f in names]
+        outcomes = evaluate_factors(names, columns, config)
         for f, o in zip(names, outcomes):
             out[f"factor_{f}_score"] = o.score
             out[f"factor_{f}_confidence"] = o.confidence
