@@ -1,14 +1,15 @@
 """Columns ↔ wide, short tables, without pandas' per-column overhead.
 
-Scoring a handful of wallets reads hundreds of columns of a ~300-column table once each; pandas
-builds a Series per first read (~23 µs), which made column access a third of the cost of encoding
-the messages of one API window. `FrameColumns` takes the arrays from the table's blocks in one pass
-(~0.8 µs a column, views, no copy); anything unexpected falls back to plain column reads.
-
-The other way round, `frame_of` builds a DataFrame from a dict of per-wallet arrays: pandas'
-constructor checks and converts every column (~3.7 µs each), and one API call builds ~17 frames
-of up to 80 columns (a quarter of its time). The arrays here are made block-ready first (1-D, the
-row count, no NumPy string dtype), so pandas can skip that step: ~1.3 µs a column, the same frame.
+One API call scores one wallet through ~20 small frames of up to ~300 columns, and pandas' fixed
+costs per column and per frame were most of its time (README, "Performance"). Here:
+- `FrameColumns` takes a table's arrays from its blocks in one pass (~0.8 µs a column, views);
+- `column`/`floats` read one column's values without the Series pandas builds on a first read
+  (~1 µs against ~12 µs);
+- `frame_of` builds a frame from a dict of per-wallet arrays as one block per dtype (pandas'
+  constructor checks every column and makes a block per run of equal dtypes, then merges them);
+- `side_by_side` and `without_columns` join and select columns by listing blocks, not copying them.
+Each gives what the pandas call it replaces gives (tested against it) and falls back to that call for
+anything it does not expect: a Series to align, a datetime, a repeated name, different internals.
 """
 
 from __future__ import annotations
