@@ -117,13 +117,13 @@ def validate_columns(
     other = np.asarray(cols.other_rows, dtype=np.int64)
     other_type = np.asarray(cols.other_type, dtype=object)
     is_transfer = other_type == "transfers"
-    raw_counterparty = pd.Series(object_array(cols.counterparty), dtype=object)
-    counterparty_missing = (raw_counterparty.isna().to_numpy() | (raw_counterparty == "").to_numpy()) & is_transfer
-    counterparty_invalid = ~raw_counterparty.isna().to_numpy() & ~_is_type(cols.counterparty, str)
+    raw_counterparty = object_array(cols.counterparty)
+    counterparty_absent = pd.isna(raw_counterparty)
+    counterparty_missing = (counterparty_absent | (raw_counterparty == "")) & is_transfer
+    counterparty_invalid = ~counterparty_absent & ~_is_type(cols.counterparty, str)
     token_amount, bad_amount_type = _numeric(cols.token_amount)
     bad_amount = bad_amount_type | (token_amount < 0) | np.isinf(token_amount)
-    failed_raw = pd.Series(object_array(cols.failed), dtype=object)
-    bad_failed = ~failed_raw.isna().to_numpy() & ~_is_type(cols.failed, bool)
+    bad_failed = ~pd.isna(object_array(cols.failed)) & ~_is_type(cols.failed, bool)
     gas_used, bad_gas_used = _numeric(cols.gas_used)
     gas_price, bad_gas_price = _numeric(cols.gas_price)
     bad_gas = bad_gas_used | bad_gas_price | (gas_used < 0) | (gas_price < 0) | np.isinf(gas_used) | np.isinf(gas_price)
@@ -154,7 +154,7 @@ def validate_columns(
     invalid = pd.notna(reason)
 
     wallet = np.asarray(wallet_keys, dtype=object)[message_index] if n else np.zeros(0, dtype=object)
-    counterparty = raw_counterparty.where(~(counterparty_invalid | counterparty_missing), None)
+    counterparty = np.where(counterparty_invalid | counterparty_missing, None, raw_counterparty)
     a_usd, b_usd = np.nan_to_num(a_usd, nan=0.0), np.nan_to_num(b_usd, nan=0.0)
     # amount_usd: swap max(in, out) and LP token0 + token1 (CONTRACTS.md §4); a transfer or lending
     # action moves one asset (a liquidation: the collateral seized).
