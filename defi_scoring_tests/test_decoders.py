@@ -242,5 +242,9 @@ def test_short_columns_become_the_categoricals_pandas_builds():
             ours, theirs = categorical(values), pd.Categorical(values)
             assert ours.equals(theirs) and ours.categories.equals(theirs.categories)
             assert ours.categories.dtype == theirs.categories.dtype and ours.codes.dtype == theirs.codes.dtype
+    for distinct in (126, 127, 200):  # pandas' int8 codes end below 127 categories
+        values = np.array([f"t{i % distinct}" for i in range(SHORT_COLUMN)], dtype=object)
+        ours, theirs = categorical(values), pd.Categorical(values)
+        assert ours.equals(theirs) and ours.codes.dtype == theirs.codes.dtype, distinct
     mixed = np.array(["a", 1, None], dtype=object)  # not only str: pandas decides
     assert categorical(mixed).equals(pd.Categorical(mixed))
