@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from defi_scoring.core.factors import FACTORS
-from defi_scoring.core.frame_columns import FrameColumns, frame_of
+from defi_scoring.core.frame_columns import FrameColumns, column, frame_of
 from defi_scoring.core.scoring_config import ScoringConfig
 
 NEUTRAL_SCORE = 50.0
@@ -176,7 +176,7 @@ def hybrid_scores(
     out["confidence"] = np.where(thin, np.minimum(confidence, config.thin_history.confidence_cap), confidence)
     # A counted manipulation pattern is evidence enough: a two-transaction rug pull is not "unknown".
     flagged = (
-        wallet_table["patterns_detected"].to_numpy() > 0
+        column(wallet_table, "patterns_detected") > 0
         if "patterns_detected" in wallet_table
         else np.zeros(n, dtype=bool)
     )

@@ -35,6 +35,7 @@ from pandas.api.types import union_categoricals
 from defi_scoring.contracts.messages import MAX_MESSAGE_BYTES
 from defi_scoring.core import arrow_decode
 from defi_scoring.core.column_checks import SHORT_COLUMN, validate_columns
+from defi_scoring.core.frame_columns import column
 from defi_scoring.core.python_decode import FlattenedMessages, Rejection, flatten_messages, wallet_hint
 from defi_scoring.core.transaction_columns import (
     CATEGORICAL_COLUMNS,
@@ -337,11 +338,11 @@ def _repeated_keys(valid: pd.DataFrame) -> np.ndarray:
     the length."""
     if len(valid) > SHORT_COLUMN:
         return valid.duplicated(["wallet", "document_id"], keep="first").to_numpy()
-    wallet = valid["wallet"]
-    wallets = wallet.cat.codes if isinstance(wallet.dtype, pd.CategoricalDtype) else wallet
+    wallet = column(valid, "wallet")
+    wallets = wallet.codes if isinstance(wallet, pd.Categorical) else wallet
     seen: set = set()
     repeated = np.zeros(len(valid), dtype=bool)
-    for row, key in enumerate(zip(wallets.tolist(), valid["document_id"].tolist())):
+    for row, key in enumerate(zip(wallets.tolist(), column(valid, "document_id").tolist())):
         if key in seen:
             repeated[row] = True
         seen.add(key)
