@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from defi_scoring.contracts.messages import ACTIONS_BY_TYPE, MAX_TIMESTAMP, MIN_TIMESTAMP
-from defi_scoring.core.frame_columns import frame_of
+from defi_scoring.core.frame_columns import frame_of, shared_index
 from defi_scoring.core.python_decode import RawColumns, object_array
 from defi_scoring.core.transaction_columns import CATEGORICAL_COLUMNS
 
@@ -66,7 +66,7 @@ def categorical(values: np.ndarray) -> pd.Categorical:
     categories = sorted({v for v in items if v is not None})
     code_of = {v: i for i, v in enumerate(categories)}
     codes = np.fromiter((code_of.get(v, -1) for v in items), np.int64, len(items))
-    return pd.Categorical.from_codes(codes, categories=pd.Index(categories, dtype=object), validate=False)
+    return pd.Categorical.from_codes(codes, categories=shared_index(tuple(categories)), validate=False)
 
 
 def _protocol_types(cols: RawColumns, n: int) -> np.ndarray:

@@ -93,7 +93,7 @@ def frame_of(columns: Mapping[str, Any], index: pd.Index) -> pd.DataFrame:
             return pd.DataFrame(columns, index=index)
         arrays.append(value)
     try:
-        return _from_blocks(arrays, by_dtype, categoricals, _column_index(tuple(columns)), index)
+        return _from_blocks(arrays, by_dtype, categoricals, shared_index(tuple(columns)), index)
     except (ImportError, AttributeError, TypeError):  # a pandas whose internals look different
         return pd.DataFrame(columns, index=index)
 
@@ -123,7 +123,7 @@ def side_by_side(frames: list[pd.DataFrame]) -> pd.DataFrame:
             offset = len(names)
             blocks += [block(b.values, b.mgr_locs.as_array + offset) for b in frame._mgr.blocks]
             names += frame.columns.tolist()
-        manager = BlockManager(blocks, [_column_index(tuple(names)), index], verify_integrity=False)
+        manager = BlockManager(blocks, [shared_index(tuple(names)), index], verify_integrity=False)
         return pd.DataFrame._from_mgr(manager, axes=manager.axes)
     except (ImportError, AttributeError, TypeError, ValueError):  # internals that look different
         return pd.concat(frames, axis=1)
@@ -185,16 +185,17 @@ def without_columns(frame: pd.DataFrame, names: set[str]) -> pd.DataFrame:
         return frame.loc[:, keep]
 
 
-_COLUMN_INDEXES: dict[tuple, pd.Index] = {}
+_SHARED_INDEXES: dict[tuple, pd.Index] = {}
 
 
-def _column_index(names: tuple) -> pd.Index:
-    """The columns Index of these names, made once: a scoring call builds ~20 frames whose names are
-    the same from call to call, and pandas infers an Index's type anew each time (~10 µs for 80
-    names). An Index is immutable, so frames can share one (nothing here renames columns in place)."""
-    found = _COLUMN_INDEXES.get(names)
+def shared_index(names: tuple) -> pd.Index:
+    """The Index of these labels, made once: a scoring call builds ~20 frames whose column names (and
+    ten Categoricals whose categories) are mostly the same from call to call, and pandas infers an
+    Index's type anew each time (~10 µs for 80 names). An Index is immutable, so frames and
+    Categoricals can share one (nothing here renames columns in place)."""
+    found = _SHARED_INDEXES.get(names)
     if found is None:
-        if len(_COLUMN_INDEXES) >= 1024:  # other column sets (tests, configs): start again
-            _COLUMN_INDEXES.clear()
-        found = _COLUMN_INDEXES[names] = pd.Index(list(names))
+        if len(_SHARED_INDEXES) >= 1024:  # other column sets (tests, configs): start again
+            _SHARED_INDEXES.clear()
+        found = _SHARED_INDEXES[names] = pd.Index(list(names))
     return found
