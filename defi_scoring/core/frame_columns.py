@@ -177,7 +177,7 @@ def without_columns(frame: pd.DataFrame, names: set[str]) -> pd.DataFrame:
             rows = keep[locations]
             if not rows.any():
                 continue
-            values = b.values if rows.all() else b.values[rows] if b.values.ndim == 2 else b.values
+            values = b.values if rows.all() else b.values[rows]  # (a 1-D extension block is one column)
             blocks.append(block(values, new_position[locations[rows]]))
         manager = BlockManager(blocks, [frame.columns[keep], frame.index], verify_integrity=False)
         return pd.DataFrame._from_mgr(manager, axes=manager.axes)
@@ -195,7 +195,7 @@ def shared_index(names: tuple) -> pd.Index:
     Categoricals can share one (nothing here renames columns in place)."""
     found = _SHARED_INDEXES.get(names)
     if found is None:
-        if len(_SHARED_INDEXES) >= 1024:  # other column sets (tests, configs): start again
+        if len(_SHARED_INDEXES) >= 1024:  # categories that change per call (wallet addresses): start again
             _SHARED_INDEXES.clear()
         found = _SHARED_INDEXES[names] = pd.Index(list(names))
     return found

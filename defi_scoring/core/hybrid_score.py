@@ -64,7 +64,7 @@ def evaluate_factors(
             errors.append(f"factor {name} failed: {type(exc).__name__}: {exc}")
         raw_scores.append(score)
         raw_confidences.append(confidence)
-    scores, confidences = np.stack(raw_scores).reshape(len(names), n), np.stack(raw_confidences).reshape(len(names), n)
+    scores, confidences = np.stack(raw_scores), np.stack(raw_confidences)
     failed = ~(np.isfinite(scores) & np.isfinite(confidences))
     scores = np.where(failed, NEUTRAL_SCORE, np.clip(scores, 0, 100))
     confidences = np.where(failed, FALLBACK_CONFIDENCE, np.clip(confidences, 0, 1))
