@@ -30,6 +30,7 @@ from defi_scoring.contracts.messages import (
     MAX_TIMESTAMP,
     MIN_TIMESTAMP,
 )
+from defi_scoring.core.byte_search import find_all
 
 # Only the fields the Python path reads, per protocol type (an unread field is skipped, as there):
 # DEX tokens give symbol and amountUSD; transfer and lending assets also amount and address.
@@ -141,14 +142,9 @@ def decode(raw_messages: list) -> ArrowRows:
 
 
 def _refused_lines(lines: list[bytes], joined: bytes) -> np.ndarray:
-    """Lines holding what Arrow reads and orjson refuses (bytes.find: a fast scan when absent)."""
+    """Lines holding what Arrow reads and orjson refuses (a substring scan: fast when absent)."""
     refused = np.zeros(len(lines), dtype=bool)
-    hits = []
-    for pattern in _ORJSON_REFUSES:
-        at = joined.find(pattern)
-        while at != -1:
-            hits.append(at)
-            at = joined.find(pattern, at + 1)
+    hits = [at for pattern in _ORJSON_REFUSES for at in find_all(joined, pattern)]
     if hits:
         starts = np.cumsum([0] + [len(line) + 1 for line in lines[:-1]])
         refused[np.searchsorted(starts, hits, side="right") - 1] = True
