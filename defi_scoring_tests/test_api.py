@@ -6,7 +6,15 @@ import pytest
 from defi_scoring.core.batch_scoring import score_raw_messages
 from defi_scoring.core.synthetic import generate_wallets, iter_messages
 from defi_scoring.score_store import ScoreStore
-from defi_scoring_tests.conftest import WALLET, example_message, start_api, stop_api, transfer, transfers_message
+from defi_scoring_tests.conftest import (
+    WALLET,
+    example_message,
+    lending_message,
+    start_api,
+    stop_api,
+    transfer,
+    transfers_message,
+)
 
 ADMIN_KEY = "test-admin-key"
 
@@ -119,3 +127,59 @@ def test_post_score_of_a_transfers_message(api):
     body = response.json()
     assert body["zscore"] == "150.000000000000000000" and body["activity"]["transfers"]["transaction_count"] == 6
     assert "transfer_behaviour" in body["breakdown"]
+
+
+LENDING_ROWS = [
+    {
+        "document_id": "d",
+        "action": "deposit",
+        "timestamp": 1703980800,
+        "protocol": "aave_v2",
+        "asset": {"amount": 2, "amountUSD": 4000, "symbol": "WETH"},
+    },
+    {
+        "document_id": "b",
+        "action": "borrow",
+        "timestamp": 1703990800,
+        "protocol": "aave_v2",
+        "asset": {"amount": 1000, "amountUSD": 1000, "symbol": "USDC"},
+    },
+]
+
+
+def test_lending_and_bad_section_1b_messages_through_score_and_batch(api):
+    client, _ = api
+    lending_wallet, bad_wallet = "0x" + "7" * 40, "0x" + "8" * 40
+    good_lending = lending_message(LENDING_ROWS, wallet=lending_wallet)
+    response = client.post("/api/v1/score", content=orjson.dumps(good_lending))
+    assert response.status_code == 200, response.text
+    lending = response.json()["activity"]["lending"]
+    assert lending["transaction_count"] == 2 and lending["features"]["borrow_to_supply_ratio"] == 0.25
+
+    # a lending message whose only row has an unknown action: 422 with the §3 failure per category
+    bad_lending = lending_message([{"document_id": "x", "action": "stake", "timestamp": 1703980800}], wallet=bad_wallet)
+    response = client.post("/api/v1/score", content=orjson.dumps(bad_lending))
+    assert response.status_code == 422
+    failure = response.json()["detail"]
+    assert failure["error"].startswith("Processing failed: No valid transactions found")
+    assert (
+        failure["categories"][0]["category"] == "lending" and "'stake' for lending" in failure["categories"][0]["error"]
+    )
+
+    # a transfers message with one bad row: the row is dropped with a warning, the rest scored
+    mixed = transfers_message([transfer("ok"), transfer("neg", usd=-5)], wallet=bad_wallet)
+    response = client.post("/api/v1/score", content=orjson.dumps(mixed))
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["activity"]["transfers"]["transaction_count"] == 1
+    assert "amountUSD must be a finite number >= 0" in " | ".join(body["warnings"])
+
+    # the same four in one batch request: one result per input, in order, failures included
+    only_bad_transfers = transfers_message([transfer("m", action="mint")], wallet="0x" + "9" * 40)
+    batch = [good_lending, bad_lending, mixed, only_bad_transfers]
+    response = client.post("/api/v1/score/batch", content=orjson.dumps(batch))
+    assert response.status_code == 200, response.text
+    results = response.json()
+    assert [r["wallet_address"] for r in results] == [m["wallet_address"] for m in batch]
+    assert ["error" in r for r in results] == [False, True, False, True]
+    assert "unknown action 'mint' for transfers" in results[3]["categories"][0]["error"]
