@@ -363,3 +363,17 @@ def test_without_columns_is_the_column_selection(rows):
     for names in [set(), {"a"}, {"a", "c", "d"}, {"kind", "b"}, {"flag"}, set(frame.columns)]:
         expected = frame[[c for c in frame.columns if c not in names]]
         pd.testing.assert_frame_equal(without_columns(frame, names), expected, check_exact=True)
+
+
+protocol_values = st.lists(st.sampled_from(["dexes", "transfers", "lending", None]), max_size=60)
+
+
+@settings(max_examples=150, deadline=None)
+@given(protocol_values, st.sampled_from(["dexes", "transfers", "lending", "other"]), st.booleans())
+def test_rows_with_equals_pandas_comparison(values, wanted, as_categorical):
+    frame = pd.DataFrame(
+        {"protocol_type": pd.Categorical(values) if as_categorical else pd.Series(values, dtype=object)}
+    )
+    got = features.rows_with(frame, "protocol_type", wanted)
+    assert got.dtype == bool
+    np.testing.assert_array_equal(got, (frame["protocol_type"] == wanted).to_numpy())

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from defi_scoring.core.features import rows_of
+from defi_scoring.core.features import rows_of, rows_with
 from defi_scoring.core.sequence_stats import wallet_time_order
 
 FINGERPRINT_WINDOW_S = 6 * 3600
@@ -159,7 +159,8 @@ def dex_fingerprints(transactions: pd.DataFrame) -> pd.DataFrame:
     ordered by (wallet, time) with ties in input order, as `model_features` orders them."""
     tx = transactions
     if "protocol_type" in tx.columns:  # a column at a time (a frame's row filter copies the whole table)
-        tx = rows_of(tx, (tx["protocol_type"] == "dexes").to_numpy(), ["wallet", "timestamp", "action", "pool_id"])
+        is_dex = rows_with(tx, "protocol_type", "dexes")
+        tx = tx if is_dex.all() else rows_of(tx, is_dex, ["wallet", "timestamp", "action", "pool_id"])
     codes, wallets = pd.factorize(tx["wallet"], sort=False)
     ts = tx["timestamp"].to_numpy(np.int64)
     order = wallet_time_order(codes.astype(np.int64), ts)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from defi_scoring.core.frame_columns import frame_of
+from defi_scoring.core.frame_columns import column, frame_of
 
 SECONDS_PER_DAY = 86_400.0
 SECONDS_PER_HOUR = 3_600.0
@@ -163,6 +163,19 @@ def swap_frequency_score(num_swaps: np.ndarray, mean_gap_hours: np.ndarray) -> n
 DEX_COLUMNS = ["timestamp", "amount_usd", "action", "pool_id", "token_a_symbol", "token_b_symbol"]  # what §4 reads
 
 
+def rows_with(frame: pd.DataFrame, name: str, value: str) -> np.ndarray:
+    """Per row: `frame[name] == value` as a bool array, through a Categorical's codes (comparing a
+    categorical Series builds two more Series: ~0.1 ms per call whatever the length, five calls for
+    one wallet)."""
+    values = column(frame, name)
+    if isinstance(values, pd.Categorical):
+        categories = values.categories
+        if value not in categories:
+            return np.zeros(len(values), dtype=bool)
+        return values.codes == categories.get_loc(value)
+    return np.asarray(values == value, dtype=bool)
+
+
 def rows_of(frame: pd.DataFrame, mask: np.ndarray, columns: list[str]) -> dict[str, pd.Series]:
     """The rows of `mask` of those `columns` that `frame` has, filtered a column at a time. Not
     `frame.loc[mask, columns]`: a row filter first consolidates the frame's columns into 2-D blocks —
@@ -239,7 +252,7 @@ def reference_features(transactions: pd.DataFrame, as_of: float) -> pd.DataFrame
     all_wallet, wallets = _codes(transactions["wallet"])
     n = len(wallets)
     all_ts = transactions["timestamp"].to_numpy(dtype=np.int64)
-    is_dex = (transactions["protocol_type"] == "dexes").to_numpy() if "protocol_type" in transactions else None
+    is_dex = rows_with(transactions, "protocol_type", "dexes") if "protocol_type" in transactions else None
     dex = transactions if is_dex is None or is_dex.all() else rows_of(transactions, is_dex, DEX_COLUMNS)
     wallet = all_wallet if dex is transactions else all_wallet[is_dex]
     ts = dex["timestamp"].to_numpy(dtype=np.int64)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from defi_scoring.core.features import SECONDS_PER_DAY, _codes, rows_of, wallet_positions
+from defi_scoring.core.features import SECONDS_PER_DAY, _codes, rows_of, rows_with, wallet_positions
 from defi_scoring.core.frame_columns import floats, frame_of
 from defi_scoring.core.sequence_stats import (
     distinct_count,
@@ -51,7 +51,7 @@ def lending_features(transactions: pd.DataFrame, wallets: pd.Index) -> pd.DataFr
     n = len(wallets)
     if "protocol_type" not in transactions.columns:
         return pd.DataFrame(0.0, index=wallets, columns=LENDING_FEATURES)
-    rows = (transactions["protocol_type"] == "lending").to_numpy()
+    rows = rows_with(transactions, "protocol_type", "lending")
     if not rows.any():
         return pd.DataFrame(0.0, index=wallets, columns=LENDING_FEATURES)
     tx = rows_of(transactions, rows, ["wallet", "timestamp", "action", "amount_usd", "protocol"])

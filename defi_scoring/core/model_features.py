@@ -23,6 +23,7 @@ from defi_scoring.core.features import (
     _codes,
     reference_features,
     rows_of,
+    rows_with,
     seconds_to_next_withdraw,
     stacked,
     wallet_positions,
@@ -105,7 +106,8 @@ def dex_features(transactions: pd.DataFrame, ref: pd.DataFrame, peers: pd.Series
     """The DEX_FEATURES of every wallet of `ref` (the reference features); zeros without DEX rows."""
     tx = transactions
     if "protocol_type" in tx.columns:  # a column at a time (a frame's row filter copies the whole table)
-        tx = rows_of(tx, (tx["protocol_type"] == "dexes").to_numpy(), DEX_READ_COLUMNS)
+        is_dex = rows_with(tx, "protocol_type", "dexes")
+        tx = tx if is_dex.all() else rows_of(tx, is_dex, DEX_READ_COLUMNS)
     if len(tx["wallet"]) == 0:
         return pd.DataFrame(0.0, index=ref.index, columns=DEX_FEATURES)
     wallet_index = pd.Index(ref.index)

@@ -23,6 +23,7 @@ from defi_scoring.core.features import (
     SECONDS_PER_HOUR,
     _codes,
     rows_of,
+    rows_with,
     unique_inverse_counts,
     wallet_positions,
 )
@@ -186,7 +187,7 @@ def transfer_features(transactions: pd.DataFrame, wallets: pd.Index) -> pd.DataF
     n = len(wallets)
     if "protocol_type" not in transactions.columns:
         return pd.DataFrame(0.0, index=wallets, columns=TRANSFER_FEATURES)
-    rows = (transactions["protocol_type"] == "transfers").to_numpy()
+    rows = rows_with(transactions, "protocol_type", "transfers")
     if not rows.any():
         return pd.DataFrame(0.0, index=wallets, columns=TRANSFER_FEATURES)
     tx = rows_of(transactions, rows, READ_COLUMNS)
