@@ -377,3 +377,18 @@ def test_rows_with_equals_pandas_comparison(values, wanted, as_categorical):
     got = features.rows_with(frame, "protocol_type", wanted)
     assert got.dtype == bool
     np.testing.assert_array_equal(got, (frame["protocol_type"] == wanted).to_numpy())
+
+
+symbol_lists = st.lists(st.sampled_from(["USDC", "WETH", "DAI", "LINK", "ÄØ", None]), max_size=40)
+
+
+@settings(max_examples=200, deadline=None)
+@given(symbol_lists, symbol_lists)
+def test_codes_in_common_of_few_categories_equals_pandas_index_union(first, second):
+    a, b = pd.Series(pd.Categorical(first)), pd.Series(pd.Categorical(second))
+    short_a, short_b, short_names = features.codes_in_common(a, b)
+    names = a.cat.categories.union(b.cat.categories)  # what the many-category path and pandas give
+    assert short_names.equals(names) and list(short_names) == list(names)
+    for column, codes in ((a, short_a), (b, short_b)):
+        expected = np.append(names.get_indexer(column.cat.categories), -1)[column.cat.codes.to_numpy()]
+        np.testing.assert_array_equal(codes, expected)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from defi_scoring.core.frame_columns import column, frame_of
+from defi_scoring.core.frame_columns import column, frame_of, shared_index
 
 SECONDS_PER_DAY = 86_400.0
 SECONDS_PER_HOUR = 3_600.0
@@ -49,11 +49,42 @@ def codes_in_common(first: pd.Series, second: pd.Series) -> tuple[np.ndarray, np
     if not (isinstance(first.dtype, pd.CategoricalDtype) and isinstance(second.dtype, pd.CategoricalDtype)):
         codes, names = _codes(stacked(first, second))
         return codes[: len(first)], codes[len(first) :], names
-    names = first.cat.categories.union(second.cat.categories)
+    first_values, second_values = first.array, second.array
+    first_names, second_names = first_values.categories, second_values.categories
+    if len(first_names) + len(second_names) <= SHORT_CATEGORIES:
+        return _short_codes_in_common(first_values, second_values)
+    names = first_names.union(second_names)
 
-    def recoded(column: pd.Series) -> np.ndarray:
-        lookup = np.append(names.get_indexer(column.cat.categories), -1).astype(np.int64)  # code -1 → -1
-        return lookup[column.cat.codes.to_numpy()]
+    def recoded(values: pd.Categorical) -> np.ndarray:
+        lookup = np.append(names.get_indexer(values.categories), -1).astype(np.int64)  # code -1 → -1
+        return lookup[values.codes]
+
+    return recoded(first_values), recoded(second_values), names
+
+
+SHORT_CATEGORIES = 256  # up to this many categories in all, Python sets beat pandas' Index union
+
+
+def _short_codes_in_common(first: pd.Categorical, second: pd.Categorical) -> tuple[np.ndarray, np.ndarray, pd.Index]:
+    """codes_in_common of two Categoricals with few categories: the labels pandas' Index.union gives
+    (the first's when both are equal or the second is empty, the second's when the first is empty,
+    else the sorted union), through a dict instead of Index set operations and hash tables (~0.2 ms a
+    call whatever the size; one wallet's call makes two)."""
+    a, b = first.categories, second.categories
+    if a.equals(b) or not len(b):
+        names = a
+    elif not len(a):
+        names = b
+    else:
+        try:
+            names = shared_index(tuple(sorted(set(a.tolist()) | set(b.tolist()))))
+        except TypeError:  # labels that do not compare: pandas' own union
+            names = a.union(b)
+    position = {label: i for i, label in enumerate(names.tolist())}
+
+    def recoded(values: pd.Categorical) -> np.ndarray:
+        lookup = np.array([position[label] for label in values.categories.tolist()] + [-1], dtype=np.int64)
+        return lookup[values.codes]
 
     return recoded(first), recoded(second), names
 

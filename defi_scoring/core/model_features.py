@@ -21,11 +21,11 @@ from defi_scoring.core.cross_wallet import peer_counts, sequence_fingerprints
 from defi_scoring.core.features import (
     SECONDS_PER_HOUR,
     _codes,
+    codes_in_common,
     reference_features,
     rows_of,
     rows_with,
     seconds_to_next_withdraw,
-    stacked,
     wallet_positions,
 )
 from defi_scoring.core.frame_columns import column, floats, frame_of, side_by_side
@@ -120,10 +120,8 @@ def dex_features(transactions: pd.DataFrame, ref: pd.DataFrame, peers: pd.Series
     amount = tx["amount_usd"].to_numpy(float)[order]
     pool, _ = _codes(tx["pool_id"])
     pool = pool[order]
-    sym_a, _ = _codes(stacked(tx["token_a_symbol"], tx["token_b_symbol"]))
-    rows = len(ts)
-    sym_b = sym_a[rows:][order]
-    sym_a = sym_a[:rows][order]
+    sym_a, sym_b, _ = codes_in_common(tx["token_a_symbol"], tx["token_b_symbol"])  # equality and counts only
+    sym_a, sym_b = sym_a[order], sym_b[order]
     is_swap, is_dep, is_wd = action == "swap", action == "deposit", action == "withdraw"
 
     count = np.bincount(wallet, minlength=n).astype(float)
