@@ -392,3 +392,22 @@ def test_codes_in_common_of_few_categories_equals_pandas_index_union(first, seco
     for column, codes in ((a, short_a), (b, short_b)):
         expected = np.append(names.get_indexer(column.cat.categories), -1)[column.cat.codes.to_numpy()]
         np.testing.assert_array_equal(codes, expected)
+
+
+wallet_names = st.sampled_from([f"0x{c * 40}" for c in "abcdef"])
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.dictionaries(wallet_names, st.one_of(st.floats(0, 100), st.just(float("nan"))), max_size=6),
+    st.lists(wallet_names, unique=True, max_size=6),
+)
+def test_previous_scores_of_few_wallets_equal_a_reindex(previous, wallets):
+    from defi_scoring.core.alerts import _previous_scores
+
+    series = pd.Series(
+        np.fromiter(previous.values(), float, len(previous)), index=pd.Index(list(previous), dtype=object)
+    )
+    index = pd.Index(wallets, dtype=object)
+    np.testing.assert_array_equal(_previous_scores(series, index), series.reindex(index).to_numpy(float))
+    assert np.isnan(_previous_scores(None, index)).all()

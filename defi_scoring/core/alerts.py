@@ -10,9 +10,21 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from defi_scoring.core.frame_columns import column, floats, frame_of
+from defi_scoring.core.frame_columns import SHORT_COLUMN, column, floats, frame_of
 from defi_scoring.core.patterns import PATTERNS
 from defi_scoring.core.scoring_config import AlertsConfig
+
+
+def _previous_scores(previous_scores: pd.Series | None, wallets: pd.Index) -> np.ndarray:
+    """Each wallet's previous score (NaN if none): `previous_scores.reindex(wallets)`, through a dict
+    for the few wallets of an API call (a Series reindex costs ~0.1 ms whatever the size)."""
+    if previous_scores is None:
+        return np.full(len(wallets), np.nan)
+    if len(wallets) <= SHORT_COLUMN and len(previous_scores) <= SHORT_COLUMN:
+        known = dict(zip(previous_scores.index.tolist(), previous_scores.to_numpy(float).tolist()))
+        if len(known) == len(previous_scores):  # (repeated labels: pandas' reindex refuses them, as before)
+            return np.array([known.get(w, np.nan) for w in wallets.tolist()], dtype=float)
+    return previous_scores.reindex(wallets).to_numpy(float)
 
 
 def alert_columns(scored: pd.DataFrame, cfg: AlertsConfig, previous_scores: pd.Series | None = None) -> pd.DataFrame:
@@ -27,9 +39,7 @@ def alert_columns(scored: pd.DataFrame, cfg: AlertsConfig, previous_scores: pd.S
         worst_pattern[better] = name
         worst_risk = np.where(better, risk, worst_risk)
     score = floats(scored, "hybrid_score")
-    previous = (
-        previous_scores.reindex(scored.index).to_numpy(float) if previous_scores is not None else np.full(n, np.nan)
-    )
+    previous = _previous_scores(previous_scores, scored.index)
     drop = previous - score
     dropped = np.nan_to_num(drop, nan=0.0) >= cfg.score_drop_points
     low = floats(scored, "confidence") < cfg.low_confidence

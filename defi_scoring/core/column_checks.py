@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from defi_scoring.contracts.messages import ACTIONS_BY_TYPE, MAX_TIMESTAMP, MIN_TIMESTAMP
-from defi_scoring.core.frame_columns import column, frame_of, shared_index
+from defi_scoring.core.frame_columns import SHORT_COLUMN, column, frame_of, shared_index
 from defi_scoring.core.python_decode import RawColumns, object_array
 from defi_scoring.core.transaction_columns import CATEGORICAL_COLUMNS
 
@@ -51,9 +51,6 @@ def _float_or_nan(value: Any) -> float:
 def _strings(values: list[Any]) -> np.ndarray:
     """Column of raw values → object array of str or None (non-strings become None)."""
     return np.array([v if type(v) is str and v else None for v in values], dtype=object)
-
-
-SHORT_COLUMN = 256  # up to this many rows a dict builds a Categorical faster than pandas (an API call: 20)
 
 
 def categorical(values: np.ndarray) -> pd.Categorical:

@@ -185,6 +185,10 @@ def without_columns(frame: pd.DataFrame, names: set[str]) -> pd.DataFrame:
         return frame.loc[:, keep]
 
 
+# Up to this many rows (an API call: one wallet, ~20 transactions), plain Python (dicts, sets) beats
+# pandas' per-call overheads of hashing, reindexing and Categorical construction.
+SHORT_COLUMN = 256
+
 _SHARED_INDEXES: dict[tuple, pd.Index] = {}
 
 

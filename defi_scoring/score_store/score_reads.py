@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+import numpy as np
 import orjson
 import pandas as pd
 import sqlalchemy as sa
@@ -28,7 +29,8 @@ class ScoreReads(StoreConnection):
                 part = wallets[i : i + chunk]
                 sql = f"SELECT wallet, hybrid_score FROM wallet_scores WHERE wallet IN ({', '.join('?' * len(part))})"
                 out.update({w: s for w, s in conn.exec_driver_sql(self._sql(sql), tuple(part)) if s is not None})
-        return pd.Series(out, dtype=float)
+        # (from arrays: pandas' dict constructor costs ~0.1 ms, and every API call asks)
+        return pd.Series(np.fromiter(out.values(), float, len(out)), index=pd.Index(list(out), dtype=object))
 
     def wallet(self, address: str, history_limit: int = 100) -> dict[str, Any] | None:
         """Latest success message of a wallet plus its scoring history (newest first); None if unknown."""
