@@ -411,3 +411,15 @@ def test_previous_scores_of_few_wallets_equal_a_reindex(previous, wallets):
     index = pd.Index(wallets, dtype=object)
     np.testing.assert_array_equal(_previous_scores(series, index), series.reindex(index).to_numpy(float))
     assert np.isnan(_previous_scores(None, index)).all()
+
+
+@pytest.mark.parametrize("n", [0, 1, 7])
+def test_zeros_frame_and_an_empty_frame_equal_pandas_constructors(n):
+    from defi_scoring.core.frame_columns import frame_of, zeros_frame
+    from defi_scoring.core.transfer_features import TRANSFER_FEATURES
+
+    index = pd.Index([f"0x{i:040x}" for i in range(n)], name="wallet")
+    expected = pd.DataFrame(0.0, index=index, columns=TRANSFER_FEATURES)
+    pd.testing.assert_frame_equal(zeros_frame(index, TRANSFER_FEATURES), expected, check_exact=True)
+    empty = frame_of({}, index)
+    assert empty.shape == (n, 0) and empty.index.equals(index)

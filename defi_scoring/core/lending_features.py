@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from defi_scoring.core.features import SECONDS_PER_DAY, _codes, rows_of, rows_with, wallet_positions
-from defi_scoring.core.frame_columns import floats, frame_of
+from defi_scoring.core.frame_columns import floats, frame_of, zeros_frame
 from defi_scoring.core.sequence_stats import (
     distinct_count,
     gap_stats,
@@ -50,10 +50,10 @@ def lending_features(transactions: pd.DataFrame, wallets: pd.Index) -> pd.DataFr
     """One row per wallet of `wallets` with the columns of LENDING_FEATURES; zeros without lending."""
     n = len(wallets)
     if "protocol_type" not in transactions.columns:
-        return pd.DataFrame(0.0, index=wallets, columns=LENDING_FEATURES)
+        return zeros_frame(wallets, LENDING_FEATURES)
     rows = rows_with(transactions, "protocol_type", "lending")
     if not rows.any():
-        return pd.DataFrame(0.0, index=wallets, columns=LENDING_FEATURES)
+        return zeros_frame(wallets, LENDING_FEATURES)
     tx = rows_of(transactions, rows, ["wallet", "timestamp", "action", "amount_usd", "protocol"])
     wallet = wallet_positions(tx["wallet"], wallets)
     ts = tx["timestamp"].to_numpy(np.int64)

@@ -28,7 +28,7 @@ from defi_scoring.core.features import (
     seconds_to_next_withdraw,
     wallet_positions,
 )
-from defi_scoring.core.frame_columns import column, floats, frame_of, side_by_side
+from defi_scoring.core.frame_columns import column, floats, frame_of, side_by_side, zeros_frame
 from defi_scoring.core.lending_features import LENDING_FEATURES, lending_features
 from defi_scoring.core.sequence_stats import relative_active_days, safe_ratio, share_of_top_and_hhi, wallet_time_order
 from defi_scoring.core.transfer_features import TRANSFER_FEATURES, transfer_features
@@ -109,7 +109,7 @@ def dex_features(transactions: pd.DataFrame, ref: pd.DataFrame, peers: pd.Series
         is_dex = rows_with(tx, "protocol_type", "dexes")
         tx = tx if is_dex.all() else rows_of(tx, is_dex, DEX_READ_COLUMNS)
     if len(tx["wallet"]) == 0:
-        return pd.DataFrame(0.0, index=ref.index, columns=DEX_FEATURES)
+        return zeros_frame(ref.index, DEX_FEATURES)
     wallet_index = pd.Index(ref.index)
     wallet = wallet_positions(tx["wallet"], wallet_index)
     n = len(wallet_index)

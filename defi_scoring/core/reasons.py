@@ -66,7 +66,7 @@ def factor_reason_columns(contributions: pd.DataFrame, wallet_table: pd.DataFram
 def model_reason_columns(contributions: pd.DataFrame | None, index: pd.Index, k: int) -> pd.DataFrame:
     """Columns model_reason_{i}_feature / _log_odds for the champion's k strongest feature pushes."""
     if contributions is None or k == 0:
-        return pd.DataFrame(index=index)
+        return frame_of({}, index)  # (no columns: pandas' own constructor costs ~70 µs)
     out: dict[str, np.ndarray] = {}
     contributions = contributions.reindex(index)
     names = np.asarray(contributions.columns, dtype=object)

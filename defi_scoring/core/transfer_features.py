@@ -27,7 +27,7 @@ from defi_scoring.core.features import (
     unique_inverse_counts,
     wallet_positions,
 )
-from defi_scoring.core.frame_columns import floats, frame_of
+from defi_scoring.core.frame_columns import floats, frame_of, zeros_frame
 from defi_scoring.core.sequence_stats import (
     distinct_count,
     gap_stats,
@@ -186,10 +186,10 @@ def transfer_features(transactions: pd.DataFrame, wallets: pd.Index) -> pd.DataF
     wallets without transfers get zeros."""
     n = len(wallets)
     if "protocol_type" not in transactions.columns:
-        return pd.DataFrame(0.0, index=wallets, columns=TRANSFER_FEATURES)
+        return zeros_frame(wallets, TRANSFER_FEATURES)
     rows = rows_with(transactions, "protocol_type", "transfers")
     if not rows.any():
-        return pd.DataFrame(0.0, index=wallets, columns=TRANSFER_FEATURES)
+        return zeros_frame(wallets, TRANSFER_FEATURES)
     tx = rows_of(transactions, rows, READ_COLUMNS)
     wallet = wallet_positions(tx["wallet"], wallets)
     ts = tx["timestamp"].to_numpy(np.int64)
