@@ -54,7 +54,8 @@ def lending_features(transactions: pd.DataFrame, wallets: pd.Index) -> pd.DataFr
     rows = rows_with(transactions, "protocol_type", "lending")
     if not rows.any():
         return zeros_frame(wallets, LENDING_FEATURES)
-    tx = rows_of(transactions, rows, ["wallet", "timestamp", "action", "amount_usd", "protocol"])
+    columns = ["wallet", "timestamp", "action", "amount_usd", "protocol"]
+    tx = transactions if rows.all() else rows_of(transactions, rows, columns)  # (all: no copy)
     wallet = wallet_positions(tx["wallet"], wallets)
     ts = tx["timestamp"].to_numpy(np.int64)
     order = wallet_time_order(wallet, ts)

@@ -43,10 +43,9 @@ def factor_reason_columns(contributions: pd.DataFrame, wallet_table: pd.DataFram
     out: dict[str, np.ndarray] = {}
     for slot in range(top.shape[1]):
         text = np.empty(len(matrix), dtype=object)
-        for j, name in enumerate(names):
+        for j in np.unique(top[:, slot]).tolist():  # the factors in this slot (one for a lone wallet)
+            name = names[j]
             rows = np.flatnonzero(top[:, slot] == j)
-            if not len(rows):
-                continue
             template = FACTORS[name].explanation
             fields = template_fields(template)
             sentence = template + " ({_points:+.1f} points)"

@@ -81,5 +81,5 @@ def reference_scores(features: pd.DataFrame) -> pd.DataFrame:
 
 def tags_as_lists(scores: pd.DataFrame) -> list[list[str]]:
     """Tag columns → one ordered list per wallet (only when building output messages)."""
-    columns = [scores[c].to_numpy() for c in TAG_COLUMNS]
+    columns = [np.asarray(column(scores, c)) for c in TAG_COLUMNS]
     return [[t for t in row if t is not None] for row in zip(*columns)]

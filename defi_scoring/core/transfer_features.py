@@ -190,7 +190,7 @@ def transfer_features(transactions: pd.DataFrame, wallets: pd.Index) -> pd.DataF
     rows = rows_with(transactions, "protocol_type", "transfers")
     if not rows.any():
         return zeros_frame(wallets, TRANSFER_FEATURES)
-    tx = rows_of(transactions, rows, READ_COLUMNS)
+    tx = transactions if rows.all() else rows_of(transactions, rows, READ_COLUMNS)  # (all: no copy)
     wallet = wallet_positions(tx["wallet"], wallets)
     ts = tx["timestamp"].to_numpy(np.int64)
     order = wallet_time_order(wallet, ts)
