@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from defi_scoring.contracts.messages import ACTIONS_BY_TYPE, MAX_TIMESTAMP, MIN_TIMESTAMP
-from defi_scoring.core.frame_columns import SHORT_COLUMN, column, frame_of, shared_index
+from defi_scoring.core.frame_columns import SHORT_COLUMN, column, frame_of, shared_categorical_dtype
 from defi_scoring.core.python_decode import RawColumns, object_array
 from defi_scoring.core.transaction_columns import CATEGORICAL_COLUMNS
 
@@ -63,21 +63,7 @@ def categorical(values: np.ndarray) -> pd.Categorical:
     categories = sorted({v for v in items if v is not None})
     code_of = {v: i for i, v in enumerate(categories)}
     codes = np.fromiter((code_of.get(v, -1) for v in items), np.int64, len(items))
-    return pd.Categorical.from_codes(codes, dtype=_categorical_dtype(tuple(categories)), validate=False)
-
-
-_DTYPES: dict[tuple, pd.CategoricalDtype] = {}
-
-
-def _categorical_dtype(categories: tuple) -> pd.CategoricalDtype:
-    """The (unordered) CategoricalDtype of these categories, made once: building one validates its
-    categories each time (~10 µs; ten per call), and a dtype is immutable, so Categoricals share it."""
-    found = _DTYPES.get(categories)
-    if found is None:
-        if len(_DTYPES) >= 1024:  # categories that change per call (wallet addresses): start again
-            _DTYPES.clear()
-        found = _DTYPES[categories] = pd.CategoricalDtype(shared_index(categories))
-    return found
+    return pd.Categorical.from_codes(codes, dtype=shared_categorical_dtype(tuple(categories)), validate=False)
 
 
 def _protocol_types(cols: RawColumns, n: int) -> np.ndarray:

@@ -14,7 +14,7 @@ anything it does not expect: a Series to align, a datetime, a repeated name, dif
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -199,6 +199,7 @@ def without_columns(frame: pd.DataFrame, names: set[str]) -> pd.DataFrame:
 SHORT_COLUMN = 256
 
 _SHARED_INDEXES: dict[tuple, pd.Index] = {}
+_SHARED_DTYPES: dict[tuple, pd.CategoricalDtype] = {}
 
 
 def shared_index(names: tuple) -> pd.Index:
@@ -206,9 +207,19 @@ def shared_index(names: tuple) -> pd.Index:
     ten Categoricals whose categories) are mostly the same from call to call, and pandas infers an
     Index's type anew each time (~10 µs for 80 names). An Index is immutable, so frames and
     Categoricals can share one (nothing here renames columns in place)."""
-    found = _SHARED_INDEXES.get(names)
+    return _made_once(_SHARED_INDEXES, names, lambda: pd.Index(list(names)))
+
+
+def shared_categorical_dtype(categories: tuple) -> pd.CategoricalDtype:
+    """The unordered CategoricalDtype of these categories, made once: building one validates its
+    categories each time (~10 µs; ten per call); a dtype is immutable, so Categoricals share it."""
+    return _made_once(_SHARED_DTYPES, categories, lambda: pd.CategoricalDtype(shared_index(categories)))
+
+
+def _made_once(store: dict, key: tuple, make: Callable[[], Any]) -> Any:
+    found = store.get(key)
     if found is None:
-        if len(_SHARED_INDEXES) >= 1024:  # categories that change per call (wallet addresses): start again
-            _SHARED_INDEXES.clear()
-        found = _SHARED_INDEXES[names] = pd.Index(list(names))
+        if len(store) >= 1024:  # keys that change per call (wallet addresses as categories): start again
+            store.clear()
+        found = store[key] = make()
     return found
