@@ -349,7 +349,11 @@ def _flatten(table: pa.Table, message_index: np.ndarray):
     def cat(array: pa.Array) -> pd.Categorical:
         return _categorical(kept(array))
 
-    wallet_of_message = pc.utf8_lower(address)
+    # Wallets are encoded per accepted message (every one keeps all its rows), then spread to rows by
+    # the message's code: the same Categorical as encoding every row's address, from ~30× fewer strings.
+    message_wallets = _categorical(pc.utf8_lower(address.take(pa.array(accepted_rows))))
+    code_of_message = np.full(n_messages, -1, dtype=message_wallets.codes.dtype)
+    code_of_message[accepted_rows] = message_wallets.codes
     kept_type = type_code[keep]
     kept_swap = is_swap[keep]
     a_usd0 = np.nan_to_num(a_usd[keep], nan=0.0)
@@ -357,7 +361,9 @@ def _flatten(table: pa.Table, message_index: np.ndarray):
     kept_dex = is_dex[keep]
     frame = pd.DataFrame(
         {
-            "wallet": cat(wallet_of_message.take(pa.array(row_message))),
+            "wallet": pd.Categorical.from_codes(
+                code_of_message[row_message[keep]], dtype=message_wallets.dtype, validate=False
+            ),
             "message_index": message_index[row_message[keep]].astype(np.int32),
             "protocol_type": _codes_categorical(kept_type, _TYPES),
             "document_id": kept(document_id).to_numpy(zero_copy_only=False).astype(object),
