@@ -323,13 +323,17 @@ def _deduplicate(
         dropped = pd.concat([dropped, dup], ignore_index=True) if len(dropped) else dup
         valid = _rows_kept(valid, ~duplicate)
         cleanup = True
-    index = valid.index
-    numbered = isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1
-    transactions = valid if numbered else valid.reset_index(drop=True)  # (a reset copies every column)
+    transactions = valid if _numbered(valid) else valid.reset_index(drop=True)  # (a reset copies every column)
     if cleanup:
         for name in CATEGORICAL_COLUMNS:  # as if built from the kept rows only: no category without a row
             transactions[name] = transactions[name].cat.remove_unused_categories()
-    return transactions, dropped.reset_index(drop=True)
+    return transactions, dropped if _numbered(dropped) else dropped.reset_index(drop=True)
+
+
+def _numbered(frame: pd.DataFrame) -> bool:
+    """The frame's rows are already numbered 0…n−1 (what reset_index(drop=True) would give)."""
+    index = frame.index
+    return isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1 and index.name is None
 
 
 def _repeated_keys(valid: pd.DataFrame) -> np.ndarray:
