@@ -423,3 +423,15 @@ def test_zeros_frame_and_an_empty_frame_equal_pandas_constructors(n):
     pd.testing.assert_frame_equal(zeros_frame(index, TRANSFER_FEATURES), expected, check_exact=True)
     empty = frame_of({}, index)
     assert empty.shape == (n, 0) and empty.index.equals(index)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.sampled_from(["0xa", "0xb", None]), min_size=0, max_size=30), st.booleans())
+def test_codes_equal_pandas_factorize_including_one_value_columns(values, extra_category):
+    categorical = pd.Categorical(values, categories=["0xa", "0xb"] if extra_category else None)
+    series = pd.Series(categorical)
+    codes, labels = features._codes(series)
+    expected_codes, expected_uniques = pd.factorize(series, sort=False)
+    np.testing.assert_array_equal(codes, expected_codes)
+    expected = pd.Index(expected_uniques)
+    assert labels.equals(expected) and labels.dtype == expected.dtype and type(labels) is type(expected)

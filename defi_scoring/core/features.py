@@ -38,7 +38,13 @@ SWAP_FEATURES = [
 
 
 def _codes(values: pd.Series) -> tuple[np.ndarray, pd.Index]:
-    """Integer codes (-1 for missing) and their labels; free for categorical columns."""
+    """Integer codes (-1 for missing) and their labels; free for categorical columns. A categorical
+    of one value on every row (a lone wallet's wallet, pool or counterparty) skips pandas' factorize
+    (~0.1 ms a call): its codes are all 0 and its label that value, as factorize gives."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        categorical = values.array
+        if len(categorical.categories) == 1 and len(categorical) and not categorical.codes.any():
+            return np.zeros(len(categorical), dtype=np.int64), pd.Index(categorical[:1])
     codes, uniques = pd.factorize(values, sort=False)
     return np.asarray(codes, dtype=np.int64), pd.Index(uniques)
 
@@ -316,7 +322,8 @@ def reference_features(transactions: pd.DataFrame, as_of: float) -> pd.DataFrame
     token_in, token_out, symbol_names = codes_in_common(dex["token_a_symbol"], dex["token_b_symbol"])
     width = max(len(symbol_names), 1)
     sym_wallet, sym = _distinct_of_two(wallet[is_swap], token_in[is_swap], token_out[is_swap], width)
-    symbol_weight = np.where(symbol_names.isin(list(STABLECOINS)), 10.0, 15.0)
+    is_stable = np.fromiter((s in STABLECOINS for s in symbol_names.tolist()), bool, len(symbol_names))
+    symbol_weight = np.where(is_stable, 10.0, 15.0)
     token_diversity = np.minimum(np.bincount(sym_wallet, weights=symbol_weight[sym], minlength=n), 150.0)
 
     swap_first, swap_last = _group_min_max(wallet[is_swap], ts[is_swap], n)
