@@ -283,12 +283,21 @@ def _encode_with_dictionaries(
     }
 
     def rows(node: Any) -> list:
+        if n == 1:  # a lone wallet (one API call): its one message built directly, no column zips
+            return [one(node)]
         if isinstance(node, dict):
             names = list(node)
             return [dict(zip(names, values)) for values in zip(*(rows(node[name]) for name in names))]
         if isinstance(node, _Column):
             return as_lists[node.name]
         return [node.value] * n
+
+    def one(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {name: one(child) for name, child in node.items()}
+        if isinstance(node, _Column):
+            return as_lists[node.name][0]
+        return node.value
 
     heads = rows(head)
     category_rows = [rows(c) for c in categories]
@@ -339,10 +348,12 @@ def _rounded(numbers: dict[str, tuple[str, int | None]], table: FrameColumns, as
         block = np.stack([table.floats(numbers[name][0]) for name in names])
         if digits is not None:
             block = np.round(block, digits)
-        if as_lists and np.isfinite(block).all():
-            out.update(zip(names, block.tolist()))
-        elif as_lists:
-            out.update((name, _finite_or_none(row)) for name, row in zip(names, block))
+        if as_lists:  # one tolist for the block, then None where a value is not finite
+            lists, finite = block.tolist(), np.isfinite(block)
+            if not finite.all():
+                for row, position in zip(*np.nonzero(~finite)):
+                    lists[row][position] = None
+            out.update(zip(names, lists))
         else:
             out.update(zip(names, block))
     return out
