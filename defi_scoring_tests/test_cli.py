@@ -175,3 +175,32 @@ def test_bring_your_own_labels_land_train_evaluate(tmp_path, real_sample):
     roc = result["ensemble"]["roc_auc"]
     assert roc["low"] <= roc["value"] <= roc["high"] and roc["value"] > 0.8  # mostly accounts it trained on
     assert result["hybrid"]["mean_score_risky"] < result["hybrid"]["mean_score_normal"]
+
+
+def test_score_takes_good_and_bad_lending_and_transfer_messages(tmp_path):
+    from defi_scoring_tests.conftest import lending_message, transfer, transfers_message
+
+    deposit = {
+        "document_id": "d",
+        "action": "deposit",
+        "timestamp": 1703980800,
+        "protocol": "aave_v2",
+        "asset": {"amount": 2, "amountUSD": 4000, "symbol": "WETH"},
+    }
+    messages = [
+        lending_message([deposit, {**deposit, "document_id": "l", "action": "liquidation", "liquidator": 42}]),
+        lending_message([{"document_id": "x", "action": "stake", "timestamp": 1703980800}], wallet="0x" + "2" * 40),
+        transfers_message([transfer("t", gasUsed=-1)], wallet="0x" + "3" * 40),
+    ]
+    source = tmp_path / "section_1b.jsonl"
+    source.write_bytes(b"\n".join(orjson.dumps(m) for m in messages) + b"\n")
+    run_cli("score", "--input", str(source), "--output", str(tmp_path / "out.jsonl"), "--no-model")
+    good, bad_lending, bad_transfer = [
+        orjson.loads(line) for line in (tmp_path / "out.jsonl").read_bytes().splitlines()
+    ]
+    # the liquidation with a liquidator that is not an address is dropped with a warning, the deposit scored
+    assert good["activity"]["lending"]["transaction_count"] == 1 and "hybrid_score" in good
+    assert "liquidator must be an address string, got 42" in good["warnings"][0]
+    assert "'stake' for lending" in bad_lending["categories"][0]["error"]
+    assert bad_transfer["error"].startswith("Processing failed: No valid transactions found")
+    assert "gasUsed/gasPrice must be finite numbers >= 0" in bad_transfer["categories"][0]["error"]

@@ -124,6 +124,19 @@ def test_bad_transfers_are_dropped_with_a_warning_and_the_rest_scored(tx, warnin
     assert "error" not in out and warning in " | ".join(out["warnings"])
 
 
+def test_a_liquidator_that_is_not_an_address_drops_the_liquidation_with_its_own_words():
+    deposit = {
+        "document_id": "d",
+        "action": "deposit",
+        "timestamp": 1703980800,
+        "asset": {"amount": 2, "amountUSD": 4000, "symbol": "WETH"},
+    }
+    liquidation = {**deposit, "document_id": "l", "action": "liquidation", "liquidator": 42}
+    (out,) = run(lending_message([deposit, liquidation]))
+    assert out["activity"]["lending"]["transaction_count"] == 1
+    assert out["warnings"] == ["transaction 1 (document_id 'l') dropped: liquidator must be an address string, got 42"]
+
+
 def test_a_message_of_only_bad_lending_rows_fails_per_category():
     (out,) = run(lending_message([{"document_id": "x", "action": "stake", "timestamp": 1703980800}]))
     assert out["error"].startswith("Processing failed: No valid transactions found")

@@ -251,7 +251,8 @@ def _details(cols: RawColumns, rows: np.ndarray, reasons: np.ndarray, protocol_t
         elif reason == "missing_counterparty":
             out.append("missing required field 'counterparty' (the address on the other side of the transfer)")
         elif reason == "invalid_counterparty":
-            out.append(f"counterparty must be an address string, got {cols.counterparty[k]!r}")
+            field = "counterparty" if protocol_type[row] == "transfers" else "liquidator"  # (lending's other side)
+            out.append(f"{field} must be an address string, got {cols.counterparty[k]!r}")
         elif reason == "invalid_token_amount":
             out.append(f"token amount must be a finite number >= 0, got {cols.token_amount[k]!r}")
         elif reason == "invalid_failed":
