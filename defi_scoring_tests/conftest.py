@@ -134,6 +134,25 @@ def transfers_message(transactions: list, wallet: str = WALLET) -> dict:
     return {"wallet_address": wallet, "data": [{"protocolType": "transfers", "transactions": transactions}]}
 
 
+def lending_rows() -> list[dict]:
+    """A deposit of 4,000 USD of WETH and a borrow of 1,000 USD of USDC on aave_v2."""
+    deposit = {
+        "document_id": "d",
+        "action": "deposit",
+        "timestamp": 1703980800,
+        "protocol": "aave_v2",
+        "asset": {"amount": 2, "amountUSD": 4000, "symbol": "WETH"},
+    }
+    borrow = {
+        **deposit,
+        "document_id": "b",
+        "action": "borrow",
+        "timestamp": 1703990800,
+        "asset": {"amount": 1000, "amountUSD": 1000, "symbol": "USDC"},
+    }
+    return [deposit, borrow]
+
+
 def lending_message(transactions: list, wallet: str = WALLET) -> dict:
     return {"wallet_address": wallet, "data": [{"protocolType": "lending", "transactions": transactions}]}
 

@@ -10,6 +10,7 @@ from defi_scoring_tests.conftest import (
     WALLET,
     example_message,
     lending_message,
+    lending_rows,
     start_api,
     stop_api,
     transfer,
@@ -129,28 +130,10 @@ def test_post_score_of_a_transfers_message(api):
     assert "transfer_behaviour" in body["breakdown"]
 
 
-LENDING_ROWS = [
-    {
-        "document_id": "d",
-        "action": "deposit",
-        "timestamp": 1703980800,
-        "protocol": "aave_v2",
-        "asset": {"amount": 2, "amountUSD": 4000, "symbol": "WETH"},
-    },
-    {
-        "document_id": "b",
-        "action": "borrow",
-        "timestamp": 1703990800,
-        "protocol": "aave_v2",
-        "asset": {"amount": 1000, "amountUSD": 1000, "symbol": "USDC"},
-    },
-]
-
-
 def test_lending_and_bad_section_1b_messages_through_score_and_batch(api):
     client, _ = api
     lending_wallet, bad_wallet = "0x" + "7" * 40, "0x" + "8" * 40
-    good_lending = lending_message(LENDING_ROWS, wallet=lending_wallet)
+    good_lending = lending_message(lending_rows(), wallet=lending_wallet)
     response = client.post("/api/v1/score", content=orjson.dumps(good_lending))
     assert response.status_code == 200, response.text
     lending = response.json()["activity"]["lending"]

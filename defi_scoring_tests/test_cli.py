@@ -178,15 +178,9 @@ def test_bring_your_own_labels_land_train_evaluate(tmp_path, real_sample):
 
 
 def test_score_takes_good_and_bad_lending_and_transfer_messages(tmp_path):
-    from defi_scoring_tests.conftest import lending_message, transfer, transfers_message
+    from defi_scoring_tests.conftest import lending_message, lending_rows, transfer, transfers_message
 
-    deposit = {
-        "document_id": "d",
-        "action": "deposit",
-        "timestamp": 1703980800,
-        "protocol": "aave_v2",
-        "asset": {"amount": 2, "amountUSD": 4000, "symbol": "WETH"},
-    }
+    deposit = lending_rows()[0]
     messages = [
         lending_message([deposit, {**deposit, "document_id": "l", "action": "liquidation", "liquidator": 42}]),
         lending_message([{"document_id": "x", "action": "stake", "timestamp": 1703980800}], wallet="0x" + "2" * 40),

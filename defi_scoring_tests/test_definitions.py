@@ -188,16 +188,9 @@ def test_default_instance_serialises_runs_of_one_kafka_partition(tmp_home):
 
 
 def test_batch_assets_score_real_transfers_messages(tmp_home, real_sample):
-    defs = build_definitions(Settings(home=tmp_home))
     lines = (real_sample / "messages.jsonl").read_bytes().splitlines()[:60]
-    _land(tmp_home, "real", lines)
-    with dg.instance_for_test() as instance:
-        instance.add_dynamic_partitions(transaction_batch_partitions.name, ["real"])
-        ingest = defs.resolve_job_def("ingest_batch").execute_in_process(instance=instance, partition_key="real")
-        meta = ingest.asset_materializations_for_node("transaction_batches")[0].metadata
-        assert meta["messages"].value == 60 and meta["rejected_messages"].value == 0
-        assert defs.resolve_job_def("score_wallets").execute_in_process(instance=instance).success
-    scored = pd.read_parquet(tmp_home / "tables" / "scored_wallets.parquet")
+    meta, scored = _ingest_and_score(tmp_home, "real", lines)
+    assert meta["messages"].value == 60 and meta["rejected_messages"].value == 0
     wallets = {orjson.loads(line)["wallet_address"].lower() for line in lines}
     assert set(scored.index) == wallets
     assert (scored["zscore"] == 150.0).all() and scored["hybrid_score"].between(0, 100).all()
@@ -205,42 +198,32 @@ def test_batch_assets_score_real_transfers_messages(tmp_home, real_sample):
 
 
 def test_batch_assets_take_good_and_bad_transfers_and_lending_messages(tmp_home):
-    from defi_scoring_tests.conftest import lending_message, transfer, transfers_message
+    from defi_scoring_tests.conftest import lending_message, lending_rows, transfer, transfers_message
 
     lender, sender, bad_lender, bad_sender = ("0x" + c * 40 for c in "abcd")
-    lending_rows = [
-        {
-            "document_id": "d",
-            "action": "deposit",
-            "timestamp": 1703980800,
-            "protocol": "aave_v2",
-            "asset": {"amount": 2, "amountUSD": 4000, "symbol": "WETH"},
-        },
-        {
-            "document_id": "b",
-            "action": "borrow",
-            "timestamp": 1703990800,
-            "protocol": "aave_v2",
-            "asset": {"amount": 1000, "amountUSD": 1000, "symbol": "USDC"},
-        },
-    ]
     messages = [
-        lending_message(lending_rows, wallet=lender),
+        lending_message(lending_rows(), wallet=lender),
         # one good transfer and one without a counterparty (dropped with a warning, the rest scored)
         transfers_message([transfer("t1", ts=1703980800), transfer("t2", counterparty=None)], wallet=sender),
         lending_message([{"document_id": "x", "action": "stake", "timestamp": 1703980800}], wallet=bad_lender),
         transfers_message([transfer("m", action="mint")], wallet=bad_sender),
     ]
-    defs = build_definitions(Settings(home=tmp_home))
-    _land(tmp_home, "section-1b", [orjson.dumps(m) for m in messages])
-    with dg.instance_for_test() as instance:
-        instance.add_dynamic_partitions(transaction_batch_partitions.name, ["section-1b"])
-        ingest = defs.resolve_job_def("ingest_batch").execute_in_process(instance=instance, partition_key="section-1b")
-        meta = ingest.asset_materializations_for_node("transaction_batches")[0].metadata
-        assert meta["messages"].value == 4 and meta["rejected_messages"].value == 2
-        assert defs.resolve_job_def("score_wallets").execute_in_process(instance=instance).success
-    scored = pd.read_parquet(tmp_home / "tables" / "scored_wallets.parquet")
+    meta, scored = _ingest_and_score(tmp_home, "section-1b", [orjson.dumps(m) for m in messages])
+    assert meta["messages"].value == 4 and meta["rejected_messages"].value == 2
     assert set(scored.index) == {lender, sender}  # the two messages without a valid row are rejected
     assert scored.loc[lender, "lending_count"] == 2 and abs(scored.loc[lender, "borrowed_usd"] - 1000) < 1e-6
     assert scored.loc[sender, "transfer_count"] == 1
     assert (scored["zscore"] == 150.0).all() and scored["hybrid_score"].between(0, 100).all()
+
+
+def _ingest_and_score(home, key: str, lines: list[bytes]) -> tuple[dict, pd.DataFrame]:
+    """Land `lines` as batch `key`, run `ingest_batch` and `score_wallets` in process: (the batch's
+    materialisation metadata, the scored_wallets table)."""
+    defs = build_definitions(Settings(home=home))
+    _land(home, key, lines)
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(transaction_batch_partitions.name, [key])
+        ingest = defs.resolve_job_def("ingest_batch").execute_in_process(instance=instance, partition_key=key)
+        meta = ingest.asset_materializations_for_node("transaction_batches")[0].metadata
+        assert defs.resolve_job_def("score_wallets").execute_in_process(instance=instance).success
+    return meta, pd.read_parquet(home / "tables" / "scored_wallets.parquet")
