@@ -16,7 +16,7 @@ from defi_scoring.core.model_features import MODEL_FEATURES, model_features
 from defi_scoring.core.normalise import normalise_messages
 from defi_scoring.core.training import load_labels
 from defi_scoring.core.wallet_scoring import score_wallet_table
-from defi_scoring_tests.conftest import example_message, lending_message, transfer, transfers_message
+from defi_scoring_tests.conftest import example_message, lending_message, lending_rows, transfer, transfers_message
 
 AS_OF = 1_735_689_600
 EMPTY_SECTIONS_ZSCORE = "150.000000000000000000"  # §4 with no DEX rows: LP = 250 retention points, swap = 0
@@ -125,12 +125,7 @@ def test_bad_transfers_are_dropped_with_a_warning_and_the_rest_scored(tx, warnin
 
 
 def test_a_liquidator_that_is_not_an_address_drops_the_liquidation_with_its_own_words():
-    deposit = {
-        "document_id": "d",
-        "action": "deposit",
-        "timestamp": 1703980800,
-        "asset": {"amount": 2, "amountUSD": 4000, "symbol": "WETH"},
-    }
+    deposit = lending_rows()[0]
     liquidation = {**deposit, "document_id": "l", "action": "liquidation", "liquidator": 42}
     (out,) = run(lending_message([deposit, liquidation]))
     assert out["activity"]["lending"]["transaction_count"] == 1

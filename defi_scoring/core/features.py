@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from defi_scoring.core.frame_columns import column, frame_of, shared_index
+from defi_scoring.core.frame_columns import SHORT_COLUMN, column, frame_of, shared_index
 
 SECONDS_PER_DAY = 86_400.0
 SECONDS_PER_HOUR = 3_600.0
@@ -57,7 +57,7 @@ def codes_in_common(first: pd.Series, second: pd.Series) -> tuple[np.ndarray, np
         return codes[: len(first)], codes[len(first) :], names
     first_values, second_values = first.array, second.array
     first_names, second_names = first_values.categories, second_values.categories
-    if len(first_names) + len(second_names) <= SHORT_CATEGORIES:
+    if len(first_names) + len(second_names) <= SHORT_COLUMN:  # few labels: Python sets beat Index.union
         return _short_codes_in_common(first_values, second_values)
     names = first_names.union(second_names)
 
@@ -66,9 +66,6 @@ def codes_in_common(first: pd.Series, second: pd.Series) -> tuple[np.ndarray, np
         return lookup[values.codes]
 
     return recoded(first_values), recoded(second_values), names
-
-
-SHORT_CATEGORIES = 256  # up to this many categories in all, Python sets beat pandas' Index union
 
 
 def _short_codes_in_common(first: pd.Categorical, second: pd.Categorical) -> tuple[np.ndarray, np.ndarray, pd.Index]:
