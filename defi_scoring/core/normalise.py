@@ -30,10 +30,11 @@ from typing import Any
 import numpy as np
 import orjson
 import pandas as pd
+import pyarrow as pa
 from pandas.api.types import union_categoricals
 
 from defi_scoring.contracts.messages import MAX_MESSAGE_BYTES
-from defi_scoring.core import arrow_decode
+from defi_scoring.core import arrow_decode, table_decode
 from defi_scoring.core.column_checks import SHORT_COLUMN, validate_columns
 from defi_scoring.core.frame_columns import column
 from defi_scoring.core.python_decode import FlattenedMessages, Rejection, flatten_messages, wallet_hint
@@ -53,6 +54,7 @@ __all__ = [
     "Rejection",
     "normalise_in_chunks",
     "normalise_messages",
+    "normalise_tables",
     "wallet_hint",
 ]
 
@@ -229,6 +231,25 @@ def _combine(parts: list[_DecodedPart]) -> NormalisedBatch:
         warnings = {i + o: w for p, o in zip(parts, offsets) for i, w in p.warnings.items()}
     addresses = [a for p in parts for a in p.addresses]
     wallet_keys = [k for p in parts for k in p.wallet_keys]
+    ignored = sum(p.ignored_sections for p in parts)
+    return _finish(
+        valid, positions, dropped, messages_with_valid, rejections, warnings, addresses, wallet_keys, ignored
+    )
+
+
+def _finish(
+    valid: pd.DataFrame,
+    positions: np.ndarray,
+    dropped: pd.DataFrame,
+    messages_with_valid: set[int],
+    rejections: list[Rejection],
+    warnings: dict[int, list[str]],
+    addresses: list[str],
+    wallet_keys: list[str | None],
+    ignored_sections: int,
+) -> NormalisedBatch:
+    """Rows of every part in batch order → duplicates dropped, messages without a valid transaction
+    rejected, counts."""
     transactions, dropped = _deduplicate(valid, positions, dropped, cleanup=len(dropped) > 0)
     _explain_drops(dropped, warnings)
     already_rejected = {r.message_index for r in rejections}
@@ -244,9 +265,71 @@ def _combine(parts: list[_DecodedPart]) -> NormalisedBatch:
         "transactions": len(transactions),
         "dropped_transactions": int((dropped["reason"] != "duplicate").sum()) if len(dropped) else 0,
         "duplicate_transactions": int((dropped["reason"] == "duplicate").sum()) if len(dropped) else 0,
-        "ignored_sections": sum(p.ignored_sections for p in parts),
+        "ignored_sections": ignored_sections,
     }
     return NormalisedBatch(transactions, rejections, addresses, warnings, counts)
+
+
+def normalise_tables(tables: Iterable[pa.Table]) -> NormalisedBatch:
+    """Columnar input (core/transaction_table.py: one row per transaction, one or several tables such
+    as a Parquet file's row groups) → the batch its §1 messages would give: one message per wallet in
+    order of first appearance, whichever table its rows are in. Never raises on bad rows; a table that
+    is not a transactions table at all raises `TableSchemaError`."""
+    wallet_index: dict[str | None, int] = {}
+    addresses: list[str] = []
+    wallet_keys: list[str | None] = []
+    pieces: list[tuple[pd.DataFrame, np.ndarray]] = []
+    dropped_parts: list[pd.DataFrame] = []
+    messages_with_valid: set[int] = set()
+    rejections: dict[int, Rejection] = {}
+    warnings: dict[int, list[str]] = {}
+    ignored = 0
+    for table in tables:
+        decoded = table_decode.decode_table(table, wallet_index)
+        addresses.extend([""] * len(decoded.keys))
+        wallet_keys.extend([None] * len(decoded.keys))
+        fast = decoded.rows
+        for i, address in zip(fast.accepted.tolist(), fast.addresses):
+            addresses[i] = addresses[i] or address
+            wallet_keys[i] = address.lower()
+        messages_with_valid.update(fast.accepted.tolist())
+        if len(fast.frame):
+            pieces.append((fast.frame, fast.positions))
+        if decoded.messages:
+            seen = {i: addresses[i] for i in decoded.messages}
+            slow = _python_rows(decoded.messages, sorted(decoded.messages), addresses, wallet_keys)
+            for i, address in seen.items():
+                addresses[i] = address or addresses[i]
+            if len(slow.frame):
+                pieces.append((slow.frame, slow.positions))
+            if len(slow.dropped):
+                dropped_parts.append(slow.dropped)
+            messages_with_valid |= slow.messages_with_valid
+            for rejection in slow.read.rejections:
+                rejections.setdefault(rejection.message_index, rejection)
+            for i, lines in slow.read.warnings.items():
+                warnings.setdefault(i, []).extend(lines)
+            ignored += slow.read.ignored_sections
+    if pieces:
+        valid, positions = _concat_in_message_order(pieces) if len(pieces) > 1 else pieces[0]
+    else:
+        empty = _python_rows([], [], [], [])
+        valid, positions = empty.frame, empty.positions
+        dropped_parts = dropped_parts or [empty.dropped]
+    if not dropped_parts:
+        dropped_parts = [_python_rows([], [], [], []).dropped]
+    dropped = pd.concat(dropped_parts, ignore_index=True) if len(dropped_parts) > 1 else dropped_parts[0]
+    return _finish(
+        valid,
+        positions,
+        dropped,
+        messages_with_valid,
+        list(rejections.values()),
+        warnings,
+        addresses,
+        wallet_keys,
+        ignored,
+    )
 
 
 def _shifted(frame: pd.DataFrame, offset: int) -> pd.DataFrame:
