@@ -15,9 +15,10 @@ from typing import Any
 
 import orjson
 import pandas as pd
+import pyarrow as pa
 
 from defi_scoring.core.features import reference_features
-from defi_scoring.core.normalise import NormalisedBatch, Rejection, normalise_messages
+from defi_scoring.core.normalise import NormalisedBatch, Rejection, normalise_messages, normalise_tables
 from defi_scoring.core.reference_score import reference_scores
 from defi_scoring.core.scoring_config import ScoringConfig
 from defi_scoring.core.success_messages import EncodedMessages, encode_success_messages
@@ -55,8 +56,34 @@ def score_raw_messages(
 ) -> ScoredBatch:
     """Normalise and score a batch of raw messages (bytes, str or dicts); see module docstring."""
     started = time.perf_counter()
-    as_of = int(time.time()) if as_of is None else int(as_of)
     batch = normalise_messages(raw_messages)
+    return score_batch(batch, as_of, config, model, previous_scores, started)
+
+
+def score_tables(
+    tables: Iterable[pa.Table],
+    as_of: int | None = None,
+    config: ScoringConfig | None = None,
+    model: ModelFn | None = None,
+    previous_scores: pd.Series | None = None,
+) -> ScoredBatch:
+    """Columnar input (core/transaction_table.py; one table or a Parquet file's row groups) scored as
+    its §1 messages would be: one output message per wallet, in order of first appearance."""
+    started = time.perf_counter()
+    return score_batch(normalise_tables(tables), as_of, config, model, previous_scores, started)
+
+
+def score_batch(
+    batch: NormalisedBatch,
+    as_of: int | None = None,
+    config: ScoringConfig | None = None,
+    model: ModelFn | None = None,
+    previous_scores: pd.Series | None = None,
+    started: float | None = None,
+) -> ScoredBatch:
+    """A normalised batch scored (whatever it was decoded from)."""
+    started = time.perf_counter() if started is None else started
+    as_of = int(time.time()) if as_of is None else int(as_of)
     wallets = score_wallet_table(batch.transactions, as_of, config, model, previous_scores)
     return ScoredBatch(batch, wallets, as_of, time.perf_counter() - started)
 
