@@ -2,11 +2,15 @@
 
 Prints one JSON line. Generation is not timed.
 Usage: python bench/bench_batch.py [--wallets N] [--mix all|dexes|transfers|lending]
-                                  [--file F.jsonl [--chunk-mb 64]] [--decoder auto|arrow|python]
+                                  [--file F.jsonl|F.parquet [--chunk-mb 64]] [--decoder auto|arrow|python]
+                                  [--parquet]
 
 --file reads the lines from a JSONL file on disk instead of generating them in memory, and decodes
 them --chunk-mb at a time (core.normalise.normalise_in_chunks: the read is timed, the file's text is
-never all held in memory; duplicates across chunks are found as in one call). --decoder python times the
+never all held in memory; duplicates across chunks are found as in one call). A `.parquet` --file, or
+--parquet (the generated wallets written to a Parquet transactions table first, not timed), times the
+columnar input instead: the file read row group by row group (core.normalise.normalise_tables) →
+scores; "raw" is then the Parquet file (`tx_per_s_parquet_to_scores`). --decoder python times the
 Python decoder alone (the "before" of core/arrow_decode.py); the default is what users run.
 
 Peak memory is the resident peak of the timed part (generation's is reset before it starts); in
@@ -27,8 +31,9 @@ from _common import bench_parser, lines_for  # bench/ helper (scripts run from t
 
 from defi_scoring.core.batch_scoring import score_wallets
 from defi_scoring.core.lending_features import lending_features
-from defi_scoring.core.normalise import normalise_in_chunks, normalise_messages
-from defi_scoring.core.synthetic import DEFAULT_END_TIME
+from defi_scoring.core.normalise import normalise_in_chunks, normalise_messages, normalise_tables
+from defi_scoring.core.synthetic import DEFAULT_END_TIME, generate_wallets, iter_messages
+from defi_scoring.core.transaction_table import is_table_file, table_from_messages
 from defi_scoring.core.transfer_features import transfer_features
 from defi_scoring.file_scoring import read_chunks
 
@@ -38,8 +43,15 @@ def main() -> None:
     parser.add_argument("--file", type=Path, default=None, help="JSONL file to read instead of generating")
     parser.add_argument("--decoder", choices=["auto", "arrow", "python"], default="auto")
     parser.add_argument("--chunk-mb", type=float, default=64.0, help="--file is decoded this many MB at a time")
+    parser.add_argument("--parquet", action="store_true", help="time a Parquet transactions table of the wallets")
     args = parser.parse_args()
-    if args.file:
+    if args.parquet and not args.file:
+        args.file = _parquet_of_generated(args)
+    table_input = bool(args.file) and is_table_file(args.file)
+    if table_input:
+        chunks, messages = _row_groups(args.file), None
+        megabytes = args.file.stat().st_size / 1e6
+    elif args.file:
         chunks, messages = read_chunks(args.file, int(args.chunk_mb * 1e6)), None
         megabytes = args.file.stat().st_size / 1e6
     else:
@@ -48,7 +60,9 @@ def main() -> None:
 
     _reset_peak_rss()  # the peak of the timed part (the generator's own peak is not the batch path's)
     t0 = time.perf_counter()
-    if args.file:  # chunk by chunk: the file's text is never all in memory
+    if table_input:  # row group by row group
+        batch = normalise_tables(chunks)
+    elif args.file:  # chunk by chunk: the file's text is never all in memory
         batch = normalise_in_chunks(chunks, decoder=args.decoder)
     else:
         batch = normalise_messages(lines, decoder=args.decoder)
@@ -67,10 +81,10 @@ def main() -> None:
                 "messages": messages if messages is not None else batch.message_count,
                 "megabytes_raw": round(megabytes, 1),
                 "source": str(args.file) if args.file else "memory",
-                "decoder": args.decoder,
+                "decoder": "table" if table_input else args.decoder,
                 "seconds_raw_to_normalised": round(t1 - t0, 3),
                 "seconds_normalised_to_scores": round(t2 - t1, 3),
-                "tx_per_s_raw_to_scores": round(n_tx / (t2 - t0)),
+                ("tx_per_s_parquet_to_scores" if table_input else "tx_per_s_raw_to_scores"): round(n_tx / (t2 - t0)),
                 "tx_per_s_normalised_to_scores": round(n_tx / (t2 - t1)),
                 "peak_rss_mb": round(_peak_rss_bytes() / 1e6),
                 "peak_rss_bytes_per_tx": round(_peak_rss_bytes() / n_tx),
@@ -78,6 +92,29 @@ def main() -> None:
             }
         )
     )
+
+
+def _parquet_of_generated(args) -> Path:
+    """The generated wallets as a Parquet transactions table in /tmp (not timed; kept for the next run)."""
+    import pyarrow.parquet as pq
+
+    path = Path(f"/tmp/bench_batch_{args.wallets}_{args.seed}_{args.mix}.parquet")
+    if not path.exists():
+        types = None if args.mix == "all" else {args.mix}
+        table = table_from_messages(iter_messages(generate_wallets(args.wallets, seed=args.seed, protocol_types=types)))
+        pq.write_table(table, path.with_suffix(".part"), row_group_size=1_000_000, compression="zstd")
+        path.with_suffix(".part").rename(path)
+    return path
+
+
+def _row_groups(path: Path):
+    """The file's record batches as tables, one row group's worth at a time."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    strings = [f.name for f in pq.read_schema(path) if pa.types.is_string(f.type) and f.name != "document_id"]
+    for batch in pq.ParquetFile(path, read_dictionary=strings).iter_batches(batch_size=1_000_000):
+        yield pa.Table.from_batches([batch])
 
 
 def _reset_peak_rss() -> None:

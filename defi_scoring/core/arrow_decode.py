@@ -38,7 +38,7 @@ _TOKEN = pa.struct(
     [("amount", pa.float64()), ("amountUSD", pa.float64()), ("address", pa.string()), ("symbol", pa.string())]
 )
 _PRICED = pa.struct([("amountUSD", pa.float64()), ("symbol", pa.string())])
-_TOKEN_TYPES = {
+_TOKENTYPES = {
     "tokenIn": _PRICED,
     "tokenOut": _PRICED,
     "token0": _PRICED,
@@ -48,7 +48,7 @@ _TOKEN_TYPES = {
     "collateral": _TOKEN,
     "debt": _PRICED,
 }
-_TOKEN_FIELDS = tuple(_TOKEN_TYPES)
+_TOKEN_FIELDS = tuple(_TOKENTYPES)
 _TRANSACTION = pa.struct(
     [
         ("document_id", pa.string()),
@@ -56,7 +56,7 @@ _TRANSACTION = pa.struct(
         ("timestamp", pa.float64()),
         ("protocol", pa.string()),
         ("poolId", pa.string()),
-        *_TOKEN_TYPES.items(),
+        *_TOKENTYPES.items(),
         ("counterparty", pa.string()),
         ("liquidator", pa.string()),
         ("method", pa.string()),
@@ -74,9 +74,9 @@ _SCHEMA = pa.schema(
         ),
     ]
 )
-_TYPES = tuple(ACTIONS_BY_TYPE)
-_ACTIONS = tuple(sorted({a for actions in ACTIONS_BY_TYPE.values() for a in actions}))
-_ALLOWED = np.array([[a in ACTIONS_BY_TYPE[t] for a in _ACTIONS] for t in _TYPES])  # [type, action]
+TYPES = tuple(ACTIONS_BY_TYPE)
+ACTIONS = tuple(sorted({a for actions in ACTIONS_BY_TYPE.values() for a in actions}))
+_ALLOWED = np.array([[a in ACTIONS_BY_TYPE[t] for a in ACTIONS] for t in TYPES])  # [type, action]
 _PARSE = pj.ParseOptions(explicit_schema=_SCHEMA, unexpected_field_behavior="ignore")
 # What Arrow reads but orjson refuses (NaN/Infinity literals): such lines go to the Python path. The
 # check is conservative (the same letters inside a string also send it there). Arrow itself refuses
@@ -231,13 +231,58 @@ def _categorical(array: pa.Array) -> pd.Categorical:
     return pd.Categorical.from_codes(codes, categories=categories)
 
 
-def _codes_categorical(codes: np.ndarray, names: tuple[str, ...]) -> pd.Categorical:
+def codes_categorical(codes: np.ndarray, names: tuple[str, ...]) -> pd.Categorical:
     """Codes into `names` → Categorical of the names present, sorted (as pd.Categorical gives)."""
     present = np.flatnonzero(np.bincount(codes, minlength=len(names)))
     categories = sorted(names[k] for k in present)
     remap = np.full(len(names), -1, dtype=np.int64)
     remap[[names.index(c) for c in categories]] = np.arange(len(categories))
     return pd.Categorical.from_codes(remap[codes], categories=pd.Index(categories, dtype=object))
+
+
+def rows_pass(
+    transaction_present: np.ndarray,
+    document_id_present: np.ndarray,
+    type_code: np.ndarray,
+    action_code: np.ndarray,
+    timestamp: np.ndarray,
+    timestamp_missing: np.ndarray,
+    amounts: tuple[np.ndarray, ...],
+    transfer_without_counterparty: np.ndarray,
+    ascii_text: np.ndarray,
+) -> np.ndarray:
+    """Per row: the Python path would keep it unchanged. The one statement of what this path takes,
+    for JSON lines and columnar tables alike (codes: indices into `TYPES` / `ACTIONS`, −1 unknown)."""
+    with np.errstate(invalid="ignore"):
+        valid_action = (type_code >= 0) & (action_code >= 0) & _ALLOWED[type_code, action_code]
+        ok = (
+            transaction_present
+            & document_id_present
+            & valid_action
+            & ~timestamp_missing
+            & (timestamp >= MIN_TIMESTAMP)
+            & (timestamp <= MAX_TIMESTAMP)
+            & ~transfer_without_counterparty
+            & ascii_text  # Python's str.lower and Arrow's agree on ASCII; the rest goes to the Python path
+        )
+        for x in amounts:  # absent, or finite and not negative
+            ok &= np.isnan(x) | ((x >= 0) & np.isfinite(x))
+    return ok
+
+
+def accepted_messages(message_ok: np.ndarray, row_message: np.ndarray, row_ok: np.ndarray) -> np.ndarray:
+    """Messages taken here: readable, with rows, every row passing (`rows_pass`)."""
+    n_messages = len(message_ok)
+    bad = np.bincount(row_message[~row_ok], minlength=n_messages) > 0
+    has_rows = np.bincount(row_message, minlength=n_messages) > 0
+    return np.flatnonzero(message_ok & ~bad & has_rows)
+
+
+def dex_amount_usd(type_code: np.ndarray, action_code: np.ndarray, a_usd: np.ndarray, b_usd: np.ndarray) -> np.ndarray:
+    """CONTRACTS.md §4: a swap max(in, out), an LP action token0 + token1; other types their asset."""
+    dex = type_code == TYPES.index("dexes")
+    swap = dex & (action_code == ACTIONS.index("swap"))
+    return np.where(swap, np.maximum(a_usd, b_usd), np.where(dex, a_usd + b_usd, a_usd))
 
 
 def _flatten(table: pa.Table, message_index: np.ndarray):
@@ -268,16 +313,16 @@ def _flatten(table: pa.Table, message_index: np.ndarray):
     positions = np.arange(len(txs), dtype=np.int64) - section_start[tx_section]
     row_message = section_message[tx_section]
     # Protocol types and actions as small integer codes (no Python string per row).
-    section_type = pc.fill_null(pc.index_in(protocol_type, pa.array(_TYPES)), -1).to_numpy(zero_copy_only=False)
+    section_type = pc.fill_null(pc.index_in(protocol_type, pa.array(TYPES)), -1).to_numpy(zero_copy_only=False)
     type_code = section_type[tx_section]
-    is_dex, is_transfer, is_lending = (type_code == k for k in range(len(_TYPES)))
+    is_dex, is_transfer, is_lending = (type_code == k for k in range(len(TYPES)))
     is_other = ~is_dex
 
     field = lambda name: pc.struct_field(txs, name)
     action = _strings_or_null(field("action"))
-    action_code = pc.fill_null(pc.index_in(action, pa.array(_ACTIONS)), -1).to_numpy(zero_copy_only=False)
-    is_swap = action_code == _ACTIONS.index("swap")
-    liquidation = is_lending & (action_code == _ACTIONS.index("liquidation"))
+    action_code = pc.fill_null(pc.index_in(action, pa.array(ACTIONS)), -1).to_numpy(zero_copy_only=False)
+    is_swap = action_code == ACTIONS.index("swap")
+    liquidation = is_lending & (action_code == ACTIONS.index("liquidation"))
 
     def token_choice(which: str):
         """The a/b token of each row: swap tokenIn/tokenOut, LP token0/token1, transfer token,
@@ -302,7 +347,7 @@ def _flatten(table: pa.Table, message_index: np.ndarray):
             kind = _TOKEN.field(sub).type
             out = pa.nulls(len(txs), kind)
             for k, name in used:
-                if _TOKEN_TYPES[name].get_field_index(sub) < 0:
+                if _TOKENTYPES[name].get_field_index(sub) < 0:
                     continue
                 value = pc.struct_field(field(name), sub)
                 rows = chosen == k
@@ -331,29 +376,19 @@ def _flatten(table: pa.Table, message_index: np.ndarray):
     token_address = pc.if_else(pa.array(is_other), _strings_or_null(a("address")), pa.scalar(None, pa.string()))
     method = pc.if_else(pa.array(is_transfer), _strings_or_null(field("method")), pa.scalar(None, pa.string()))
 
-    with np.errstate(invalid="ignore"):
-        valid_action = (type_code >= 0) & (action_code >= 0) & _ALLOWED[type_code, action_code]
-        finite_ge0 = lambda x: np.isnan(x) | ((x >= 0) & np.isfinite(x))
-        row_ok = (
-            txs.is_valid().to_numpy(zero_copy_only=False)
-            & document_id.is_valid().to_numpy(zero_copy_only=False)
-            & valid_action
-            & ~timestamp_missing
-            & (timestamp >= MIN_TIMESTAMP)
-            & (timestamp <= MAX_TIMESTAMP)
-            & finite_ge0(a_usd)
-            & finite_ge0(b_usd)
-            & finite_ge0(token_amount)
-            & finite_ge0(gas_used)
-            & finite_ge0(gas_price)
-            & ~(is_transfer & counterparty_raw.is_null().to_numpy(zero_copy_only=False))
-        )
-        # Python's str.lower and Arrow's agree on ASCII; anything else is left to the Python path.
-        for text in (counterparty_raw, token_address):
-            row_ok &= pc.fill_null(pc.string_is_ascii(text), True).to_numpy(zero_copy_only=False)
-    bad_messages |= np.bincount(row_message[~row_ok], minlength=n_messages) > 0
-    has_rows = np.bincount(row_message, minlength=n_messages) > 0
-    accepted_rows = np.flatnonzero(ok & ~bad_messages & has_rows)
+    row_ok = rows_pass(
+        txs.is_valid().to_numpy(zero_copy_only=False),
+        document_id.is_valid().to_numpy(zero_copy_only=False),
+        type_code,
+        action_code,
+        timestamp,
+        timestamp_missing,
+        (a_usd, b_usd, token_amount, gas_used, gas_price),
+        is_transfer & counterparty_raw.is_null().to_numpy(zero_copy_only=False),
+        pc.fill_null(pc.string_is_ascii(counterparty_raw), True).to_numpy(zero_copy_only=False)
+        & pc.fill_null(pc.string_is_ascii(token_address), True).to_numpy(zero_copy_only=False),
+    )
+    accepted_rows = accepted_messages(ok & ~bad_messages, row_message, row_ok)
     keep_message = np.zeros(n_messages, dtype=bool)
     keep_message[accepted_rows] = True
     keep = keep_message[row_message]
@@ -372,17 +407,15 @@ def _flatten(table: pa.Table, message_index: np.ndarray):
     code_of_message = np.full(n_messages, -1, dtype=message_wallets.codes.dtype)
     code_of_message[accepted_rows] = message_wallets.codes
     kept_type = type_code[keep]
-    kept_swap = is_swap[keep]
     a_usd0 = np.nan_to_num(a_usd[keep], nan=0.0)
     b_usd0 = np.nan_to_num(b_usd[keep], nan=0.0)
-    kept_dex = is_dex[keep]
     frame = pd.DataFrame(
         {
             "wallet": pd.Categorical.from_codes(
                 code_of_message[row_message[keep]], dtype=message_wallets.dtype, validate=False
             ),
             "message_index": message_index[row_message[keep]].astype(np.int32),
-            "protocol_type": _codes_categorical(kept_type, _TYPES),
+            "protocol_type": codes_categorical(kept_type, TYPES),
             "document_id": kept(document_id).to_numpy(zero_copy_only=False).astype(object),
             "action": cat(action),
             "timestamp": timestamp[keep].astype(np.int64),
@@ -390,7 +423,7 @@ def _flatten(table: pa.Table, message_index: np.ndarray):
             "pool_id": cat(
                 pc.if_else(pa.array(is_dex), _strings_or_null(field("poolId")), pa.scalar(None, pa.string()))
             ),
-            "amount_usd": np.where(kept_swap, np.maximum(a_usd0, b_usd0), np.where(kept_dex, a_usd0 + b_usd0, a_usd0)),
+            "amount_usd": dex_amount_usd(kept_type, action_code[keep], a_usd0, b_usd0),
             "token_a_symbol": cat(_strings_or_null(a("symbol"))),
             "token_a_usd": a_usd0,
             "token_b_symbol": cat(_strings_or_null(b("symbol"))),

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import orjson
 import pandas as pd
+import polars as pl
 import pyarrow as pa
 from pandas.api.types import union_categoricals
 
@@ -247,10 +248,11 @@ def _finish(
     addresses: list[str],
     wallet_keys: list[str | None],
     ignored_sections: int,
+    document_hash: np.ndarray | None = None,
 ) -> NormalisedBatch:
     """Rows of every part in batch order → duplicates dropped, messages without a valid transaction
     rejected, counts."""
-    transactions, dropped = _deduplicate(valid, positions, dropped, cleanup=len(dropped) > 0)
+    transactions, dropped = _deduplicate(valid, positions, dropped, len(dropped) > 0, document_hash)
     _explain_drops(dropped, warnings)
     already_rejected = {r.message_index for r in rejections}
     for index, key in enumerate(wallet_keys):
@@ -278,7 +280,7 @@ def normalise_tables(tables: Iterable[pa.Table]) -> NormalisedBatch:
     wallet_index: dict[str | None, int] = {}
     addresses: list[str] = []
     wallet_keys: list[str | None] = []
-    pieces: list[tuple[pd.DataFrame, np.ndarray]] = []
+    pieces: list[tuple[dict, np.ndarray]] = []
     dropped_parts: list[pd.DataFrame] = []
     messages_with_valid: set[int] = set()
     rejections: dict[int, Rejection] = {}
@@ -293,15 +295,15 @@ def normalise_tables(tables: Iterable[pa.Table]) -> NormalisedBatch:
             addresses[i] = addresses[i] or address
             wallet_keys[i] = address.lower()
         messages_with_valid.update(fast.accepted.tolist())
-        if len(fast.frame):
-            pieces.append((fast.frame, fast.positions))
+        if len(fast):
+            pieces.append((fast.columns, fast.positions))
         if decoded.messages:
             seen = {i: addresses[i] for i in decoded.messages}
             slow = _python_rows(decoded.messages, sorted(decoded.messages), addresses, wallet_keys)
             for i, address in seen.items():
                 addresses[i] = address or addresses[i]
             if len(slow.frame):
-                pieces.append((slow.frame, slow.positions))
+                pieces.append((table_decode.columns_of(slow.frame), slow.positions))
             if len(slow.dropped):
                 dropped_parts.append(slow.dropped)
             messages_with_valid |= slow.messages_with_valid
@@ -311,8 +313,9 @@ def normalise_tables(tables: Iterable[pa.Table]) -> NormalisedBatch:
                 warnings.setdefault(i, []).extend(lines)
             ignored += slow.read.ignored_sections
     if pieces:
-        valid, positions = _concat_in_message_order(pieces) if len(pieces) > 1 else pieces[0]
+        valid, positions, document_hash = table_decode.assemble(pieces)
     else:
+        document_hash = None
         empty = _python_rows([], [], [], [])
         valid, positions = empty.frame, empty.positions
         dropped_parts = dropped_parts or [empty.dropped]
@@ -329,6 +332,7 @@ def normalise_tables(tables: Iterable[pa.Table]) -> NormalisedBatch:
         addresses,
         wallet_keys,
         ignored,
+        document_hash,
     )
 
 
@@ -386,11 +390,15 @@ def _concat_in_message_order(
 
 
 def _deduplicate(
-    valid: pd.DataFrame, positions: np.ndarray, dropped: pd.DataFrame, cleanup: bool
+    valid: pd.DataFrame,
+    positions: np.ndarray,
+    dropped: pd.DataFrame,
+    cleanup: bool,
+    document_hash: np.ndarray | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Keep the first of each (wallet, document_id) in batch order; the others become "duplicate"
     drops. `cleanup`: rows were dropped before, so categories may have lost their last row."""
-    duplicate = _repeated_keys(valid)
+    duplicate = _repeated_keys(valid, document_hash)
     if duplicate.any():
         dup = pd.DataFrame(
             {
@@ -419,12 +427,12 @@ def _numbered(frame: pd.DataFrame) -> bool:
     return isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1 and index.name is None
 
 
-def _repeated_keys(valid: pd.DataFrame) -> np.ndarray:
+def _repeated_keys(valid: pd.DataFrame, document_hash: np.ndarray | None = None) -> np.ndarray:
     """Per row: its (wallet, document_id) came earlier (`DataFrame.duplicated`, keep first). A short
     frame (one API call) goes through a set: pandas' hashing of two columns costs ~0.3 ms whatever
     the length."""
     if len(valid) > SHORT_COLUMN:
-        return valid.duplicated(["wallet", "document_id"], keep="first").to_numpy()
+        return _repeated_keys_hashed(valid, document_hash)
     wallet = column(valid, "wallet")
     wallets = wallet.codes if isinstance(wallet, pd.Categorical) else wallet
     seen: set = set()
@@ -433,6 +441,24 @@ def _repeated_keys(valid: pd.DataFrame) -> np.ndarray:
         if key in seen:
             repeated[row] = True
         seen.add(key)
+    return repeated
+
+
+def _repeated_keys_hashed(valid: pd.DataFrame, hashed: np.ndarray | None = None) -> np.ndarray:
+    """`DataFrame.duplicated(["wallet", "document_id"])` for many rows, ~6× faster: a 64-bit hash per
+    key (polars hashes the strings on both cores) finds the rows whose key may repeat, and only those
+    go through the exact comparison (a row with a unique hash cannot repeat a key)."""
+    wallet = column(valid, "wallet")
+    codes = wallet.codes if isinstance(wallet, pd.Categorical) else pd.factorize(wallet)[0]
+    if hashed is None:  # (a table's rows come with theirs, hashed from Arrow: table_decode)
+        hashed = pl.Series(column(valid, "document_id"), dtype=pl.String, strict=False).hash(seed=0).to_numpy()
+    key = hashed ^ (codes.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15))
+    maybe = pl.Series(key).is_duplicated().to_numpy()
+    repeated = np.zeros(len(valid), dtype=bool)
+    if maybe.any():
+        rows = np.flatnonzero(maybe)
+        subset = pd.DataFrame({"wallet": codes[rows], "document_id": column(valid, "document_id")[rows]})
+        repeated[rows] = subset.duplicated(keep="first").to_numpy()
     return repeated
 
 

@@ -18,10 +18,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
+import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from defi_scoring.core import arrow_decode
+from defi_scoring.core.transaction_columns import CATEGORICAL_COLUMNS, TRANSACTION_COLUMNS
 from defi_scoring.core.transaction_table import REQUIRED_COLUMNS, TABLE_SCHEMA
 
 
@@ -31,10 +34,27 @@ class TableSchemaError(ValueError):
 
 
 @dataclass
+class Rows:
+    """Rows the native checks took, by column: numbers as arrays, strings as `_Strings` (codes into
+    a dictionary), so that the tables of one file become Categoricals once, at the end (`assemble`)."""
+
+    columns: dict[str, Any]  # TRANSACTION_COLUMNS → np.ndarray | _Strings
+    positions: np.ndarray  # each row's position inside its section
+    accepted: np.ndarray  # message indices taken here (global)
+    addresses: list[str]  # wallet_address as received, per accepted message
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+
+NO_ROWS = Rows({}, np.zeros(0, np.int64), np.zeros(0, np.int64), [])
+
+
+@dataclass
 class TableRows:
     """One decoded table: the rows the native checks took, and §1 messages for the other wallets."""
 
-    rows: arrow_decode.ArrowRows  # message indices are the wallets' global indices
+    rows: Rows  # message indices are the wallets' global indices
     messages: dict[int, dict[str, Any]]  # message index → §1 message, for the Python path
     keys: list[str | None]  # per new wallet of this table (lower-cased address), in index order
 
@@ -53,6 +73,11 @@ def conform(table: pa.Table) -> pa.Table:
             columns.append(pa.nulls(table.num_rows, field.type))
             continue
         column = table.column(field.name)
+        if pa.types.is_dictionary(column.type) and field.type == pa.string() and field.name != "document_id":
+            if not pa.types.is_string(column.type.value_type):  # e.g. large_string from polars
+                column = column.cast(pa.dictionary(column.type.index_type, pa.string()))
+            columns.append(column)
+            continue
         if pa.types.is_dictionary(column.type):
             column = column.cast(column.type.value_type)
         target = pa.float64() if field.name == "timestamp" else field.type
@@ -73,39 +98,31 @@ def decode_table(table: pa.Table, wallet_index: dict[str | None, int]) -> TableR
     address to its message index and is extended with the table's new wallets, so that a wallet
     whose rows span several tables is one message."""
     table = conform(table)
-    n_rows = table.num_rows
-    address = table.column("wallet_address").chunk(0) if n_rows else pa.array([], pa.string())
-    key = pc.utf8_lower(address)
-    unique_keys = pc.unique(key)
+    address = _Strings(table.column("wallet_address").chunk(0) if table.num_rows else pa.array([], pa.string()))
+    key = address.lowered()
     new_keys = []
-    for k in unique_keys.to_pylist():  # one entry per wallet, not per row
-        if k not in wallet_index:
-            wallet_index[k] = len(wallet_index)
-            new_keys.append(k)
-    if not n_rows:
-        return TableRows(arrow_decode.empty_rows(), {}, new_keys)
-    unique_index = pa.array([wallet_index[k] for k in unique_keys.to_pylist()], pa.int64())
-    row_message = unique_index.take(pc.fill_null(pc.index_in(key, unique_keys), 0)).to_numpy()
-    nulls = key.is_null().to_numpy(zero_copy_only=False)
-    if nulls.any():  # pc.unique keeps one null; index_in never matches it
-        row_message = np.where(nulls, wallet_index[None], row_message)
+    index_of_entry = np.empty(len(key.dictionary), dtype=np.int64)
+    for k, entry in enumerate(key.dictionary.to_pylist()):  # one entry per wallet spelling, not per row
+        if entry not in wallet_index:
+            wallet_index[entry] = len(wallet_index)
+            new_keys.append(entry)
+        index_of_entry[k] = wallet_index[entry]
+    if not table.num_rows:
+        return TableRows(NO_ROWS, {}, new_keys)
+    if (key.indices < 0).any() and None not in wallet_index:
+        wallet_index[None] = len(wallet_index)
+        new_keys.append(None)
+    row_message = np.where(key.indices >= 0, index_of_entry[key.indices.clip(0)], wallet_index.get(None, -1))
 
-    protocol_type = table.column("protocol_type").chunk(0)
-    order = _row_order(row_message, protocol_type)
+    protocol_type = _Strings(table.column("protocol_type").chunk(0))
+    type_code = protocol_type.codes_in(arrow_decode.TYPES)
+    order = _row_order(row_message, type_code)
     if order is not None:
         table = table.take(pa.array(order))
-        row_message, address, protocol_type = (
-            row_message[order],
-            table.column("wallet_address").chunk(0),
-            table.column("protocol_type").chunk(0),
-        )
-
-    messages, first_row_of_message = np.unique(row_message, return_index=True)
-    section_start = _starts(row_message, protocol_type)
-    data = _nested(table, row_message, section_start, first_row_of_message)
-    nested = pa.table({"wallet_address": address.take(pa.array(first_row_of_message)), "data": data})
-    rows = arrow_decode.flatten_parsed(nested, messages)
-    rest = rows.rest
+        row_message, type_code = row_message[order], type_code[order]
+        address = _Strings(table.column("wallet_address").chunk(0))
+        key = address.lowered()
+    rows, rest = _accepted_rows(table, row_message, type_code, address, key)
     python_messages = {}
     if len(rest):
         rest_rows = np.isin(row_message, rest)
@@ -113,113 +130,244 @@ def decode_table(table: pa.Table, wallet_index: dict[str | None, int]) -> TableR
     return TableRows(rows, python_messages, new_keys)
 
 
-def _row_order(row_message: np.ndarray, protocol_type: pa.Array) -> np.ndarray | None:
+class _Strings:
+    """A string column as dictionary codes (−1: null) and its dictionary: what Parquet stores, so a
+    check or a change runs once per distinct value, not once per row."""
+
+    def __init__(self, array: pa.Array, indices: np.ndarray | None = None, dictionary: pa.Array | None = None):
+        if indices is not None:
+            self.indices, self.dictionary = indices, dictionary
+            return
+        if not pa.types.is_dictionary(array.type):
+            array = pc.dictionary_encode(array)
+        self.dictionary = array.dictionary.cast(pa.string())
+        self.indices = pc.fill_null(array.indices.cast(pa.int64()), -1).to_numpy(zero_copy_only=False)
+
+    def _per_row(self, per_entry: np.ndarray, null_value) -> np.ndarray:
+        out = per_entry[self.indices.clip(0)] if len(per_entry) else np.full(len(self.indices), null_value)
+        return np.where(self.indices >= 0, out, null_value)
+
+    def without_empty(self) -> _Strings:
+        """ "" counts as missing, as in the Python path."""
+        empty = pc.equal(self.dictionary, "").to_numpy(zero_copy_only=False)
+        return _Strings(None, np.where(self._per_row(empty, False), -1, self.indices), self.dictionary)
+
+    def lowered(self) -> _Strings:
+        """Lower-cased, spellings that lower to the same text made one entry."""
+        encoded = pc.dictionary_encode(pc.utf8_lower(self.dictionary))
+        remap = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+        return _Strings(
+            None, np.where(self.indices >= 0, remap[self.indices.clip(0)] if len(remap) else -1, -1), encoded.dictionary
+        )
+
+    def rows(self, keep: np.ndarray) -> _Strings:
+        return _Strings(None, self.indices[keep], self.dictionary)
+
+    @staticmethod
+    def of_categorical(values: pd.Categorical) -> _Strings:
+        categories = pa.array(values.categories.to_numpy(dtype=object), pa.string())
+        return _Strings(None, values.codes.astype(np.int64), categories)
+
+    @staticmethod
+    def joined(parts: list[_Strings]) -> _Strings:
+        """The parts' rows one after another, over one dictionary (a value in several parts is one entry)."""
+        if len(parts) == 1:
+            return parts[0]
+        offsets = np.cumsum([0] + [len(p.dictionary) for p in parts[:-1]])
+        indices = np.concatenate([np.where(p.indices >= 0, p.indices + o, -1) for p, o in zip(parts, offsets)])
+        encoded = pc.dictionary_encode(pa.concat_arrays([p.dictionary for p in parts]))
+        remap = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+        return _Strings(
+            None, np.where(indices >= 0, remap[indices.clip(0)] if len(remap) else -1, -1), encoded.dictionary
+        )
+
+    def only(self, rows: np.ndarray) -> _Strings:
+        """Null outside `rows`."""
+        return _Strings(None, np.where(rows, self.indices, -1), self.dictionary)
+
+    def present(self) -> np.ndarray:
+        return self.indices >= 0
+
+    def ascii(self) -> np.ndarray:
+        """Per row: ASCII text, or null."""
+        return self._per_row(pc.string_is_ascii(self.dictionary).to_numpy(zero_copy_only=False), True)
+
+    def codes_in(self, names: tuple[str, ...]) -> np.ndarray:
+        """Per row: the value's index in `names`, −1 when absent or not there."""
+        positions = pc.fill_null(pc.index_in(self.dictionary, pa.array(names)), -1)
+        return self._per_row(positions.to_numpy(zero_copy_only=False).astype(np.int64), -1)
+
+    def matches(self, pattern: str) -> np.ndarray:
+        found = pc.match_substring_regex(self.dictionary, pattern).to_numpy(zero_copy_only=False)
+        return self._per_row(found, False)
+
+    def categorical(self, take: np.ndarray | None = None) -> pd.Categorical:
+        """The rows (`take`: these, in this order) as a Categorical of the values present, sorted (what
+        pd.Categorical gives)."""
+        codes = self.indices if take is None else self.indices[take]
+        used = np.flatnonzero(np.bincount(codes[codes >= 0], minlength=len(self.dictionary)))
+        values = self.dictionary.take(pa.array(used))
+        order = pc.array_sort_indices(values).to_numpy()
+        rank = np.full(len(self.dictionary) + 1, -1, dtype=np.int64)
+        rank[used[order]] = np.arange(len(order))
+        categories = pd.Index(values.take(pa.array(order)).to_numpy(zero_copy_only=False), dtype=object)
+        return pd.Categorical.from_codes(rank[codes], categories=categories, validate=False)
+
+
+def _floats(table: pa.Table, name: str) -> np.ndarray:
+    """Values with NaN for null."""
+    return table.column(name).chunk(0).to_numpy(zero_copy_only=False).astype(float, copy=False)
+
+
+def _accepted_rows(
+    table: pa.Table, row_message: np.ndarray, type_code: np.ndarray, address: _Strings, key: _Strings
+) -> tuple[arrow_decode.ArrowRows, np.ndarray]:
+    """The native decoder's checks (`arrow_decode.rows_pass`) on the flat columns → rows of the
+    wallets taken whole, and the message indices left for the Python path."""
+    col = lambda name: table.column(name).chunk(0)
+    types = arrow_decode.TYPES
+    is_dex, is_transfer, is_lending = (type_code == types.index(t) for t in ("dexes", "transfers", "lending"))
+    is_other = is_transfer | is_lending
+    action = _Strings(col("action")).without_empty()
+    action_code = action.codes_in(arrow_decode.ACTIONS)
+    liquidation = is_lending & (action_code == arrow_decode.ACTIONS.index("liquidation"))
+    has_b = is_dex | liquidation  # a swap's tokenOut, an LP action's token1, a liquidation's debt
+    document = pc.if_else(pc.equal(col("document_id"), ""), pa.scalar(None, pa.string()), col("document_id"))
+    timestamp = _floats(table, "timestamp")
+    a_usd, b_usd = _floats(table, "token_usd"), np.where(has_b, _floats(table, "token_b_usd"), np.nan)
+    token_amount = np.where(is_other, _floats(table, "token_amount"), np.nan)
+    gas_used = np.where(is_transfer, _floats(table, "gas_used"), np.nan)
+    gas_price = np.where(is_transfer, _floats(table, "gas_price"), np.nan)
+    failed_column = col("failed")
+    failed = np.where(
+        is_transfer & failed_column.is_valid().to_numpy(zero_copy_only=False),
+        pc.fill_null(failed_column, False).to_numpy(zero_copy_only=False).astype(float),
+        np.nan,
+    )
+    counterparty = _Strings(col("counterparty")).without_empty().only(is_other)
+    token_address = _Strings(col("token_address")).without_empty().only(is_other)
+    row_ok = arrow_decode.rows_pass(
+        np.ones(len(row_message), dtype=bool),
+        document.is_valid().to_numpy(zero_copy_only=False),
+        type_code,
+        action_code,
+        timestamp,
+        np.isnan(timestamp),
+        (a_usd, b_usd, token_amount, gas_used, gas_price),
+        is_transfer & ~counterparty.present(),
+        counterparty.ascii() & token_address.ascii(),
+    )
+    messages, first_row = np.unique(row_message, return_index=True)
+    local = np.searchsorted(messages, row_message)  # rows' message as an index into `messages`
+    message_ok = address.matches(arrow_decode.ADDRESS_PATTERN.pattern)[first_row]
+    accepted_local = arrow_decode.accepted_messages(message_ok, local, row_ok)
+    accepted = messages[accepted_local]
+    rest = np.setdiff1d(messages, accepted, assume_unique=True)
+    if not len(accepted):
+        return NO_ROWS, rest
+    keep_message = np.zeros(len(messages), dtype=bool)
+    keep_message[accepted_local] = True
+    keep = keep_message[local]
+    everything = bool(keep.all())
+    kept = (lambda a: a) if everything else (lambda a: a[keep])
+    section_start = _starts(row_message, type_code)
+    run = np.searchsorted(section_start, np.arange(len(row_message)), side="right") - 1
+    positions = np.arange(len(row_message), dtype=np.int64) - section_start[run]
+    a_usd0 = np.nan_to_num(kept(a_usd), nan=0.0)
+    b_usd0 = np.nan_to_num(kept(b_usd), nan=0.0)
+    kept_type = kept(type_code)
+    cut = (lambda strings: strings) if everything else (lambda strings: strings.rows(keep))
+    columns = {
+        "wallet": cut(key),
+        "message_index": kept(row_message).astype(np.int32),
+        "protocol_type": _Strings(None, kept_type.astype(np.int64), pa.array(types)),
+        "document_hash": _hashed(document if everything else document.filter(pa.array(keep))),
+        "document_id": (document if everything else document.filter(pa.array(keep)))
+        .to_numpy(zero_copy_only=False)
+        .astype(object),
+        "action": cut(action),
+        "timestamp": kept(timestamp).astype(np.int64),
+        "protocol": cut(_Strings(col("protocol")).without_empty()),
+        "pool_id": cut(_Strings(col("pool_id")).without_empty().only(is_dex)),
+        "amount_usd": arrow_decode.dex_amount_usd(kept_type, kept(action_code), a_usd0, b_usd0),
+        "token_a_symbol": cut(_Strings(col("token_symbol")).without_empty()),
+        "token_a_usd": a_usd0,
+        "token_b_symbol": cut(_Strings(col("token_b_symbol")).without_empty().only(has_b)),
+        "token_b_usd": b_usd0,
+        "counterparty": cut(counterparty.lowered()),
+        "method": cut(_Strings(col("method")).without_empty().only(is_transfer)),
+        "token_address": cut(token_address.lowered()),
+        "token_amount": kept(token_amount),
+        "failed": kept(failed),
+        "gas_used": kept(gas_used),
+    }
+    addresses = address.dictionary.take(pa.array(address.indices[first_row[accepted_local]])).to_pylist()
+    return Rows(columns, kept(positions), accepted, addresses), rest
+
+
+def columns_of(frame: pd.DataFrame) -> dict[str, Any]:
+    """A decoded frame's columns as `Rows` holds them (the Python path's rows of a table's bad wallets)."""
+    columns = {
+        name: _Strings.of_categorical(frame[name].array) if name in CATEGORICAL_COLUMNS else frame[name].to_numpy()
+        for name in TRANSACTION_COLUMNS
+    }
+    columns["document_hash"] = _hashed(pa.array(columns["document_id"], pa.string()))
+    return columns
+
+
+def _hashed(document_id: pa.Array) -> np.ndarray:
+    """A 64-bit hash per document_id (polars, on both cores): the deduplication's first pass."""
+    return pl.from_arrow(document_id).hash(seed=0).to_numpy()
+
+
+def assemble(pieces: list[tuple[dict[str, Any], np.ndarray]]) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """Pieces of rows (columns, positions) → one frame in batch order (message index, then piece),
+    each string column made a Categorical once over all pieces (sorted categories, only those used);
+    also the rows' document_id hashes."""
+    positions = np.concatenate([p for _, p in pieces])
+    message_index = np.concatenate([c["message_index"] for c, _ in pieces])
+    order = None
+    if len(message_index) > 1 and not bool((message_index[1:] >= message_index[:-1]).all()):
+        order = np.argsort(message_index, kind="stable")
+    frame = {}
+    for name in TRANSACTION_COLUMNS:
+        if name in CATEGORICAL_COLUMNS:
+            strings = _Strings.joined([c[name] for c, _ in pieces])
+            frame[name] = strings.categorical(order)
+        else:
+            values = message_index if name == "message_index" else np.concatenate([c[name] for c, _ in pieces])
+            frame[name] = values if order is None else values[order]
+    hashes = np.concatenate([c["document_hash"] for c, _ in pieces])
+    if order is not None:
+        positions, hashes = positions[order], hashes[order]
+    return pd.DataFrame(frame), positions, hashes
+
+
+def _row_order(row_message: np.ndarray, type_code: np.ndarray) -> np.ndarray | None:
     """The take that groups rows as §1 messages hold them; None when they already are."""
     if len(row_message) < 2:
         return None
-    type_code = pc.fill_null(pc.index_in(protocol_type, pc.unique(protocol_type)), -1).to_numpy(zero_copy_only=False)
-    grouped = (row_message[1:] >= row_message[:-1]).all()
-    if grouped:
+    if (row_message[1:] >= row_message[:-1]).all():
         same_message = row_message[1:] == row_message[:-1]
-        changes = same_message & (type_code[1:] != type_code[:-1])
-        if not changes.any():
-            return None
-        # a type may come back within its wallet only if it never left: check each (message, type) run
-        run_starts = np.flatnonzero(np.concatenate([[True], (~same_message) | (type_code[1:] != type_code[:-1])]))
-        pairs = row_message[run_starts].astype(np.int64) * (type_code.max() + 2) + (type_code[run_starts] + 1)
-        if len(np.unique(pairs)) == len(pairs):
+        run_starts = np.flatnonzero(np.concatenate([[True], ~same_message | (type_code[1:] != type_code[:-1])]))
+        pairs = row_message[run_starts].astype(np.int64) * (int(type_code.max()) + 2) + (type_code[run_starts] + 1)
+        if len(np.unique(pairs)) == len(pairs):  # each (wallet, type) is one run: already in order
             return None
     # (message, first row of its (message, type) pair, row) — a stable sort by the first two
-    n_types = int(type_code.max()) + 2
-    pair = row_message.astype(np.int64) * n_types + (type_code + 1)
+    pair = row_message.astype(np.int64) * (int(type_code.max()) + 2) + (type_code + 1)
     _, first_of_pair, inverse = np.unique(pair, return_index=True, return_inverse=True)
-    return np.lexsort((first_of_pair[inverse], row_message)).astype(np.int64)
+    return np.lexsort((np.arange(len(pair)), first_of_pair[inverse], row_message)).astype(np.int64)
 
 
-def _starts(row_message: np.ndarray, protocol_type: pa.Array) -> np.ndarray:
+def _starts(row_message: np.ndarray, type_code: np.ndarray) -> np.ndarray:
     """First row of each section (a run of one wallet and one protocol type)."""
     n = len(row_message)
     if n == 0:
         return np.zeros(0, np.int64)
-    type_code = pc.fill_null(pc.index_in(protocol_type, pc.unique(protocol_type)), -1).to_numpy(zero_copy_only=False)
     change = np.empty(n, dtype=bool)
     change[0] = True
     change[1:] = (row_message[1:] != row_message[:-1]) | (type_code[1:] != type_code[:-1])
     return np.flatnonzero(change)
-
-
-def _token(table: pa.Table, prefix: str) -> pa.StructArray:
-    return pa.StructArray.from_arrays(
-        [
-            table.column(f"{prefix}_amount").chunk(0),
-            table.column(f"{prefix}_usd").chunk(0),
-            table.column(f"{prefix}_address").chunk(0),
-            table.column(f"{prefix}_symbol").chunk(0),
-        ],
-        names=["amount", "amountUSD", "address", "symbol"],
-    )
-
-
-def _nested(
-    table: pa.Table, row_message: np.ndarray, section_start: np.ndarray, first_row_of_message: np.ndarray
-) -> pa.ListArray:
-    """The rows as `data`: list<struct<protocolType, transactions: list<transaction>>> per wallet. Both
-    token slots of every kind point at the same two structs (the flattening picks by type and action)."""
-    col = lambda name: table.column(name).chunk(0)
-    a, b = _token(table, "token"), _token(table, "token_b")
-    transactions = pa.StructArray.from_arrays(
-        [
-            col("document_id"),
-            col("action"),
-            col("timestamp"),
-            col("protocol"),
-            col("pool_id"),
-            a,
-            b,
-            a,
-            b,
-            a,
-            a,
-            a,
-            b,
-            col("counterparty"),
-            col("counterparty"),
-            col("method"),
-            col("failed"),
-            col("gas_used"),
-            col("gas_price"),
-        ],
-        names=[
-            "document_id",
-            "action",
-            "timestamp",
-            "protocol",
-            "poolId",
-            "tokenIn",
-            "tokenOut",
-            "token0",
-            "token1",
-            "token",
-            "asset",
-            "collateral",
-            "debt",
-            "counterparty",
-            "liquidator",
-            "method",
-            "failed",
-            "gasUsed",
-            "gasPrice",
-        ],
-    )
-    n = len(row_message)
-    section_offsets = pa.array(np.append(section_start, n).astype(np.int32))
-    per_section = pa.ListArray.from_arrays(section_offsets, transactions)
-    section_type = col("protocol_type").take(pa.array(section_start))
-    sections = pa.StructArray.from_arrays([section_type, per_section], names=["protocolType", "transactions"])
-    # sections of each wallet: from its first section to the next wallet's
-    message_first_section = np.searchsorted(section_start, first_row_of_message)
-    message_offsets = pa.array(np.append(message_first_section, len(section_start)).astype(np.int32))
-    return pa.ListArray.from_arrays(message_offsets, sections)
 
 
 def _messages_of(table: pa.Table, row_message: np.ndarray) -> dict[int, dict[str, Any]]:
