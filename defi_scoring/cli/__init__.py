@@ -8,6 +8,7 @@ from defi_scoring.cli.config_commands import config
 from defi_scoring.cli.data_commands import generate, land, score
 from defi_scoring.cli.demo import demo
 from defi_scoring.cli.evaluate import evaluate
+from defi_scoring.cli.import_commands import import_group
 from defi_scoring.cli.server_commands import mlflow_ui, serve, ui
 from defi_scoring.cli.streaming_commands import broker, produce
 from defi_scoring.cli.train import train
@@ -24,3 +25,4 @@ def main() -> None:
 
 for command in (generate, score, land, train, demo, evaluate, broker, produce, serve, mlflow_ui, ui, config):
     main.add_command(command)
+main.add_command(import_group)

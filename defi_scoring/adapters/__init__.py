@@ -1,0 +1,1 @@
+"""Adapters: what reads and writes the outside world (files, stores, brokers)."""
