@@ -89,7 +89,7 @@ def test_website_exports_become_one_row_per_transfer_of_the_account(tmp_path):
     # a failed transaction (Status "Error(0)") is kept, marked failed
     failed = native[native.failed.astype(bool)]
     assert len(failed) == 1 and failed.iloc[0].token_amount == 0.1 and failed.iloc[0].counterparty == ROUTER
-    assert failed.iloc[0].method == "Swap Exact ETH For Tokens"
+    assert failed.iloc[0].method == "swapExactETHForTokens"  # the website label, as the API names it
     # a self-transfer is one send row whose counterparty is the account itself
     r = one(native, counterparty=ACCOUNT)
     assert (r.action, r.token_amount) == ("send", 0.01)
@@ -99,9 +99,9 @@ def test_website_exports_become_one_row_per_transfer_of_the_account(tmp_path):
     # a 4-byte selector in Method gets its name
     assert one(native, counterparty=DAI).method == "transfer"
     assert one(native, counterparty=SHOP).token_amount == 12.75
-    assert one(native, counterparty=USDC).method == "Approve"
+    assert one(native, counterparty=USDC).method == "approve"
     # the swap's txlist row and its tokentx row share the hash and are both kept, with different ids
-    swap_hash = one(native, method="Swap Exact ETH For Tokens", failed=False).document_id
+    swap_hash = one(native, method="swapExactETHForTokens", failed=False).document_id
     both = tx(rows, swap_hash)
     assert sorted(both.action) == ["receive", "send"] and both.document_id.nunique() == 2
     usdc_in = one(both, token_address=USDC)

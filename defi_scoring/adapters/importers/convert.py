@@ -139,6 +139,15 @@ def method_names(function_name, selector) -> pa.ChunkedArray:
     return pc.coalesce(name, selector_names(selector))
 
 
+def function_style(label):
+    """The website's spaced label as the function name the API gives ("Swap Exact ETH For Tokens" →
+    "swapExactETHForTokens"), so a wallet's methods read the same from either export."""
+    joined = pc.replace_substring(label, " ", "")
+    return pc.binary_join_element_wise(
+        pc.utf8_lower(pc.utf8_slice_codeunits(joined, 0, 1)), pc.utf8_slice_codeunits(joined, 1), ""
+    )
+
+
 def selector_names(selector) -> pa.ChunkedArray:
     """`0xa9059cbb` → `transfer` for well-known selectors, other selectors as they are, `0x`/empty → null."""
     selector = lower(selector)

@@ -203,7 +203,7 @@ def _website_fields(table: pa.Table, checks: RowChecks) -> dict:
     method = cv.text(table, "Method")
     method = pc.if_else(cv.matches(method, r"^0x[0-9a-fA-F]{8}$"), cv.selector_names(method), method)
     plain = cv.matches(method, r"(?i)^transfer$") & (amount > 0)  # the website's name of a plain ETH transfer
-    method = pc.if_else(pa.array(plain), cv.NULL_TEXT, method)
+    method = pc.if_else(pa.array(plain), cv.NULL_TEXT, cv.function_style(method))
     return {"token_amount": amount, "failed": failed, "method": method}
 
 
