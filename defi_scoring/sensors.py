@@ -1,4 +1,4 @@
-"""Sensors: landing folder (each new JSONL file → a batch) and Kafka (each new offset range → a run)."""
+"""Sensors: landing folder (each new JSONL or table file → a batch) and Kafka (each new offset range → a run)."""
 
 import contextlib
 import json

@@ -1,5 +1,7 @@
 """The REST API against a real uvicorn process on a free port, backed by a real SQLite score store."""
 
+from datetime import datetime, timedelta
+
 import orjson
 import pytest
 
@@ -50,7 +52,8 @@ def test_root_and_docs(api):
 def test_health_reports_each_component(api, path):
     client, _ = api
     body = client.get(path).json()
-    assert body["status"] == "ok" and body["uptime_seconds"] >= 0 and body["version"]
+    assert body["status"] == "healthy" and body["uptime_seconds"] >= 0 and body["version"]
+    assert datetime.fromisoformat(body["timestamp"]).utcoffset() == timedelta(0)  # ISO 8601, UTC
     assert body["components"]["store"]["status"] == "ok"
     assert body["components"]["kafka"]["status"] == "not_configured"
     assert body["components"]["mlflow_champion"]["status"] == "missing"

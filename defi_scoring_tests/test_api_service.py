@@ -31,7 +31,7 @@ def _messages(n, seed=8):
 def test_starts_on_a_home_that_does_not_exist(service):
     client, home = service
     health = client.get("/health").json()
-    assert health["status"] == "ok" and health["components"]["store"]["status"] == "ok"
+    assert health["status"] == "healthy" and health["components"]["store"]["status"] == "ok"
     assert health["components"]["mlflow_champion"]["status"] == "missing"
     assert (home / "scores.db").exists()
     assert client.get("/stats").json()["total_processed"] >= 0
@@ -180,7 +180,7 @@ def test_failing_and_hanging_stores_show_in_health_and_scoring_still_answers(tmp
     )
     try:
         health = client.get("/health").json()
-        assert health["status"] == "error" and health["components"]["store"]["status"] == "error"
+        assert health["status"] == "unhealthy" and health["components"]["store"]["status"] == "error"
         assert client.get("/stats").status_code == 503 and "see /health" in client.get("/stats").json()["detail"]
         scored = client.post("/api/v1/score", content=orjson.dumps(example_message()))
         assert scored.status_code == 200 and scored.json()["zscore"]  # the caller still gets its score
@@ -206,7 +206,7 @@ def test_failing_and_hanging_stores_show_in_health_and_scoring_still_answers(tmp
         started = time.perf_counter()
         health = client.get("/health").json()
         assert time.perf_counter() - started < 3
-        assert health["components"]["store"]["status"] == "slow" and health["status"] == "error"
+        assert health["components"]["store"]["status"] == "slow" and health["status"] == "unhealthy"
     finally:
         stop_api(process)
         hole.close()

@@ -28,7 +28,21 @@ def _postgres_reachable() -> str | None:
         return f"PostgreSQL not reachable at {POSTGRES_URL} ({type(exc).__name__}); set DEFI_SCORING_TEST_POSTGRES_URL"
 
 
-POSTGRES_SKIP = _postgres_reachable()
+# In CI (CI or DEFI_SCORING_REQUIRE_POSTGRES set) the PostgreSQL tests never skip: without a server
+# they fail, so the production store cannot go untested unnoticed (.ci/run starts the local server).
+REQUIRE_POSTGRES = any(
+    os.environ.get(v, "").lower() not in ("", "0", "false") for v in ("CI", "DEFI_SCORING_REQUIRE_POSTGRES")
+)
+POSTGRES_PROBLEM = _postgres_reachable()
+POSTGRES_SKIP = None if REQUIRE_POSTGRES else POSTGRES_PROBLEM  # for skipif markers: never set in CI
+
+
+def require_postgres() -> None:
+    """Skip where there is no PostgreSQL server; fail instead where one is required."""
+    if POSTGRES_PROBLEM and REQUIRE_POSTGRES:
+        pytest.fail(f"{POSTGRES_PROBLEM}, and CI / DEFI_SCORING_REQUIRE_POSTGRES requires it", pytrace=False)
+    if POSTGRES_PROBLEM:
+        pytest.skip(POSTGRES_PROBLEM)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -36,8 +50,7 @@ def store(request, tmp_path):
     if request.param == "sqlite":
         yield ScoreStore(f"sqlite:///{tmp_path / 'scores.db'}")
         return
-    if POSTGRES_SKIP:
-        pytest.skip(POSTGRES_SKIP)
+    require_postgres()
     schema = f"test_{uuid.uuid4().hex[:10]}"  # an isolated schema per test
     admin = sa.create_engine(POSTGRES_URL)
     with admin.begin() as conn:
@@ -127,10 +140,10 @@ def test_readers_keep_working_while_a_writer_holds_a_transaction(store):
         thread.join()
 
 
-@pytest.mark.skipif(POSTGRES_SKIP is not None, reason=POSTGRES_SKIP or "")
 def test_dagster_instance_on_postgres_runs_the_batch_jobs(tmp_home):
     """Production mode: Dagster run/event storage on PostgreSQL (dagster-postgres). Its NOTIFY needs the
     psycopg2 driver, named explicitly: SQLAlchemy 2.1 maps a bare postgresql:// URL to psycopg 3."""
+    require_postgres()
     import dagster as dg
 
     from defi_scoring.assets.partitions import transaction_batch_partitions

@@ -417,7 +417,9 @@ def outage_database():
         with admin.connect() as conn:
             conn.execute(sa.text(f"CREATE DATABASE {name}"))
     except sa.exc.OperationalError as exc:
-        pytest.skip(f"PostgreSQL not reachable at {admin_url}: {exc}")
+        from defi_scoring_tests.test_score_store import REQUIRE_POSTGRES
+
+        (pytest.fail if REQUIRE_POSTGRES else pytest.skip)(f"PostgreSQL not reachable at {admin_url}: {exc}")
     url = sa.engine.make_url(admin_url)
     yield url, name
     with admin.connect() as conn:

@@ -156,3 +156,24 @@ def test_a_table_without_a_required_column_is_refused_with_what_it_needs():
 def test_an_empty_table_is_an_empty_batch():
     batch = normalise_tables([TABLE_SCHEMA.empty_table()])
     assert batch.message_count == 0 and len(batch.transactions) == 0
+
+
+def test_wallets_are_numbered_by_their_first_row_whatever_the_dictionary(messages):
+    """A dictionary-encoded wallet column (pandas categoricals saved to Parquet) may list wallets in any
+    order and hold values no row uses; a row without an address is a wallet of its own, at its row."""
+    table = table_from_messages(messages[:5])
+    addresses = table.column("wallet_address").to_pylist()
+    order = list(dict.fromkeys(addresses))
+    dictionary = pa.array([*reversed(order), "0x" + "ee" * 20], pa.string())  # reversed, one unused
+    indices = pa.array([dictionary.to_pylist().index(a) for a in addresses], pa.int32())
+    encoded = table.set_column(0, "wallet_address", pa.DictionaryArray.from_arrays(indices, dictionary))
+    expected = normalise_tables([table])
+    batch = normalise_tables([encoded])
+    assert batch.wallet_addresses == order
+    _same_batch(expected, batch)
+    with_null = pa.concat_tables(
+        [table.slice(0, 3), table.slice(3, 1).set_column(0, "wallet_address", pa.nulls(1, pa.string())), table.slice(4)]
+    )
+    batch = normalise_tables([with_null])
+    assert batch.wallet_addresses[1] == "" and batch.rejections[0].message_index == 1
+    assert "wallet_address" in batch.rejections[0].error

@@ -21,6 +21,8 @@ from typing import Any
 
 import msgspec
 import orjson
+import pyarrow as pa
+import pyarrow.ipc
 from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query, Request, Response
 from fastapi.responses import ORJSONResponse
 from starlette.concurrency import run_in_threadpool
@@ -28,9 +30,11 @@ from starlette.concurrency import run_in_threadpool
 from defi_scoring.api import metrics, schemas
 from defi_scoring.api.batcher import DynamicBatcher
 from defi_scoring.api.observability import RequestObservability, configure_access_log
-from defi_scoring.api.scoring import score_bodies
+from defi_scoring.api.scoring import arrow_answer, score_bodies, score_table, table_wallets
 from defi_scoring.api.state import ServiceState
 from defi_scoring.config import Settings
+from defi_scoring.core.table_decode import TableSchemaError
+from defi_scoring.core.transaction_table import ARROW_STREAM_MEDIA_TYPE, REQUIRED_COLUMNS
 from defi_scoring.process_hygiene import freeze_long_lived_objects
 from defi_scoring.streaming.client import consumer_lag
 from defi_scoring.streaming.offset_resets import latest_reset
@@ -112,6 +116,63 @@ def _unwrap_text(element: bytes) -> Any:
     return orjson.loads(element) if element[:1] == b'"' else element
 
 
+def _read_arrow_stream(body: bytes) -> pa.Table:
+    """The transactions table of an Arrow IPC stream body (zero-copy over the body's bytes)."""
+    try:
+        return pyarrow.ipc.open_stream(body).read_all()
+    except (pa.ArrowException, OSError) as exc:  # a truncated body is an OSError
+        raise HTTPException(
+            422,
+            f"body is not a readable Arrow IPC stream ({exc}); send a transactions table in the Arrow "
+            f"stream format (not the file format) with at least the columns {', '.join(REQUIRED_COLUMNS)}",
+        ) from exc
+
+
+def _accepts_arrow(accept: str) -> bool:
+    """Whether the Accept header names the Arrow stream type (q > 0) at least as high as JSON."""
+    weights: dict[str, float] = {}
+    for item in accept.lower().split(","):
+        media, *params = (part.strip() for part in item.split(";"))
+        q = 1.0
+        for name, _, value in (param.partition("=") for param in params):
+            if name.strip() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        weights[media] = max(q, weights.get(media, 0.0))
+    arrow = weights.get(ARROW_STREAM_MEDIA_TYPE, 0.0)
+    return arrow > 0 and arrow >= weights.get("application/json", 0.0)
+
+
+def _batch_answer(values: list[bytes], summaries: list[dict[str, Any]], arrow: bool) -> Response:
+    """The results of POST /score/batch, whatever the body was: a JSON array, or an Arrow stream."""
+    if arrow:
+        return Response(arrow_answer(values, summaries), media_type=ARROW_STREAM_MEDIA_TYPE)
+    return Response(b"[" + b",".join(values) + b"]", media_type="application/json")
+
+
+def _score_json_batch(state: ServiceState, items: list[Any], arrow: bool) -> Response:
+    scored = score_bodies(state, items)
+    return _batch_answer([value for value, _ in scored], [summary for _, summary in scored], arrow)
+
+
+def _score_arrow_batch(state: ServiceState, body: bytes, arrow: bool) -> Response:
+    """An Arrow transactions table: one result per wallet, the wallet count held to the batch limit. All of
+    it in the scoring thread: a table of few wallets may still hold millions of rows to read and count."""
+    table = _read_arrow_stream(body)
+    try:
+        wallets = table_wallets(table)
+        if len(wallets) > state.limits.max_batch_messages:
+            raise HTTPException(
+                413, f"{len(wallets)} wallets exceed the limit of {state.limits.max_batch_messages} per request"
+            )
+        encoded = score_table(state, table, wallets)
+    except TableSchemaError as exc:  # a missing column, or one of a type that does not convert
+        raise HTTPException(422, str(exc)) from exc
+    return _batch_answer(encoded.values, encoded.summaries, arrow)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     state = ServiceState(settings or Settings.from_env())
     # Scoring runs in a thread; a shorter GIL switch interval lets the event loop answer meanwhile.
@@ -188,13 +249,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             else _kafka_status(state.kafka),
             "mlflow_champion": champion or await run_in_threadpool(state.champion_status),
         }
-        return {
-            "status": "ok" if store["status"] == "ok" else "error",
-            "timestamp": int(time.time()),
+        # The service contract's shape: unhealthy without the store (nothing read or recorded), degraded
+        # when scores still answer but without streaming or without the model, else healthy.
+        if store["status"] != "ok":
+            status = "unhealthy"
+        elif components["kafka"]["status"] == "unreachable" or components["mlflow_champion"]["status"] == "error":
+            status = "degraded"
+        else:
+            status = "healthy"
+        body = {
+            "status": status,
+            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),  # ISO 8601, UTC
             "version": VERSION,
             "uptime_seconds": state.uptime(),
             "components": components,
         }
+        return body
 
     for path in ("/health", "/api/v1/health"):
         app.get(path, summary="Health of the service and its components", response_model=schemas.Health)(health)
@@ -269,13 +339,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.post(
         "/api/v1/score/batch",
-        summary="Score up to N messages in one request: one result per input, in order, failures included",
+        summary="Score up to N messages (or an Arrow table of up to N wallets) in one request: one result per "
+        "input, in order, failures included",
         response_model=list[schemas.ScoredWallet | schemas.FailureMessage],
-        responses={413: {"description": "too many messages or body too large"}, 422: {"description": "not a list"}},
+        responses={
+            200: schemas.ARROW_BATCH_ANSWER,
+            413: {"description": "too many messages or wallets, or body too large"},
+            422: {"description": "not a list, not JSON, or not a readable Arrow transactions table"},
+        },
+        openapi_extra={"requestBody": schemas.BATCH_REQUEST_BODY},
     )
     async def score_batch(request: Request) -> Response:
         body = await read_body(request, state.limits.max_batch_bytes)
-        if request.headers.get("content-type", "").startswith("application/x-ndjson"):
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        arrow = _accepts_arrow(request.headers.get("accept", ""))  # the answer's format, whatever the body's
+        if content_type == ARROW_STREAM_MEDIA_TYPE:
+            return await run_in_threadpool(_score_arrow_batch, state, body, arrow)
+        if content_type == "application/x-ndjson":
             items: list[Any] = [line for line in body.split(b"\n") if line.strip()]
         else:
             try:  # validated and cut, not built into Python objects: the decoder reads each message natively
@@ -288,8 +368,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             raise HTTPException(
                 413, f"{len(items)} messages exceed the limit of {state.limits.max_batch_messages} per request"
             )
-        scored = await run_in_threadpool(score_bodies, state, items)
-        return Response(b"[" + b",".join(value for value, _ in scored) + b"]", media_type="application/json")
+        return await run_in_threadpool(_score_json_batch, state, items, arrow)
 
     @app.post(
         "/api/v1/admin/reload-model",

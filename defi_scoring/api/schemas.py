@@ -7,12 +7,13 @@ to the OpenAPI document by `openapi_document`.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import models_json_schema
 
 from defi_scoring.contracts.messages import FailureMessage, SuccessMessage, WalletTransactionsMessage
+from defi_scoring.core.transaction_table import ARROW_STREAM_MEDIA_TYPE, REQUIRED_COLUMNS, TABLE_COLUMNS
 
 EXAMPLE_ADDRESS = "0x742d35Cc6634C0532925a3b8D4C9db96590e4265"
 
@@ -110,8 +111,8 @@ class Health(BaseModel):
         json_schema_extra={
             "examples": [
                 {
-                    "status": "ok",
-                    "timestamp": 1706572900,
+                    "status": "healthy",
+                    "timestamp": "2024-01-30T00:01:40Z",
                     "version": "0.1.0",
                     "uptime_seconds": 12.5,
                     "components": {
@@ -123,8 +124,11 @@ class Health(BaseModel):
             ]
         }
     )
-    status: str = Field(description="ok when the score store answers, else error")
-    timestamp: int
+    status: Literal["healthy", "degraded", "unhealthy"] = Field(
+        description="unhealthy: the score store does not answer (nothing can be read or recorded); degraded: "
+        "scores answer but Kafka is configured and unreachable, or the champion cannot be loaded; else healthy"
+    )
+    timestamp: str = Field(description="when the answer was made, ISO 8601 in UTC")
     version: str
     uptime_seconds: float
     components: dict[str, Component]
@@ -147,7 +151,8 @@ class ReloadResult(BaseModel):
 
 
 def openapi_document(app) -> dict[str, Any]:
-    """FastAPI's document plus the request bodies of the scoring endpoints (the §1 message)."""
+    """FastAPI's document plus the §1 message (the request body of POST /score; the batch endpoint
+    declares its three body types itself, `BATCH_REQUEST_BODY`)."""
     from fastapi.openapi.utils import get_openapi
 
     document = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
@@ -161,11 +166,41 @@ def openapi_document(app) -> dict[str, Any]:
         "required": True,
         "content": {"application/json": {"schema": message, "example": EXAMPLE_REQUEST}},
     }
-    document["paths"]["/api/v1/score/batch"]["post"]["requestBody"] = {
-        "required": True,
-        "content": {
-            "application/json": {"schema": {"type": "array", "items": message}, "example": [EXAMPLE_REQUEST]},
-            "application/x-ndjson": {"schema": {"type": "string", "description": "one §1 message per line"}},
-        },
-    }
     return document
+
+
+_MESSAGE_REF = {"$ref": "#/components/schemas/WalletTransactionsMessage"}
+_TABLE_DESCRIPTION = (
+    "An Arrow IPC stream (not the file format) of a transactions table, one row per transaction: "
+    f"required columns {', '.join(REQUIRED_COLUMNS)}; optional (null when missing, extra columns ignored): "
+    + "; ".join(f"{name} ({kind}): {meaning}" for name, kind, meaning in TABLE_COLUMNS if name not in REQUIRED_COLUMNS)
+    + ". Scored as the §1 messages of its wallets: one result per distinct wallet_address, in order of first "
+    "appearance; the wallet count is held to the batch limit."
+)
+
+# The request body of POST /api/v1/score/batch (its handler reads the raw body: bad input is a result).
+BATCH_REQUEST_BODY: dict[str, Any] = {
+    "required": True,
+    "content": {
+        "application/json": {"schema": {"type": "array", "items": _MESSAGE_REF}, "example": [EXAMPLE_REQUEST]},
+        "application/x-ndjson": {"schema": {"type": "string", "description": "one §1 message per line"}},
+        ARROW_STREAM_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary", "description": _TABLE_DESCRIPTION}},
+    },
+}
+
+# The Arrow answer of POST /api/v1/score/batch (`Accept: application/vnd.apache.arrow.stream`).
+ARROW_BATCH_ANSWER: dict[str, Any] = {
+    "description": "One result per input (per wallet for an Arrow body), in order: a JSON array of success and "
+    f"failure messages, or with `Accept: {ARROW_STREAM_MEDIA_TYPE}` an Arrow IPC stream of one row per result",
+    "content": {
+        ARROW_STREAM_MEDIA_TYPE: {
+            "schema": {
+                "type": "string",
+                "format": "binary",
+                "description": "columns: wallet_address (string), ok (bool), zscore (string, as in the message), "
+                "score (float64: the hybrid score, null on failure), confidence (float64), risk_level (string), "
+                "error (string, null on success), message (string: the full JSON message)",
+            }
+        }
+    },
+}

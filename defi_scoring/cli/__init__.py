@@ -5,11 +5,13 @@ from __future__ import annotations
 import click
 
 from defi_scoring.cli.config_commands import config
+from defi_scoring.cli.convert_command import convert
 from defi_scoring.cli.data_commands import generate, land, score
 from defi_scoring.cli.demo import demo
 from defi_scoring.cli.evaluate import evaluate
 from defi_scoring.cli.import_commands import import_group
 from defi_scoring.cli.server_commands import mlflow_ui, serve, ui
+from defi_scoring.cli.store_commands import store
 from defi_scoring.cli.streaming_commands import broker, produce
 from defi_scoring.cli.train import train
 
@@ -25,4 +27,6 @@ def main() -> None:
 
 for command in (generate, score, land, train, demo, evaluate, broker, produce, serve, mlflow_ui, ui, config):
     main.add_command(command)
+main.add_command(convert)
 main.add_command(import_group)
+main.add_command(store)

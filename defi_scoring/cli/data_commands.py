@@ -1,4 +1,7 @@
-"""`generate`, `score` and `land`: make data, score a file, land a batch on the Dagster instance."""
+"""`generate`, `score` and `land`: make data, score a file, land a batch on the Dagster instance.
+
+Each takes JSON lines or a transactions table (Parquet, Arrow IPC; core/transaction_table.py) by the
+file's suffix: a table is read a record batch at a time, never parsed as JSON."""
 
 from __future__ import annotations
 
@@ -19,15 +22,31 @@ ENGINE_HELP = (
 )
 
 
+def is_table_file(path: Path) -> bool:
+    """A Parquet/Arrow transactions table by its suffix (imported here, not at start: pyarrow costs
+    0.15 s to import, which every command would pay)."""
+    from defi_scoring.core.transaction_table import is_table_file as by_suffix
+
+    return by_suffix(path)
+
+
 @click.command()
 @click.option("--wallets", "n_wallets", default=10_000, show_default=True, help="Number of wallets.")
 @click.option("--seed", default=42, show_default=True, help="Random seed (same seed, same data).")
 @click.option(
     "--output",
     type=click.Path(dir_okay=False, path_type=Path),
-    default=Path("wallets.jsonl"),
-    show_default=True,
-    help="JSONL file of wallet-transactions messages.",
+    default=None,
+    help="JSONL file of wallet-transactions messages, or a transactions table when it ends in .parquet "
+    "(.arrow/.feather: Arrow IPC) [default: wallets.jsonl, or wallets.parquet with --format parquet].",
+)
+@click.option(
+    "--format",
+    "file_format",
+    type=click.Choice(["jsonl", "parquet"]),
+    default=None,
+    help="jsonl: one message per line; parquet: one row per transaction (README 'Columnar input') "
+    "[default: by OUTPUT's suffix].",
 )
 @click.option(
     "--labels",
@@ -50,10 +69,19 @@ ENGINE_HELP = (
     help="Only archetypes of these protocol types (repeat the option) [default: all].",
 )
 def generate(
-    n_wallets: int, seed: int, output: Path, labels: Path | None, bad_fraction: float, protocol_types: tuple[str, ...]
+    n_wallets: int,
+    seed: int,
+    output: Path | None,
+    file_format: str | None,
+    labels: Path | None,
+    bad_fraction: float,
+    protocol_types: tuple[str, ...],
 ) -> None:
     """Generate synthetic wallets (15 archetypes, benign and risky; DEX, transfers and lending
-    histories) as JSONL messages plus labels."""
+    histories) as JSONL messages or a Parquet transactions table, plus labels."""
+    output = _generated_path(output, file_format)
+    if bad_fraction and is_table_file(output):
+        raise click.UsageError("--bad-fraction corrupts JSON lines, which a table cannot hold: write JSONL for it")
     stats = generate_dataset(
         n_wallets, seed, output, labels or output.with_suffix(".labels.csv"), bad_fraction, protocol_types or None
     )
@@ -61,6 +89,15 @@ def generate(
         f"wrote {stats['wallets']:,} wallets / {stats['transactions']:,} transactions "
         f"({stats['bad_lines']} corrupted lines) to [bold]{output}[/]"
     )
+
+
+def _generated_path(output: Path | None, file_format: str | None) -> Path:
+    """OUTPUT, or the default name of the format; a format that contradicts OUTPUT's suffix is an error."""
+    if output is None:
+        return Path("wallets.parquet" if file_format == "parquet" else "wallets.jsonl")
+    if file_format is not None and is_table_file(output) != (file_format == "parquet"):
+        raise click.UsageError(f"--format {file_format} does not match --output {output.name}")
+    return output
 
 
 def generate_dataset(
@@ -71,11 +108,19 @@ def generate_dataset(
     bad_fraction: float,
     protocol_types: tuple[str, ...] | None = None,
 ) -> dict[str, int]:
-    from defi_scoring.core.synthetic import generate_wallets, write_dataset
+    from defi_scoring.core.synthetic import generate_wallets, iter_messages, write_dataset
 
     with progress_bar() as progress:
         task = progress.add_task("generating wallets", total=n_wallets)
         data = generate_wallets(n_wallets, seed=seed, protocol_types=protocol_types)
+        if is_table_file(output):
+            from defi_scoring.cli.convert_command import write_messages_table
+
+            progress.update(task, description="writing the transactions table")
+            write_messages_table(iter_messages(data), output, progress=lambda i: progress.update(task, completed=i))
+            labels.parent.mkdir(parents=True, exist_ok=True)
+            data.wallets.to_csv(labels, index=False)
+            return {"wallets": len(data.wallets), "transactions": data.transaction_count, "bad_lines": 0}
         progress.update(task, description="writing messages")
         return write_dataset(
             data,
@@ -93,14 +138,16 @@ def generate_dataset(
     "input_path",
     required=True,
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="JSONL file, one wallet-transactions message per line.",
+    help="JSONL file, one wallet-transactions message per line; or a transactions table, one row per "
+    "transaction (.parquet, or .arrow/.feather for Arrow IPC; README 'Columnar input').",
 )
 @click.option(
     "--output",
     "output_path",
     required=True,
     type=click.Path(dir_okay=False, path_type=Path),
-    help="JSONL file to write: one success or failure message per input line, same order.",
+    help="JSONL file to write: one success or failure message per input line, same order (for a table: "
+    "per wallet, in order of first appearance).",
 )
 @click.option("--as-of", type=int, default=None, help="Unix seconds to score at [default: now].")
 @click.option(
@@ -121,7 +168,8 @@ def generate_dataset(
     type=click.IntRange(min=1),
     default=64,
     show_default=True,
-    help="A larger file is scored chunk by chunk through wallet partitions on disk (bounded memory, same output).",
+    help="A larger file (a table: its rows at 450 B each, the size of their JSON) is scored chunk by chunk "
+    "through wallet partitions on disk (bounded memory, same output).",
 )
 def score(
     input_path: Path,
@@ -131,15 +179,21 @@ def score(
     scoring_config: Path | None,
     chunk_mb: int,
 ) -> None:
-    """Score a JSONL file: reference zscore and categories plus the hybrid score, confidence, risk level,
-    breakdown, reasons, patterns and alerts (one output line per input line, same order)."""
+    """Score JSON lines or a Parquet/Arrow transactions table: reference zscore and categories plus the
+    hybrid score, confidence, risk level, breakdown, reasons, patterns and alerts (one output line per
+    input line, same order; for a table, one per wallet in order of first appearance)."""
     from defi_scoring.core.scoring_config import load_scoring_config
 
+    if is_table_file(output_path):
+        raise click.UsageError(f"--output {output_path.name}: the output is JSON lines (one message per wallet)")
     settings = Settings.from_env()
     if use_model:  # MLflow's and alembic's INFO lines (a fresh store) go to the log file, not the terminal
         send_logs_to_file(settings.home)
     model = champion_scorer(settings) if use_model else None
     config = load_scoring_config(scoring_config)
+    if is_table_file(input_path):
+        _score_table_file(input_path, output_path, as_of, config, model, chunk_mb << 20)
+        return
     if input_path.stat().st_size > chunk_mb << 20:
         _score_in_chunks(input_path, output_path, as_of, config, model, chunk_mb << 20)
         return
@@ -159,17 +213,53 @@ def score(
     print_risk_levels(scored.wallets.table)
 
 
-def _score_in_chunks(input_path: Path, output_path: Path, as_of, config, model, chunk_bytes: int) -> None:
+def _score_table_file(input_path: Path, output_path: Path, as_of, config, model, chunk_bytes: int) -> None:
+    """A transactions table, read a record batch at a time (never whole): scored in memory by
+    `score_tables`, or through wallet partitions on disk when its rows would be more than a chunk of JSON.
+    One output line per wallet, in order of first appearance."""
+    from defi_scoring.batch_files import read_table_file, table_file_rows
+    from defi_scoring.core.table_decode import TableSchemaError
+    from defi_scoring.file_scoring import BYTES_PER_TRANSACTION
+
+    try:
+        if table_file_rows(input_path) * BYTES_PER_TRANSACTION > chunk_bytes:
+            _score_in_chunks(input_path, output_path, as_of, config, model, chunk_bytes, table=True)
+            return
+        from defi_scoring.core.batch_scoring import score_tables
+
+        with console.status(f"scoring the transactions table {input_path.name} …"):
+            scored = score_tables(read_table_file(input_path), as_of=as_of, config=config, model=model)
+    except TableSchemaError as error:
+        raise click.ClickException(f"{input_path}: {error}") from None
+    with open(output_path, "wb") as out:
+        out.writelines(value + b"\n" for value in scored.encoded().values)
+    wallets, failed = scored.batch.message_count, len(scored.batch.rejections)
+    console.print(
+        f"scored {wallets - failed:,} wallets ({scored.batch.counts['transactions']:,} transactions), "
+        f"{failed:,} failures → [bold]{output_path}[/] ({scored.seconds:.2f}s); {scored.wallets.model_note}"
+    )
+    print_risk_levels(scored.wallets.table)
+
+
+def _score_in_chunks(
+    input_path: Path, output_path: Path, as_of, config, model, chunk_bytes: int, table: bool = False
+) -> None:
     import pandas as pd
 
-    from defi_scoring.file_scoring import score_file
+    from defi_scoring.file_scoring import score_file, score_table_file
 
     with console.status("scoring in chunks …") as status:
-        result = score_file(
-            input_path, output_path, as_of, config, model, chunk_bytes, progress=lambda s: status.update(s)
-        )
+        if table:
+            result = score_table_file(
+                input_path, output_path, as_of, config, model, progress=lambda s: status.update(s)
+            )
+        else:
+            result = score_file(
+                input_path, output_path, as_of, config, model, chunk_bytes, progress=lambda s: status.update(s)
+            )
+    what = "wallets" if table else "messages"
     console.print(
-        f"scored {result.messages - result.failures:,} messages, {result.failures:,} failures → "
+        f"scored {result.messages - result.failures:,} {what}, {result.failures:,} failures → "
         f"[bold]{output_path}[/] ({result.seconds:.2f}s, {result.partitions} wallet partitions); {result.model_note}"
     )
     levels = pd.Series(result.risk_levels)
@@ -194,7 +284,8 @@ def champion_scorer(settings: Settings):
 @click.option("--as-of", type=int, default=None, help="Unix seconds the scores are computed at [default: now].")
 @click.option("--engine", type=click.Choice(ENGINES), default="local", show_default=True, help=ENGINE_HELP)
 def land(file: Path, key: str | None, as_of: int | None, engine: str) -> None:
-    """Land a JSONL file as a new batch and materialise the asset graph on the Dagster instance."""
+    """Land a JSONL file or a Parquet/Arrow transactions table as a new batch and materialise the asset
+    graph on the Dagster instance."""
     land_and_materialise(Settings.from_env(), file, key, as_of, engine)
 
 
@@ -204,18 +295,35 @@ def land_and_materialise(
     from dagster import DagsterInstance
 
     from defi_scoring.assets.partitions import transaction_batch_partitions
-    from defi_scoring.landing import batch_key_for
+    from defi_scoring.landing import LANDING_SUFFIXES, batch_key_for
 
     key = batch_key_for(Path(key or file.stem))
+    suffix = file.suffix.lower() if is_table_file(file) else ".jsonl"
+    if is_table_file(file):
+        _check_table_file(file)
     ensure_dagster_home(settings)
     settings.landing_dir.mkdir(parents=True, exist_ok=True)
-    target = settings.landing_dir / f"{key}.jsonl"
+    target = settings.landing_dir / f"{key}{suffix}"
     if file.resolve() != target.resolve():
         shutil.copyfile(file, target)
+    for other in LANDING_SUFFIXES:  # the batch's content is replaced: its file in another format goes
+        if other != suffix:
+            (settings.landing_dir / f"{key}{other}").unlink(missing_ok=True)
     with DagsterInstance.get() as instance:
         instance.add_dynamic_partitions(transaction_batch_partitions.name, [key])
     run_jobs(settings, [("ingest_batch", {"partition_key": key}), score_step(as_of, engine)])
     return key
+
+
+def _check_table_file(file: Path) -> None:
+    """Refuse a table file that is not a transactions table here, with the reason, not in a failed run."""
+    from defi_scoring.batch_files import table_file_schema
+    from defi_scoring.core.table_decode import TableSchemaError
+
+    try:
+        table_file_schema(file)
+    except TableSchemaError as error:
+        raise click.ClickException(f"{file}: {error}") from None
 
 
 def score_step(as_of: int | None, engine: str = "local") -> tuple[str, dict]:

@@ -62,7 +62,7 @@ def train_champion(settings: Settings, engine: str = "local") -> dict | None:
     from dagster import DagsterInstance
 
     from defi_scoring.core.ensemble_config import load_ensemble_config
-    from defi_scoring.core.model_registry import CHAMPION, alias_version, embedded_store
+    from defi_scoring.core.model_registry import CHAMPION, alias_version
     from defi_scoring.definitions import build_definitions
 
     defs = build_definitions(settings)
@@ -77,7 +77,7 @@ def train_champion(settings: Settings, engine: str = "local") -> dict | None:
         console.print("[yellow]no model trained[/] (no labels under the data home's labels/ folder?)")
         return None
     meta = materialised[0].metadata
-    store = embedded_store(settings.home)
+    store = job_mlflow_store(defs)
     run = store.client().get_run(meta["mlflow_run_id"].value)
     metrics: dict[str, dict[str, float]] = {}
     for key, value in run.data.metrics.items():
@@ -94,6 +94,12 @@ def train_champion(settings: Settings, engine: str = "local") -> dict | None:
         "champion": alias_version(store, name, CHAMPION),
         "metrics": dict(sorted(metrics.items(), key=lambda kv: kv[0] != "ensemble")),
     }
+
+
+def job_mlflow_store(defs):
+    """The MLflow store the train_model job logged to: the definitions' resource (MLFLOW_TRACKING_URI
+    when set, else the embedded store under the data home), not a second resolution of it."""
+    return defs.resources["mlflow_store"].process_config_and_initialize().store
 
 
 def print_model_table(out: Console, training: dict) -> None:

@@ -285,9 +285,10 @@ def normalise_tables(tables: Iterable[pa.Table]) -> NormalisedBatch:
     messages_with_valid: set[int] = set()
     rejections: dict[int, Rejection] = {}
     warnings: dict[int, list[str]] = {}
+    sections: dict[tuple[int, str | None], int] = {}  # rows so far per (message, protocol type)
     ignored = 0
     for table in tables:
-        decoded = table_decode.decode_table(table, wallet_index)
+        decoded = table_decode.decode_table(table, wallet_index, sections)
         addresses.extend([""] * len(decoded.keys))
         wallet_keys.extend([None] * len(decoded.keys))
         fast = decoded.rows
@@ -296,22 +297,43 @@ def normalise_tables(tables: Iterable[pa.Table]) -> NormalisedBatch:
             wallet_keys[i] = address.lower()
         messages_with_valid.update(fast.accepted.tolist())
         if len(fast):
-            pieces.append((fast.columns, fast.positions))
+            types = np.asarray(arrow_decode.TYPES, dtype=object)[fast.columns["protocol_type"].indices]
+            positions = table_decode.shift_positions(fast.positions, fast.columns["message_index"], types, sections)
+            pieces.append((fast.columns, positions))
         if decoded.messages:
             seen = {i: addresses[i] for i in decoded.messages}
             slow = _python_rows(decoded.messages, sorted(decoded.messages), addresses, wallet_keys)
             for i, address in seen.items():
                 addresses[i] = address or addresses[i]
             if len(slow.frame):
-                pieces.append((table_decode.columns_of(slow.frame), slow.positions))
+                frame = slow.frame
+                positions = table_decode.shift_positions(
+                    slow.positions,
+                    column(frame, "message_index").astype(np.int64),
+                    np.asarray(frame["protocol_type"].astype(object)),
+                    sections,
+                )
+                pieces.append((table_decode.columns_of(frame), positions))
             if len(slow.dropped):
-                dropped_parts.append(slow.dropped)
+                dropped = slow.dropped
+                if sections:
+                    dropped = dropped.assign(
+                        position=table_decode.shift_positions(
+                            dropped["position"].to_numpy(np.int64),
+                            dropped["message_index"].to_numpy(np.int64),
+                            dropped["protocol_type"].to_numpy(dtype=object),
+                            sections,
+                        )
+                    )
+                dropped_parts.append(dropped)
             messages_with_valid |= slow.messages_with_valid
             for rejection in slow.read.rejections:
                 rejections.setdefault(rejection.message_index, rejection)
             for i, lines in slow.read.warnings.items():
                 warnings.setdefault(i, []).extend(lines)
             ignored += slow.read.ignored_sections
+        for section, rows in decoded.sections.items():
+            sections[section] = sections.get(section, 0) + rows
     if pieces:
         valid, positions, document_hash = table_decode.assemble(pieces)
     else:

@@ -57,6 +57,7 @@ class TableRows:
     rows: Rows  # message indices are the wallets' global indices
     messages: dict[int, dict[str, Any]]  # message index → §1 message, for the Python path
     keys: list[str | None]  # per new wallet of this table (lower-cased address), in index order
+    sections: dict[tuple[int, str | None], int]  # rows per (message index, protocol type) in this table
 
 
 def conform(table: pa.Table) -> pa.Table:
@@ -93,26 +94,32 @@ def conform(table: pa.Table) -> pa.Table:
     return pa.Table.from_arrays(columns, names=names).combine_chunks()
 
 
-def decode_table(table: pa.Table, wallet_index: dict[str | None, int]) -> TableRows:
+def decode_table(
+    table: pa.Table, wallet_index: dict[str | None, int], before: dict[tuple[int, str | None], int] | None = None
+) -> TableRows:
     """Decode one table (or one row group of a larger one). `wallet_index` maps a lower-cased
     address to its message index and is extended with the table's new wallets, so that a wallet
-    whose rows span several tables is one message."""
+    whose rows span several tables is one message; `before`: rows per (wallet, protocol type) in the
+    earlier tables, in order of first appearance (so a rebuilt message numbers its sections as the
+    wallet's whole message would)."""
     table = conform(table)
     address = _Strings(table.column("wallet_address").chunk(0) if table.num_rows else pa.array([], pa.string()))
     key = address.lowered()
+    # wallets numbered in order of their first row (not the dictionary's order, which may also hold
+    # values no row uses); a row without an address is one wallet of its own ("" fails its checks)
+    codes, first_row = np.unique(key.indices, return_index=True)
+    entries = key.dictionary.to_pylist()
+    index_of_code = np.full(len(entries) + 1, -1, dtype=np.int64)  # code k at k + 1, null at 0
     new_keys = []
-    index_of_entry = np.empty(len(key.dictionary), dtype=np.int64)
-    for k, entry in enumerate(key.dictionary.to_pylist()):  # one entry per wallet spelling, not per row
+    for code in codes[np.argsort(first_row)].tolist():  # one entry per wallet, not per row
+        entry = entries[code] if code >= 0 else None
         if entry not in wallet_index:
             wallet_index[entry] = len(wallet_index)
             new_keys.append(entry)
-        index_of_entry[k] = wallet_index[entry]
+        index_of_code[code + 1] = wallet_index[entry]
     if not table.num_rows:
-        return TableRows(NO_ROWS, {}, new_keys)
-    if (key.indices < 0).any() and None not in wallet_index:
-        wallet_index[None] = len(wallet_index)
-        new_keys.append(None)
-    row_message = np.where(key.indices >= 0, index_of_entry[key.indices.clip(0)], wallet_index.get(None, -1))
+        return TableRows(NO_ROWS, {}, new_keys, {})
+    row_message = index_of_code[key.indices + 1]
 
     protocol_type = _Strings(table.column("protocol_type").chunk(0))
     type_code = protocol_type.codes_in(arrow_decode.TYPES)
@@ -123,11 +130,43 @@ def decode_table(table: pa.Table, wallet_index: dict[str | None, int]) -> TableR
         address = _Strings(table.column("wallet_address").chunk(0))
         key = address.lowered()
     rows, rest = _accepted_rows(table, row_message, type_code, address, key)
+    sections = _section_sizes(
+        row_message, protocol_type if order is None else _Strings(table.column("protocol_type").chunk(0))
+    )
     python_messages = {}
     if len(rest):
         rest_rows = np.isin(row_message, rest)
-        python_messages = _messages_of(table.filter(pa.array(rest_rows)), row_message[rest_rows])
-    return TableRows(rows, python_messages, new_keys)
+        python_messages = _messages_of(table.filter(pa.array(rest_rows)), row_message[rest_rows], before or {})
+    return TableRows(rows, python_messages, new_keys, sections)
+
+
+def _section_sizes(row_message: np.ndarray, protocol_type: _Strings) -> dict[tuple[int, str | None], int]:
+    """Rows per (wallet, protocol type) of this table: where the next table's rows of a section go on
+    counting from (a transaction's position in its section, as warnings name it)."""
+    pairs = row_message.astype(np.int64) * (len(protocol_type.dictionary) + 1) + (protocol_type.indices + 1)
+    found, first, counts = np.unique(pairs, return_index=True, return_counts=True)
+    by_appearance = np.argsort(first, kind="stable")
+    found, counts = found[by_appearance], counts[by_appearance]
+    names = [None, *protocol_type.dictionary.to_pylist()]
+    width = len(protocol_type.dictionary) + 1
+    return {(int(p // width), names[int(p % width)]): int(n) for p, n in zip(found.tolist(), counts.tolist())}
+
+
+def shift_positions(
+    positions: np.ndarray, message_index: np.ndarray, protocol_type: np.ndarray, before: dict
+) -> np.ndarray:
+    """Positions counted on from the rows of the same sections in earlier tables (`before`): only the
+    rows of wallets seen before are looked up."""
+    if not before or not len(positions):
+        return positions
+    seen = np.isin(message_index, np.fromiter({m for m, _ in before}, dtype=np.int64))
+    if not seen.any():
+        return positions
+    rows = np.flatnonzero(seen)
+    keys = zip(message_index[rows].tolist(), protocol_type[rows].tolist())
+    shifted = positions.copy()
+    shifted[rows] += np.fromiter((before.get(k, 0) for k in keys), dtype=np.int64, count=len(rows))
+    return shifted
 
 
 class _Strings:
@@ -370,15 +409,27 @@ def _starts(row_message: np.ndarray, type_code: np.ndarray) -> np.ndarray:
     return np.flatnonzero(change)
 
 
-def _messages_of(table: pa.Table, row_message: np.ndarray) -> dict[int, dict[str, Any]]:
+def _messages_of(table: pa.Table, row_message: np.ndarray, before: dict) -> dict[int, dict[str, Any]]:
     """§1 messages of the wallets the native checks did not take (a Python loop over their rows only:
-    the bad-input path). Absent values are left out, as a JSON message would leave them out."""
+    the bad-input path). Absent values are left out, as a JSON message would leave them out. A wallet
+    seen in earlier tables starts with its earlier sections, empty, so sections keep their numbers."""
     messages: dict[int, dict[str, Any]] = {}
     sections: dict[tuple[int, Any], list[dict[str, Any]]] = {}
+    wanted = set(row_message.tolist())
+    for index, kind in before:
+        if index in wanted:
+            message = messages.setdefault(index, {"wallet_address": None, "data": []})
+            transactions = sections[(index, kind)] = []
+            # an earlier section of a type without features was already warned about: a known type
+            # with no transactions keeps its number without a second warning
+            known = kind if kind in arrow_decode.TYPES else arrow_decode.TYPES[0]
+            message["data"].append({"protocolType": known, "transactions": transactions})
     for index, row in zip(row_message.tolist(), table.to_pylist()):
         message = messages.get(index)
         if message is None:
             message = messages[index] = {"wallet_address": row["wallet_address"], "data": []}
+        elif message["wallet_address"] is None:
+            message["wallet_address"] = row["wallet_address"]
         kind = row["protocol_type"]
         transactions = sections.get((index, kind))
         if transactions is None:
@@ -390,7 +441,7 @@ def _messages_of(table: pa.Table, row_message: np.ndarray) -> dict[int, dict[str
 
 def _slot(row: dict[str, Any], prefix: str) -> dict[str, Any]:
     token = {
-        "amount": row[f"{prefix}_amount"],
+        "amount": row[f"{prefix}_amount"],  # doubles: an error quotes -5 as -5.0
         "amountUSD": row[f"{prefix}_usd"],
         "address": row[f"{prefix}_address"],
         "symbol": row[f"{prefix}_symbol"],

@@ -107,6 +107,15 @@ def table_from_messages(messages: Iterable[dict]) -> pa.Table:
                 )
                 for (_, append), value in zip(add, values):
                     append(value)
-    return pa.table(
-        {name: pa.array(values, type=kind) for (name, kind, _), values in zip(TABLE_COLUMNS, rows.values())}
-    )
+    return pa.table({name: _array(values, kind) for (name, kind, _), values in zip(TABLE_COLUMNS, rows.values())})
+
+
+def _array(values: list[Any], kind: pa.DataType) -> pa.Array:
+    """The column; JSON integers beyond 2**53 in a float column (wei-sized amounts, as in the worked
+    example) become the nearest double, as the JSON readers take them (Arrow refuses them as inexact)."""
+    try:
+        return pa.array(values, type=kind)
+    except pa.ArrowInvalid:
+        if kind != pa.float64():
+            raise
+        return pa.array([float(v) if type(v) is int else v for v in values], type=kind)

@@ -1,5 +1,6 @@
 """Kafka connection and topic settings as a Dagster resource (values from the environment by default)."""
 
+import dataclasses
 import os
 
 import dagster as dg
@@ -10,17 +11,24 @@ from defi_scoring.streaming.settings import KafkaSettings
 PASSWORD_OPTION = "sasl_plain_password"
 
 
+_DEFAULTS = KafkaSettings()  # the one place the defaults are written (streaming/settings.py)
+
+
 class KafkaResource(dg.ConfigurableResource):
-    """Bootstrap servers, topic names, bounds of one sensor tick, and SASL/SSL pass-through options."""
+    """Every KafkaSettings field, with its defaults: bootstrap servers, topics, consumer group, bounds of
+    one sensor tick, message size, and SASL/SSL pass-through options (the password apart)."""
 
     bootstrap_servers: str
-    input_topic: str = "wallet-transactions"
-    success_topic: str = "wallet-scores-success"
-    failure_topic: str = "wallet-scores-failure"
-    alerts_topic: str = "wallet-score-alerts"
-    client_id: str = "defi-scoring"
-    max_range_messages: int = 5_000
-    max_ranges_per_tick: int = 20
+    input_topic: str = _DEFAULTS.input_topic
+    success_topic: str = _DEFAULTS.success_topic
+    failure_topic: str = _DEFAULTS.failure_topic
+    alerts_topic: str = _DEFAULTS.alerts_topic
+    client_id: str = _DEFAULTS.client_id
+    consumer_group: str = _DEFAULTS.consumer_group
+    max_range_messages: int = _DEFAULTS.max_range_messages
+    max_ranges_per_tick: int = _DEFAULTS.max_ranges_per_tick
+    sensor_interval_seconds: int = _DEFAULTS.sensor_interval_seconds
+    max_message_bytes: int = _DEFAULTS.max_message_bytes
     security: dict[str, str] = Field(default_factory=dict)
     """kafka-python options such as security_protocol, sasl_mechanism, sasl_plain_username, ssl_cafile."""
     sasl_password: str = ""
@@ -28,31 +36,17 @@ class KafkaResource(dg.ConfigurableResource):
 
     @classmethod
     def from_settings(cls, settings: KafkaSettings) -> "KafkaResource":
+        fields = {f.name: getattr(settings, f.name) for f in dataclasses.fields(settings) if f.name != "security"}
         return cls(
-            bootstrap_servers=settings.bootstrap_servers,
-            input_topic=settings.input_topic,
-            success_topic=settings.success_topic,
-            failure_topic=settings.failure_topic,
-            alerts_topic=settings.alerts_topic,
-            client_id=settings.client_id,
-            max_range_messages=settings.max_range_messages,
-            max_ranges_per_tick=settings.max_ranges_per_tick,
+            **fields,
             security={k: v for k, v in settings.security.items() if k != PASSWORD_OPTION},
             sasl_password=_password(settings),
         )
 
     def settings(self) -> KafkaSettings:
-        return KafkaSettings(
-            bootstrap_servers=self.bootstrap_servers,
-            input_topic=self.input_topic,
-            success_topic=self.success_topic,
-            failure_topic=self.failure_topic,
-            alerts_topic=self.alerts_topic,
-            client_id=self.client_id,
-            security={**self.security, **({PASSWORD_OPTION: self.sasl_password} if self.sasl_password else {})},
-            max_range_messages=self.max_range_messages,
-            max_ranges_per_tick=self.max_ranges_per_tick,
-        )
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(KafkaSettings) if f.name != "security"}
+        password = {PASSWORD_OPTION: self.sasl_password} if self.sasl_password else {}
+        return KafkaSettings(**fields, security={**self.security, **password})
 
 
 def _password(settings: KafkaSettings):

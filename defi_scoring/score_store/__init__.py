@@ -2,7 +2,8 @@
 runs need for incremental scoring. SQLAlchemy Core, so one code path serves SQLite (embedded default,
 WAL so readers keep working while a run writes) and PostgreSQL (production, by URL).
 
-One module per part: `tables` (schema and engine), `histories` (wallet histories and their write
+One module per part: `tables` (schema and engine), `migrate` (schema versions: `migrations/` applied on
+open, so a release upgrades the store it finds), `histories` (wallet histories and their write
 conflicts), `score_writes` / `score_reads` (output messages in, scores out), `ranges` (what each Kafka
 offset range published). `ScoreStore` is all of them on one engine.
 """

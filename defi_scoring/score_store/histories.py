@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterable
+from functools import cached_property
 
 import pandas as pd
 import sqlalchemy as sa
@@ -14,14 +15,21 @@ from defi_scoring.core.wallet_history import decode_histories, encode_histories,
 from defi_scoring.score_store.connection import StoreConnection
 from defi_scoring.score_store.tables import wallet_histories
 
-_UPDATE_SQL = (
-    "UPDATE wallet_histories SET columns = ?, transactions = ?, writer = ?, updated_at = ? "
-    "WHERE wallet = ? AND transactions = ?"
+_history = wallet_histories.c
+# Only where the stored count is still the one this writer read: a history another writer extended
+# meanwhile is left alone (and _written_by_others then reports it).
+_UPDATE = (
+    sa.update(wallet_histories)
+    .where(_history.wallet == sa.bindparam("key"), _history.transactions == sa.bindparam("base"))
+    .values(
+        columns=sa.bindparam("blob"),
+        transactions=sa.bindparam("count"),
+        writer=sa.bindparam("token"),
+        updated_at=sa.bindparam("now"),
+    )
 )
-_INSERT_SQL = (
-    "INSERT INTO wallet_histories (wallet, transactions, columns, writer, updated_at) "
-    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (wallet) DO NOTHING"
-)
+_UPDATE_PARAMS = ("blob", "count", "token", "now", "key", "base")
+_INSERT_COLUMNS = ("wallet", "transactions", "columns", "writer", "updated_at")
 
 
 class HistoryConflict(RuntimeError):
@@ -37,6 +45,11 @@ def history_counts(history: pd.DataFrame) -> dict[str, int]:
 
 
 class WalletHistories(StoreConnection):
+    @cached_property
+    def _insert_history(self):
+        """A wallet's first history; a writer that raced us to it wins and we see a conflict."""
+        return self._insert(wallet_histories).on_conflict_do_nothing(index_elements=["wallet"])
+
     def wallet_history(
         self, wallets: Iterable[str], conn: sa.Connection | None = None, chunk: int = 5_000
     ) -> pd.DataFrame:
@@ -79,9 +92,9 @@ class WalletHistories(StoreConnection):
         updates = [(blob, n, token, now, w, base_counts[w]) for w, (n, blob) in encoded.items() if base_counts.get(w)]
         inserts = [(w, n, blob, token, now) for w, (n, blob) in encoded.items() if not base_counts.get(w)]
         if updates:
-            self._executemany(conn, _UPDATE_SQL, updates)
+            self._executemany(conn, _UPDATE, _UPDATE_PARAMS, updates)
         if inserts:
-            self._executemany(conn, _INSERT_SQL, inserts)
+            self._executemany(conn, self._insert_history, _INSERT_COLUMNS, inserts)
         lost = self._written_by_others(conn, changed, token)
         if lost:
             raise HistoryConflict(

@@ -8,11 +8,13 @@
 - score_events: one row per output message (success or failure), with run id, source, model version.
 - processed_ranges: the outputs of each Kafka offset range, so a re-executed range republishes the
   very same messages instead of scoring twice.
+
+Wallet columns are unbounded Text: a failure message carries the input's raw `wallet_address`, which
+may be any string (schema changes go through `migrations/`; `migrate.py` applies them on open).
 """
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -21,7 +23,7 @@ metadata = sa.MetaData()
 wallet_histories = sa.Table(
     "wallet_histories",
     metadata,
-    sa.Column("wallet", sa.String(64), primary_key=True),
+    sa.Column("wallet", sa.Text, primary_key=True),
     sa.Column("transactions", sa.Integer, nullable=False),
     sa.Column("columns", sa.LargeBinary, nullable=False),
     sa.Column("writer", sa.String(64), nullable=False),
@@ -30,7 +32,7 @@ wallet_histories = sa.Table(
 wallet_scores = sa.Table(
     "wallet_scores",
     metadata,
-    sa.Column("wallet", sa.String(64), primary_key=True),
+    sa.Column("wallet", sa.Text, primary_key=True),
     sa.Column("zscore", sa.Float),
     sa.Column("hybrid_score", sa.Float),
     sa.Column("confidence", sa.Float),
@@ -44,7 +46,7 @@ score_events = sa.Table(
     "score_events",
     metadata,
     sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
-    sa.Column("wallet", sa.String(64), nullable=False, index=True),
+    sa.Column("wallet", sa.Text, nullable=False, index=True),
     sa.Column("run_id", sa.String(128)),
     sa.Column("source", sa.String(16)),
     sa.Column("status", sa.String(8), nullable=False),
@@ -78,24 +80,11 @@ def store_engine(url: str) -> sa.Engine:
         url, pool_pre_ping=not is_sqlite, **({} if is_sqlite else {"pool_size": 10, "max_overflow": 20})
     )
     if engine.dialect.name == "sqlite":
-        sa.event.listen(engine, "connect", _sqlite_pragmas)
+        sa.event.listen(engine, "connect", sqlite_pragmas)
     return engine
 
 
-def create_tables(engine: sa.Engine, attempts: int = 3) -> None:
-    """create_all checks then creates; two processes starting on a fresh database can both see no
-    table and one fails with "already exists". Checking again is then enough."""
-    for attempt in range(attempts):
-        try:
-            metadata.create_all(engine)
-            return
-        except (sa.exc.OperationalError, sa.exc.ProgrammingError, sa.exc.IntegrityError):
-            if attempt == attempts - 1:
-                raise
-            time.sleep(0.2 * (attempt + 1))
-
-
-def _sqlite_pragmas(dbapi_connection, _record) -> None:
+def sqlite_pragmas(dbapi_connection, _record=None) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")  # readers do not block on the writer
     cursor.execute("PRAGMA synchronous=NORMAL")

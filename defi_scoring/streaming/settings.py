@@ -41,18 +41,19 @@ class KafkaSettings:
         ):
             if env.get(name):
                 security[key] = env[name]
+        default = cls()  # the defaults are the fields' (one place: the resource reads them too)
         return cls(
-            bootstrap_servers=env.get("KAFKA_BOOTSTRAP_SERVERS", DEFAULT_BOOTSTRAP),
-            input_topic=env.get("KAFKA_INPUT_TOPIC", "wallet-transactions"),
-            success_topic=env.get("KAFKA_SUCCESS_TOPIC", "wallet-scores-success"),
-            failure_topic=env.get("KAFKA_FAILURE_TOPIC", "wallet-scores-failure"),
-            alerts_topic=env.get("KAFKA_ALERTS_TOPIC", "wallet-score-alerts"),
-            client_id=env.get("KAFKA_CLIENT_ID", "defi-scoring"),
-            consumer_group=env.get("KAFKA_CONSUMER_GROUP", "defi-scoring"),
+            bootstrap_servers=env.get("KAFKA_BOOTSTRAP_SERVERS", default.bootstrap_servers),
+            input_topic=env.get("KAFKA_INPUT_TOPIC", default.input_topic),
+            success_topic=env.get("KAFKA_SUCCESS_TOPIC", default.success_topic),
+            failure_topic=env.get("KAFKA_FAILURE_TOPIC", default.failure_topic),
+            alerts_topic=env.get("KAFKA_ALERTS_TOPIC", default.alerts_topic),
+            client_id=env.get("KAFKA_CLIENT_ID", default.client_id),
+            consumer_group=env.get("KAFKA_CONSUMER_GROUP", default.consumer_group),
             security=security,
-            max_range_messages=int(env.get("KAFKA_MAX_RANGE_MESSAGES", 25_000)),
-            max_ranges_per_tick=int(env.get("KAFKA_MAX_RANGES_PER_TICK", 20)),
-            sensor_interval_seconds=int(env.get("KAFKA_SENSOR_INTERVAL_SECONDS", 2)),
+            max_range_messages=int(env.get("KAFKA_MAX_RANGE_MESSAGES", default.max_range_messages)),
+            max_ranges_per_tick=int(env.get("KAFKA_MAX_RANGES_PER_TICK", default.max_ranges_per_tick)),
+            sensor_interval_seconds=int(env.get("KAFKA_SENSOR_INTERVAL_SECONDS", default.sensor_interval_seconds)),
         )
 
     @property
