@@ -43,7 +43,7 @@ from defi_scoring.batch_files import read_table_file, read_transactions, table_f
 from defi_scoring.core.batch_scoring import failure_message, with_warnings
 from defi_scoring.core.cross_wallet import CrossWalletSignals, PumpTotals, dex_fingerprints, peer_counts, stable_hash
 from defi_scoring.core.normalise import NormalisedBatch, normalise_messages, normalise_tables
-from defi_scoring.core.patterns import pump_totals
+from defi_scoring.core.patterns import PoolTotals, pool_totals, pump_totals
 from defi_scoring.core.scoring_config import ScoringConfig, default_scoring_config
 from defi_scoring.core.success_messages import encode_success_messages
 from defi_scoring.core.wallet_scoring import ModelFn, score_wallet_table
@@ -198,7 +198,7 @@ def _score_spread(
     _write_sorted(work / "failures.parquet", spread.failures)
     spread.failures = []
 
-    fingerprints, totals = [], PumpTotals.empty()
+    fingerprints, totals, pools = [], PumpTotals.empty(), PoolTotals.empty()
     for p in range(partitions):
         transactions = spread.transactions(p)
         if transactions.empty:
@@ -206,10 +206,11 @@ def _score_spread(
         fingerprints.append(dex_fingerprints(transactions))
         wallets = pd.Index(pd.unique(transactions["wallet"].astype(object)))
         totals = totals + pump_totals(transactions, wallets, config.patterns)
+        pools = pools + pool_totals(transactions, wallets)
         say(f"cross-wallet signals: partition {p + 1}/{partitions}")
     del transactions
     peers = peer_counts(pd.concat(fingerprints)) if fingerprints else None
-    signals = CrossWalletSignals(peers, totals)
+    signals = CrossWalletSignals(peers, totals, pools)
 
     outputs = [work / "failures.parquet"]
     for p in range(partitions):

@@ -12,7 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import models_json_schema
 
-from defi_scoring.contracts.messages import FailureMessage, SuccessMessage, WalletTransactionsMessage
+from defi_scoring.contracts.messages import FailureMessage, Recommendation, SuccessMessage, WalletTransactionsMessage
 from defi_scoring.core.transaction_table import ARROW_STREAM_MEDIA_TYPE, REQUIRED_COLUMNS, TABLE_COLUMNS
 
 EXAMPLE_ADDRESS = "0x742d35Cc6634C0532925a3b8D4C9db96590e4265"
@@ -57,6 +57,7 @@ class ScoredWallet(SuccessMessage):
                     "reasons": [{"text": "No manipulation pattern detected (+17.5 points)", "points": 17.51}],
                     "patterns": [],
                     "alerts": [],
+                    "recommendations": [],
                     "model_version": None,
                 }
             ]
@@ -72,6 +73,9 @@ class ScoredWallet(SuccessMessage):
     reasons: list[dict[str, Any]] | None = Field(None, description="ranked, with their points")
     patterns: list[dict[str, Any]] | None = Field(None, description="detected manipulation patterns")
     alerts: list[dict[str, Any]] | None = None
+    recommendations: list[Recommendation] | None = Field(
+        None, description="one per detected pattern: pattern, action, severity, text ([] when none)"
+    )
     tags: list[str] | None = None
     activity: dict[str, Any] | None = Field(None, description="per protocol type: count and readable features")
     model_version: str | None = None

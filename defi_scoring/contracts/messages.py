@@ -168,12 +168,26 @@ class CategoryScore(_OutputModel):
     features: dict[str, float | int]
 
 
+class Recommendation(_OutputModel):
+    """What to do about one detected manipulation pattern (additive field `recommendations`)."""
+
+    pattern: str = Field(description="the detected pattern, as in `patterns`")
+    action: str = Field(description="short action id, e.g. exit_positions")
+    severity: str = Field(
+        description="critical (the alert severity of high_risk_pattern): the pattern raised the high-risk alert; "
+        "warning: it counts towards the score; info: detected below the counting threshold"
+    )
+    text: str = Field(description="the recommendation as a sentence")
+
+
 class SuccessMessage(_OutputModel):
     wallet_address: str
     zscore: str
     timestamp: int
     processing_time_ms: int
     categories: list[CategoryScore]
+    # Additive (CONTRACTS.md §2): one per detected pattern, [] when none; absent from older messages.
+    recommendations: list[Recommendation] | None = None
 
 
 class CategoryFailure(_OutputModel):

@@ -17,12 +17,16 @@ local to one call), so a sequence has the same digest in every partition.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from defi_scoring.core.features import rows_of, rows_with
 from defi_scoring.core.sequence_stats import wallet_time_order
+
+if TYPE_CHECKING:
+    from defi_scoring.core.patterns import PoolTotals
 
 FINGERPRINT_WINDOW_S = 6 * 3600
 _HASH_KEY = "defi-scoring-fp1"  # 16 characters: a fixed key keeps digests stable across processes
@@ -152,6 +156,7 @@ class CrossWalletSignals:
 
     peers: pd.Series | None = None  # wallet → peer_wallets_same_fingerprint (every wallet of the population)
     pump: PumpTotals | None = None
+    pools: PoolTotals | None = None  # the rug-pull detector's pool totals (core.patterns.pool_totals)
 
 
 def dex_fingerprints(transactions: pd.DataFrame) -> pd.DataFrame:

@@ -1,6 +1,9 @@
 """The risk ensemble: train members, combine by weighted vote, evaluate on a holdout.
 
 Pure (no Dagster, no MLflow): `defi_scoring.core.model_registry` logs and registers what this trains.
+A member that raises on some wallets (a poisoned row, a library bug) is retried on halves of them
+(core/model_scoring.isolate_failures): those wallets are combined from the members that worked, weights
+renormalised, or get no probability when none did; `coverage` and `note` say so per wallet.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from defi_scoring.core.ensemble_config import EnsembleConfig, MemberConfig
+from defi_scoring.core.model_scoring import isolated_values
 
 
 def _build_member(member: MemberConfig) -> Any:
@@ -60,24 +64,47 @@ class TrainedEnsemble:
     train_seconds: dict[str, float] = field(default_factory=dict)
 
     def member_probabilities(self, features: pd.DataFrame) -> pd.DataFrame:
+        """Each member's probability of risk per wallet; NaN where the member failed on the wallet."""
+        return self._member_probabilities(features)[0]
+
+    def _member_probabilities(self, features: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, str]]:
         x = features[self.feature_names].to_numpy(dtype=np.float32)
-        return pd.DataFrame(
-            {name: model.predict_proba(x)[:, 1] for name, model in self.members.items()}, index=features.index
-        )
+        columns, errors = {}, {}
+        for name, model in self.members.items():
+            columns[name], error = isolated_values(lambda rows, m=model: m.predict_proba(x[rows])[:, 1], len(x))
+            if error:
+                errors[name] = error
+        return pd.DataFrame(columns, index=features.index), errors
 
     def predict(self, features: pd.DataFrame) -> pd.DataFrame:
-        """risk_probability, member_<name> probabilities, confidence and anomaly_score per wallet."""
-        members = self.member_probabilities(features)
+        """risk_probability, member_<name> probabilities, confidence, anomaly_score, coverage (share of
+        the members' weight that scored the wallet) and note (what failed on it; "" when nothing did)."""
+        members, errors = self._member_probabilities(features)
+        probabilities = members.to_numpy()
         w = np.array([self.weights[name] for name in members.columns])
-        p = members.to_numpy() @ (w / w.sum())
-        spread = members.to_numpy().std(axis=1)
+        p = probabilities @ (w / w.sum())
+        spread = probabilities.std(axis=1)
+        coverage = np.ones(len(features))
+        if errors:  # the wallets a member failed on: the members that scored them, weights renormalised
+            rows = np.flatnonzero(~np.isfinite(probabilities).all(axis=1))
+            ok = np.isfinite(probabilities[rows])
+            scored = np.where(ok, probabilities[rows], 0.0)
+            weight, count = ok @ w, ok.sum(axis=1)
+            p[rows] = np.divide(scored @ w, weight, out=np.full(len(rows), np.nan), where=weight > 0)
+            mean = np.divide(scored.sum(axis=1), count, out=np.full(len(rows), np.nan), where=count > 0)
+            deviation = np.where(ok, scored - mean[:, None], 0.0)
+            spread[rows] = np.sqrt((deviation**2).sum(axis=1) / np.maximum(count, 1))
+            coverage[rows] = weight / w.sum()
         agreement = np.clip(1 - 2 * spread, 0, 1)  # 1 = members agree; 0 = maximal disagreement
         certainty = np.abs(2 * p - 1)  # 1 at p = 0 or 1; 0 at 0.5
         out = pd.DataFrame({"risk_probability": p}, index=features.index)
         for name in members.columns:
             out[f"member_{name}"] = members[name].to_numpy()
         out["confidence"] = np.sqrt(agreement * certainty)
-        out["anomaly_score"] = self.anomaly_scores(features)
+        anomaly, anomaly_error = isolated_values(lambda rows: self.anomaly_scores(features.iloc[rows]), len(features))
+        out["anomaly_score"] = anomaly
+        out["coverage"] = coverage
+        out["note"] = _failure_notes(members, errors, np.isnan(anomaly) if anomaly_error else None, anomaly_error)
         return out
 
     def feature_contributions(self, features: pd.DataFrame, exact: bool = False) -> pd.DataFrame | None:
@@ -94,14 +121,30 @@ class TrainedEnsemble:
             if module.startswith("xgboost"):
                 from xgboost import DMatrix
 
-                parts.append(
-                    model.get_booster().predict(DMatrix(x), pred_contribs=True, approx_contribs=not exact)[:, :-1]
-                )
+                def contribs(rows, m=model):
+                    booster = m.get_booster()
+                    return booster.predict(DMatrix(x[rows]), pred_contribs=True, approx_contribs=not exact)[:, :-1]
+
             elif module.startswith("lightgbm") and exact:
-                parts.append(np.asarray(model.predict(x, pred_contrib=True))[:, :-1])
+
+                def contribs(rows, m=model):
+                    return np.asarray(m.predict(x[rows], pred_contrib=True))[:, :-1]
+
+            else:
+                continue
+            part, _ = isolated_values(contribs, len(x))  # a wallet a member fails on: NaN, the others stand
+            parts.append(part)
         if not parts:
             return None
-        return pd.DataFrame(np.mean(parts, axis=0), index=features.index, columns=self.feature_names)
+        stacked = np.stack(parts)
+        if len(parts) == 1 or np.isfinite(stacked).all():
+            mean = np.mean(stacked, axis=0)
+        else:  # the members that worked on each wallet
+            ok = np.isfinite(stacked)
+            count = ok.sum(axis=0)
+            total = np.where(ok, stacked, 0.0).sum(axis=0)
+            mean = np.divide(total, count, out=np.full(total.shape, np.nan), where=count > 0)
+        return pd.DataFrame(mean, index=features.index, columns=self.feature_names)
 
     def anomaly_scores(self, features: pd.DataFrame) -> np.ndarray:
         """Percentile (0–1) of the IsolationForest outlier score among the training wallets."""
@@ -109,6 +152,42 @@ class TrainedEnsemble:
             return np.zeros(len(features))
         raw = -self.anomaly_model.score_samples(features[self.feature_names].to_numpy(dtype=np.float32))
         return np.searchsorted(self.anomaly_reference, raw, side="right") / len(self.anomaly_reference)
+
+
+def _failure_notes(
+    members: pd.DataFrame, errors: dict[str, str], anomaly_failed: np.ndarray | None, anomaly_error: str | None
+) -> np.ndarray:
+    """Per wallet, which members failed on it and why ("" for a wallet nothing failed on): one sentence
+    per distinct combination of failed members, looked up by bitmask (no per-wallet formatting)."""
+    n = len(members)
+    if not errors and anomaly_error is None:
+        return np.full(n, "", dtype=object)
+    names = list(members.columns)
+    failed = ~np.isfinite(members.to_numpy())
+    bits = (failed.astype(np.int64) << np.arange(len(names), dtype=np.int64)).sum(axis=1)
+    if anomaly_failed is not None:
+        bits |= anomaly_failed.astype(np.int64) << len(names)
+    combos, inverse = np.unique(bits, return_inverse=True)
+    texts = []
+    for combo in combos.tolist():
+        lost = [name for i, name in enumerate(names) if combo >> i & 1]
+        kept = [name for name in names if name not in lost]
+        why = "; ".join(
+            errors.get(name, "no probability") if len(lost) == 1 else f"{name}: {errors.get(name, 'no probability')}"
+            for name in lost
+        )
+        parts = []
+        if lost and kept:
+            parts.append(
+                f"{'member' if len(lost) == 1 else 'members'} {', '.join(lost)} failed on this wallet ({why}); "
+                f"scored by {', '.join(kept)} with their weights renormalised"
+            )
+        elif lost:
+            parts.append(f"every member failed on this wallet ({why}); no ML adjustment, scored by the rules alone")
+        if combo >> len(names) & 1:
+            parts.append(f"anomaly member failed ({anomaly_error}); no anomaly penalty")
+        texts.append("; ".join(parts))
+    return np.asarray(texts, dtype=object)[inverse.reshape(-1)]
 
 
 def train_ensemble(

@@ -142,12 +142,23 @@ def hybrid_scores(
     completeness = d_total / max(sum(d.weight for d in config.dimensions.values()), 1e-12)
 
     ml = config.ml_adjustment
+    # Rows the champion could not score (every member failed on them, core/ensemble.py) have NaN
+    # predictions: no adjustment, no penalty; `coverage` (share of the members' weight that scored the
+    # row) and `note` (what failed on it) say how far a row degraded, and lower its confidence.
+    scored, degraded = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
+    coverage, note = np.zeros(n), np.full(n, "", dtype=object)
     if model_predictions is not None:
         predictions = model_predictions.reindex(wallet_table.index)
         prediction_score = (1 - predictions["risk_probability"].to_numpy(float)) * 100
         model_confidence = predictions["confidence"].to_numpy(float)
         anomaly = predictions["anomaly_score"].to_numpy(float)
-        gated = model_confidence > ml.confidence_gate
+        scored = np.isfinite(prediction_score) & np.isfinite(model_confidence)
+        coverage = np.nan_to_num(predictions["coverage"].to_numpy(float)) if "coverage" in predictions else scored * 1.0
+        if "note" in predictions:
+            note = predictions["note"].fillna("").to_numpy(object)
+        note = np.where(~scored & (note == ""), "no model prediction for this wallet", note)
+        degraded = ~scored | (coverage < 1) | (note != "")
+        gated = model_confidence > ml.confidence_gate  # NaN compares False: no adjustment
         adjustment = np.where(gated, np.clip((prediction_score - base) * ml.scale, -ml.cap, ml.cap), 0.0)
         penalty = np.where(anomaly > ml.anomaly_threshold, ml.anomaly_penalty, 0.0)
         out["ml_prediction_score"] = prediction_score
@@ -162,6 +173,9 @@ def hybrid_scores(
     out["ml_adjustment"] = adjustment
     out["anomaly_penalty"] = penalty
     out["hybrid_score"] = np.clip(base + adjustment - penalty, 0, 100)
+    out["ml_available"] = scored
+    out["ml_degraded"] = degraded
+    out["ml_note"] = note
 
     tx_count = columns.floats("transaction_count")
     history = np.clip(tx_count / 10, 0, 1)
@@ -169,6 +183,11 @@ def hybrid_scores(
     if model_confidence is not None:
         m = ml.model_confidence_weight
         confidence = (1 - m) * data_confidence + m * model_confidence
+        if degraded.any():  # the model's share counts in proportion to the members that scored the row
+            partial = (1 - m) * data_confidence + m * np.nan_to_num(model_confidence) * coverage
+            rules_only = data_confidence * ml.no_model_confidence_factor
+            fallback = np.where(scored & (coverage > 0), partial, rules_only) * ml.degraded_confidence_factor
+            confidence = np.where(degraded, fallback, confidence)
     else:
         confidence = data_confidence * ml.no_model_confidence_factor
     thin = tx_count < config.thin_history.min_transactions

@@ -3,16 +3,25 @@
 No champion yet is a normal state (first deployment): the result says so instead of raising. MLflow is
 imported on the first champion lookup, not with this module: scoring without a model (and every
 command that only imports the scoring path) does not pay its ~2 s and ~190 MB.
+
+A model (or one ensemble member, core/ensemble.py) that raises on some wallets does not fail the batch:
+`isolate_failures` retries it on halves of the rows to find them, those wallets are scored without it
+(the remaining members, or the rules alone) and say so, and ModelScores counts them for the caller's
+metrics.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 from defi_scoring.core.model_aliases import CHAMPION
@@ -32,14 +41,98 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class ModelScores:
-    predictions: pd.DataFrame | None  # risk_probability, member_*, confidence, anomaly_score
+    predictions: pd.DataFrame | None  # risk_probability, member_*, confidence, anomaly_score[, coverage, note]
     model_version: str | None
     note: str
     contributions: pd.DataFrame | None = None  # wallet × feature, log-odds of risk (XGBoost/LightGBM)
+    # For the caller's metrics (the API and stream layers export them; the core has no Prometheus):
+    degraded_wallets: int = 0  # wallets a member (or the whole model) failed on, scored without it
+    member_failures: dict[str, int] = field(default_factory=dict)  # member ("model": all of it) → wallets
 
     @property
     def available(self) -> bool:
         return self.predictions is not None
+
+
+@dataclass
+class Isolated:
+    """What `isolate_failures` got: the calls that worked and the rows no call could score."""
+
+    pieces: list[tuple[np.ndarray, Any]]  # (row positions, fn's result for them)
+    failed: np.ndarray  # bool per row
+    error: str | None  # the first failure, "ExceptionType: message"
+
+
+def isolate_failures(fn: Callable[[np.ndarray], Any], n: int, max_calls: int | None = None) -> Isolated:
+    """fn(row positions) on all `n` rows; when it raises, again on each half, level by level, so a
+    poisoned row fails alone and the rest are scored. Bounded: at most 1 + 4·⌈log2 n⌉ calls by default
+    (one bad row takes two calls per halving; a few take more, and when the calls run out the halves
+    still untried, all of one size, count as failed)."""
+    failed = np.zeros(n, dtype=bool)
+    if n == 0:
+        return Isolated([], failed, None)
+    budget = max_calls if max_calls is not None else 1 + 4 * max(1, math.ceil(math.log2(n)))
+    pieces: list[tuple[np.ndarray, Any]] = []
+    error = None
+    pending, calls = deque([np.arange(n)]), 0
+    while pending:
+        rows = pending.popleft()
+        if calls >= budget:
+            failed[rows] = True
+            continue
+        calls += 1
+        try:
+            pieces.append((rows, fn(rows)))
+        except Exception as exc:
+            error = error or f"{type(exc).__name__}: {exc}"[:300]
+            if len(rows) == 1:
+                failed[rows] = True
+            else:
+                half = len(rows) // 2
+                pending += [rows[:half], rows[half:]]
+    return Isolated(pieces, failed, error)
+
+
+def isolated_values(fn: Callable[[np.ndarray], Any], n: int) -> tuple[np.ndarray, str | None]:
+    """fn's numbers per row (1-D, or rows × columns), NaN on the rows it failed on or gave non-finite
+    values for, and why (None: every row scored). One call when nothing fails."""
+    got = isolate_failures(fn, n)
+    if len(got.pieces) == 1 and not got.failed.any():
+        values = np.asarray(got.pieces[0][1])
+    else:
+        parts = [np.asarray(part) for _, part in got.pieces]
+        shape = parts[0].shape[1:] if parts else ()
+        values = np.full((n, *shape), np.nan, dtype=np.result_type(np.float32, *parts))  # the members' own dtype
+        for (rows, _), part in zip(got.pieces, parts):
+            values[rows] = part.reshape(len(rows), *shape)
+    bad = ~np.isfinite(values) if values.ndim == 1 else ~np.isfinite(values).all(axis=1)
+    if not bad.any():
+        return values, None
+    return values.astype(np.result_type(values, np.float32)), got.error or "returned non-finite values"
+
+
+def model_scores(
+    predictions: pd.DataFrame,
+    version: str | None,
+    note: str,
+    contributions: pd.DataFrame | None = None,
+    model_failed: np.ndarray | None = None,
+) -> ModelScores:
+    """ModelScores of a prediction frame, with the degraded wallets and member failures counted from it
+    (member_<name> NaN: that member failed on the wallet; coverage < 1 or a note: degraded).
+    model_failed: rows the whole model raised on (counted as "model", not as each member)."""
+    failed = np.zeros(len(predictions), dtype=bool) if model_failed is None else model_failed
+    members = [c for c in predictions.columns if c.startswith("member_")]
+    counts = predictions[members].isna().to_numpy()[~failed].sum(axis=0) if members else []
+    failures = {name.removeprefix("member_"): int(k) for name, k in zip(members, counts) if k}
+    if failed.any():
+        failures["model"] = int(failed.sum())
+    degraded = ~np.isfinite(predictions["risk_probability"].to_numpy(float))
+    if "coverage" in predictions:
+        degraded |= predictions["coverage"].to_numpy(float) < 1
+    if "note" in predictions:
+        degraded |= predictions["note"].fillna("").to_numpy(object) != ""
+    return ModelScores(predictions, version, note, contributions, int(degraded.sum()), failures)
 
 
 class ChampionUnloadable(RuntimeError):
@@ -124,9 +217,48 @@ def score_with_model(
             "retrain to register a compatible version"
         )
     inputs = finite_features(features[names])
-    predictions = model.predict(inputs)
+    predictions, failed = _predict_isolated(model, inputs)
     predictions.index = features.index
     contribs = None
     if contributions and ensemble is not None:
-        contribs = ensemble.feature_contributions(inputs, exact=exact_contributions)
-    return ModelScores(predictions, version, f"scored with {name} version {version} ({CHAMPION})", contribs)
+        try:
+            contribs = ensemble.feature_contributions(inputs, exact=exact_contributions)
+        except Exception as exc:  # the reasons lose the model's features; the scores stand
+            logger.warning("feature contributions of version %s failed (%s: %s)", version, type(exc).__name__, exc)
+    scores = model_scores(predictions, version, f"scored with {name} version {version} ({CHAMPION})", contribs, failed)
+    if scores.degraded_wallets:
+        logger.warning(
+            "version %s of '%s' could not fully score %d of %d wallets (failures: %s); they are scored without it",
+            version,
+            name,
+            scores.degraded_wallets,
+            len(features),
+            scores.member_failures,
+        )
+    return scores
+
+
+def _predict_isolated(model, inputs: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+    """model.predict(inputs), with the rows it raises on isolated (isolate_failures) and returned as NaN
+    with a note; plus those rows. (An ensemble isolates its own members' failures first.)"""
+    got = isolate_failures(lambda rows: model.predict(inputs.iloc[rows]), len(inputs))
+    if len(got.pieces) == 1 and not got.failed.any():
+        return got.pieces[0][1], got.failed
+    parts = [part.set_axis(rows) for rows, part in got.pieces]
+    columns = parts[0].columns if parts else pd.Index(["risk_probability", "confidence", "anomaly_score"])
+    predictions = (
+        pd.concat(parts).reindex(np.arange(len(inputs)))
+        if parts
+        else pd.DataFrame(np.nan, index=np.arange(len(inputs)), columns=columns)
+    )
+    failed = got.failed
+    coverage = predictions["coverage"].to_numpy(float) if "coverage" in predictions else np.ones(len(inputs))
+    predictions["coverage"] = np.where(failed, 0.0, coverage)
+    notes = (
+        predictions["note"].fillna("").to_numpy(object)
+        if "note" in predictions
+        else np.full(len(inputs), "", dtype=object)
+    )
+    notes[failed] = f"the model failed on this wallet ({got.error}); no ML adjustment, scored by the rules alone"
+    predictions["note"] = notes
+    return predictions, failed

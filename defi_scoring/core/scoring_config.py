@@ -59,6 +59,8 @@ class MlAdjustmentConfig(_Strict):
     anomaly_penalty: float = Field(10.0, ge=0)
     model_confidence_weight: float = Field(0.4, ge=0, le=1)
     no_model_confidence_factor: float = Field(0.8, ge=0, le=1)
+    # a wallet some ensemble member could not score (its error degraded the wallet to fewer members or none)
+    degraded_confidence_factor: float = Field(0.8, ge=0, le=1)
 
 
 class _Detector(_Strict):
@@ -79,9 +81,13 @@ class SybilConfig(_Detector):
 
 
 class RugPullConfig(_Detector):
-    min_deposit_usd: float = 10_000
-    min_withdraw_ratio: float = 0.8
-    max_exit_hours: float = 72
+    min_deposit_usd: float = Field(10_000, gt=0)
+    min_withdraw_ratio: float = Field(0.8, ge=0, lt=1)
+    max_exit_hours: float = Field(72, gt=0)
+    # Population evidence: the pulled position held at least this share of its pool's liquidity…
+    min_pool_share: float = Field(0.5, gt=0, le=1)
+    # …while at least this many other wallets traded in the pool or provided liquidity to it.
+    min_other_wallets: int = Field(3, ge=1)
 
 
 class PumpAndDumpConfig(_Detector):
@@ -104,6 +110,46 @@ class PatternsConfig(_Strict):
     rug_pull: RugPullConfig = RugPullConfig()
     pump_and_dump: PumpAndDumpConfig = PumpAndDumpConfig()
     fan_in_collector: FanInCollectorConfig = FanInCollectorConfig()
+
+
+class RecommendationConfig(_Strict):
+    """What a user of the score should do about a detected pattern: a short action id and a sentence."""
+
+    action: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    text: str = Field(min_length=1)
+
+
+DEFAULT_RECOMMENDATIONS = {
+    "rug_pull": RecommendationConfig(
+        action="exit_positions",
+        text="Exit positions in pools this wallet controls and do not provide liquidity to them: it has pulled "
+        "the liquidity it dominated out of a pool that others were using.",
+    ),
+    "pump_and_dump": RecommendationConfig(
+        action="avoid_pump_window",
+        text="Avoid trading the token during the pump window: this wallet bought and dumped it together with "
+        "many others.",
+    ),
+    "wash_trading": RecommendationConfig(
+        action="discount_volume",
+        text="Treat this wallet's trading volume as unreliable: it trades back and forth with itself.",
+    ),
+    "sybil_cluster": RecommendationConfig(
+        action="review_community_metrics",
+        text="Treat community metrics involving this wallet (airdrops, votes, user counts) as compromised: it "
+        "acts in lockstep with other wallets.",
+    ),
+    "mev_bot": RecommendationConfig(
+        action="use_protected_execution",
+        text="Route other users' trades through protected execution (a private mempool or MEV protection): "
+        "this wallet trades like an MEV bot.",
+    ),
+    "fan_in_collector": RecommendationConfig(
+        action="block_transfers",
+        text="Do not send funds to this address: it collects from many addresses and forwards to few, as "
+        "phishing and scam collectors do.",
+    ),
+}
 
 
 class ReasonsConfig(_Strict):
@@ -129,6 +175,18 @@ class ScoringConfig(_Strict):
     patterns: PatternsConfig = PatternsConfig()
     reasons: ReasonsConfig = ReasonsConfig()
     alerts: AlertsConfig = AlertsConfig()
+    # per pattern; a pattern not listed keeps its default (an older copy of this file still loads)
+    recommendations: dict[str, RecommendationConfig] = Field(default_factory=lambda: dict(DEFAULT_RECOMMENDATIONS))
+
+    @field_validator("recommendations")
+    @classmethod
+    def _known_patterns(cls, given: dict[str, RecommendationConfig]) -> dict[str, RecommendationConfig]:
+        unknown = sorted(set(given) - set(DEFAULT_RECOMMENDATIONS))
+        if unknown:
+            raise ValueError(
+                f"recommendations for unknown pattern(s) {unknown}; known: {sorted(DEFAULT_RECOMMENDATIONS)}"
+            )
+        return {**DEFAULT_RECOMMENDATIONS, **given}
 
     @model_validator(mode="after")
     def _check(self) -> ScoringConfig:

@@ -4,7 +4,8 @@ Why column-wise: a message holds ~60 numbers and ~15 sentences. Building a dicti
 serialising it cost ~90 µs per message — more than scoring the wallet. Here the fixed-shape part of
 every message (the §2 fields, categories, breakdown, ml) is assembled and JSON-encoded for all
 wallets at once by polars (nested structs, encoded in native code); the per-wallet parts whose shape
-varies (reasons, patterns, alerts) are built only from the columns that have something and appended.
+varies (reasons, patterns, alerts, recommendations) are built only from the columns that have something
+and appended.
 Numbers are rounded once per column with numpy; NaN and infinities become null.
 """
 
@@ -197,9 +198,9 @@ def encode_success_messages(
         "base_score": number("base_score", 2),
         "breakdown": breakdown,
         "ml": {
-            "available": _Literal(version is not None),
+            "available": _model_available(table_columns, version, columns),
             "model_version": _Literal(version, "str"),
-            "note": _Literal(scores.model_note, "str"),
+            "note": _model_notes(table_columns, scores.model_note, columns),
             "prediction_score": number("ml_prediction_score", 2),
             "confidence": number("ml_confidence", 3),
             "anomaly_score": number("anomaly_score", 3),
@@ -216,6 +217,7 @@ def encode_success_messages(
         heads = _encode_with_polars(head, categories, rest, columns)
 
     reasons, patterns, alerts = reason_lists(table_columns), pattern_lists(table), alert_lists(table, config.alerts)
+    advice = recommendation_lists(table, config)
     tail = b',"model_version":' + orjson.dumps(version) + b"}"
     values = [
         b"".join(
@@ -227,12 +229,36 @@ def encode_success_messages(
                 orjson.dumps(p),
                 b',"alerts":',
                 orjson.dumps(a),
+                b',"recommendations":',
+                orjson.dumps(rec),
                 tail,
             )
         )
-        for head, r, p, a in zip(heads, reasons, patterns, alerts)
+        for head, r, p, a, rec in zip(heads, reasons, patterns, alerts, advice)
     ]
     return EncodedMessages(values, _summaries(table, addresses, zscores, version, as_of, processing_ms, alerts))
+
+
+def _model_available(table: FrameColumns, version: str | None, columns: dict[str, Any]) -> _Column | _Literal:
+    """ml.available: a champion exists and at least one of its members scored this wallet."""
+    if version is None or "ml_available" not in table.columns:
+        return _Literal(version is not None)
+    columns["ml_available"] = np.asarray(table["ml_available"], dtype=bool)
+    return _Column("ml_available")
+
+
+def _model_notes(table: FrameColumns, note: str, columns: dict[str, Any]) -> _Column | _Literal:
+    """ml.note: the batch's note, followed for a degraded wallet by what failed on it (`ml_note`)."""
+    if "ml_note" not in table.columns:
+        return _Literal(note, "str")
+    own = np.asarray(table["ml_note"], dtype=object)
+    degraded = own != ""
+    if not degraded.any():
+        return _Literal(note, "str")
+    notes = np.full(len(own), note, dtype=object)
+    notes[degraded] = [f"{note}; {text}" for text in own[degraded].tolist()]
+    columns["ml_note"] = notes.tolist()
+    return _Column("ml_note")
 
 
 def _encode_with_polars(head: dict, categories: list[dict], rest: dict, columns: dict[str, Any]) -> list[bytes]:
@@ -491,6 +517,30 @@ def _rows_and_columns(table: pd.DataFrame, rows: np.ndarray, names: list[str]) -
     if len(rows) == len(table):
         return frame_of({name: column(table, name) for name in names}, table.index)
     return frame_of({name: column(table, name)[rows] for name in names}, table.index[rows])
+
+
+def recommendation_lists(table: pd.DataFrame, config) -> list[list[dict]]:
+    """Each wallet's recommendations: one per detected pattern (in the order of `patterns`), worded in
+    scoring.yaml `recommendations`. Severity: critical when the pattern raises the high-risk alert,
+    warning when it is counted, info when detected below the counting threshold. The few distinct
+    records are built once per pattern and shared by the wallets that have them."""
+    out: list[list[dict]] = [[] for _ in range(len(table))]
+    critical = config.alerts.severities.get("high_risk_pattern", "critical")
+    for name in PATTERNS:
+        rows = np.flatnonzero(np.asarray(column(table, f"{name}_detected"), dtype=bool))
+        if not len(rows):
+            continue
+        counted = np.asarray(column(table, f"{name}_counted"), dtype=bool)[rows]
+        risk = floats(table, f"{name}_risk")[rows]
+        level = np.where(counted, np.where(risk >= config.alerts.high_risk_pattern_score, 0, 1), 2)
+        advice = config.recommendations[name]
+        records = [
+            {"pattern": name, "action": advice.action, "severity": severity, "text": advice.text}
+            for severity in (critical, "warning", "info")
+        ]
+        for i, k in zip(rows.tolist(), level.tolist()):
+            out[i].append(records[k])
+    return out
 
 
 def alert_lists(table: pd.DataFrame, cfg) -> list[list[dict]]:

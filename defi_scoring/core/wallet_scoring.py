@@ -68,7 +68,7 @@ def score_wallet_table(
         lending_summary(behaviour),
         longevity(reference, behaviour),
     )
-    table = _widened(table, detect_patterns(table, transactions, config.patterns, signals.pump))
+    table = _widened(table, detect_patterns(table, transactions, config.patterns, signals.pump, signals.pools))
 
     scores = model(behaviour) if model is not None else no_model("no model store configured")
     hybrid = hybrid_scores(table, config, scores.predictions)

@@ -29,7 +29,7 @@ from distributed import Client, Future
 
 from defi_scoring.batch_files import read_transactions
 from defi_scoring.core.cross_wallet import CrossWalletSignals, PumpTotals, dex_fingerprints, peer_counts
-from defi_scoring.core.patterns import pump_totals
+from defi_scoring.core.patterns import PoolTotals, pool_totals, pump_totals
 from defi_scoring.core.scoring_config import PatternsConfig
 from defi_scoring.distributed.partitions import group_pieces, partition_count, split_batch, wallet_partition
 
@@ -72,14 +72,21 @@ def partition_batches(
     return PartitionedBatches(work_dir, pieces, time.perf_counter() - started)
 
 
-def _contribute(pieces: list[str], patterns: PatternsConfig, buckets: int) -> tuple[list[pd.DataFrame], PumpTotals]:
+def _contribute(
+    pieces: list[str], patterns: PatternsConfig, buckets: int
+) -> tuple[list[pd.DataFrame], tuple[PumpTotals, PoolTotals]]:
     transactions = read_transactions(pieces)
     if transactions.empty:
-        return [pd.DataFrame()] * buckets, PumpTotals.empty()
+        return [pd.DataFrame()] * buckets, (PumpTotals.empty(), PoolTotals.empty())
     fingerprints = dex_fingerprints(transactions)
     bucket = (fingerprints["digest"].to_numpy() % np.uint64(buckets)).astype(np.int64)
     wallets = pd.Index(pd.unique(transactions["wallet"]))
-    return [fingerprints[bucket == b] for b in range(buckets)], pump_totals(transactions, wallets, patterns)
+    totals = (pump_totals(transactions, wallets, patterns), pool_totals(transactions, wallets))
+    return [fingerprints[bucket == b] for b in range(buckets)], totals
+
+
+def _add_totals(a: tuple, b: tuple) -> tuple:
+    return tuple(x + y for x, y in zip(a, b))
 
 
 def _peers_by_partition(fingerprint_pieces: list[pd.DataFrame], partitions: int) -> list[pd.Series]:
@@ -93,11 +100,11 @@ def _peers_by_partition(fingerprint_pieces: list[pd.DataFrame], partitions: int)
 
 
 def _apply(
-    index: int, pieces: list[str], fn: PartitionFn, peer_parts: list[pd.Series] | None, pump: PumpTotals | None
+    index: int, pieces: list[str], fn: PartitionFn, peer_parts: list[pd.Series] | None, totals: tuple | None
 ) -> Any:
     transactions = read_transactions(pieces)
     peers = None if peer_parts is None else pd.concat([p for p in peer_parts if len(p)] or [pd.Series(dtype=float)])
-    return fn(index, transactions, CrossWalletSignals(peers, pump))
+    return fn(index, transactions, CrossWalletSignals(peers, *(totals or (None, None))))
 
 
 def cross_wallet_signals(
@@ -111,7 +118,7 @@ def cross_wallet_signals(
     fingerprints = [client.submit(operator.getitem, c, 0) for c in contributions]
     totals = [client.submit(operator.getitem, c, 1) for c in contributions]
     while len(totals) > 1:  # tree reduction: log2(partitions) rounds of pairwise sums
-        pairs = [client.submit(operator.add, a, b) for a, b in zip(totals[::2], totals[1::2])]
+        pairs = [client.submit(_add_totals, a, b) for a, b in zip(totals[::2], totals[1::2])]
         totals = pairs + ([totals[-1]] if len(totals) % 2 else [])
     bucket_pieces = [[client.submit(operator.getitem, f, b) for f in fingerprints] for b in range(buckets)]
     per_bucket = [client.submit(_peers_by_partition, pieces, n, pure=False) for pieces in bucket_pieces]
