@@ -31,6 +31,11 @@ SCORING_SECONDS = Histogram(
     "defi_scoring_scoring_seconds", "Time of one vectorised scoring call", buckets=LATENCY_BUCKETS
 )
 STORE_ERRORS = Counter("defi_scoring_store_errors", "Score store operations that failed", ["operation"])
+MODEL_DEGRADED = Counter(
+    "defi_scoring_model_degraded_wallets",
+    "Wallets a model member (member=model: the whole champion) failed on, scored without it",
+    ["member"],
+)
 CHAMPION = Gauge(
     "defi_scoring_champion_version",
     "Champion model version in use (label version; value 1)",

@@ -76,6 +76,8 @@ class ServiceState:
         )
         if scores.model_version:
             metrics.CHAMPION.labels(self.model_name, scores.model_version).set(1)
+        for member, wallets in scores.member_failures.items():
+            metrics.MODEL_DEGRADED.labels(member).inc(wallets)
         return scores
 
     def reload_model(self) -> tuple[str | None, bool]:
