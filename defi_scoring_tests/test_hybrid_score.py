@@ -179,8 +179,6 @@ def generated():
 def test_each_risky_archetype_is_caught_by_its_detector_and_benign_wallets_rarely_flagged(generated):
     _, table = generated
     for archetype, pattern in OWN_DETECTOR.items():
-        if archetype == "rug_puller":  # the generator's pullers leave pools others fund: test_scoring_defects
-            continue
         recall = table.loc[table["archetype"] == archetype, f"{pattern}_counted"].mean()
         assert recall >= 0.9, (archetype, recall)
     benign = table[~table["is_risky"]]

@@ -5,7 +5,8 @@ It is the demo data and the benchmark data. The archetypes' generators live in `
 corrupted lines and files (re-exported here). Transactions are drawn column-wise per archetype (numpy,
 no per-wallet loop); only the final JSON assembly walks the rows. Amounts are heavy-tailed
 (log-normal per wallet and per transaction), timing is bursty (a mixture of short and long gaps),
-pools follow a Zipf-like popularity.
+pools follow a Zipf-like popularity. Rug pullers create pools of their own, which benign traders of the
+same generation buy into before the pull (their labels stay benign).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from defi_scoring.core import synthetic_lending, synthetic_transfers
-from defi_scoring.core.synthetic_dex import Universe, dex_wallets, no_dex_transactions
+from defi_scoring.core.synthetic_dex import Universe, dex_wallets, no_dex_transactions, rug_pull_victims
 from defi_scoring.core.synthetic_draws import address_pool, first_seen, positions
 from defi_scoring.core.synthetic_messages import CORRUPTIONS, corrupt, iter_messages, split_newest, write_dataset
 
@@ -67,6 +68,7 @@ ARCHETYPES = [
 ARCHETYPE_NAMES = [a.name for a in ARCHETYPES]
 PROTOCOL_TYPES = ("dexes", "transfers", "lending")
 RISKY_ARCHETYPES = {a.name for a in ARCHETYPES if a.is_risky}
+RUG_PULL_VICTIMS = ("long_term_lp", "active_trader", "casual")  # benign DEX wallets that buy into a puller's pool
 # The pattern detector (core.patterns) each risky archetype is generated to trip.
 OWN_DETECTOR = {
     "wash_trader": "wash_trading",
@@ -137,6 +139,11 @@ def generate_wallets(
     addresses = np.array([_checksum_like(rng.bytes(20).hex(), rng) for _ in range(len(wallets))], dtype=object)
     wallets.insert(0, "wallet_address", addresses)
     transactions = pd.concat(frames, ignore_index=True) if frames else no_dex_transactions()
+    # rug pulls need victims: benign traders of this generation buy into the pullers' pools (a spawned
+    # generator, so the wallets' order and addresses for a seed do not depend on them)
+    candidates = np.flatnonzero(wallets["archetype"].isin(RUG_PULL_VICTIMS).to_numpy())
+    victims = rug_pull_victims(rng.spawn(1)[0], universe, transactions, candidates)
+    transactions = pd.concat([transactions, victims], ignore_index=True)
     transactions = transactions[transactions["timestamp"].to_numpy() <= end_time]
     transfers, lending = (
         _cut_and_reindex(other["transfers"], synthetic_transfers.TRANSFER_COLUMNS, end_time, order),

@@ -51,6 +51,7 @@ PROTOCOLS = [
     ("balancer_v2", "Balancer V2"),
 ]
 FEE_TIERS = ["0.01%", "0.05%", "0.3%", "1%"]
+_LAUNCH_BASES = np.array([[t[0] for t in TOKENS].index(s) for s in ("WETH", "USDC", "USDT")])  # a new token's pair
 
 
 class Universe:
@@ -81,9 +82,33 @@ class Universe:
         )
         pool_popularity = 1.0 / np.arange(1, n_pools + 1) ** 1.1
         self.pool_popularity = pool_popularity / pool_popularity.sum()
+        self.n_listed = n_pools  # pools 0…n_listed−1 are the ones wallets pick favourites from; later: launched
 
     def favourite_pools(self, rng: np.random.Generator, n_wallets: int, k: int) -> np.ndarray:
-        return rng.choice(len(self.pool_ids), (n_wallets, k), p=self.pool_popularity)
+        return rng.choice(self.n_listed, (n_wallets, k), p=self.pool_popularity)
+
+    def launch_pools(self, rng: np.random.Generator, base: np.ndarray) -> np.ndarray:
+        """New pools, one per entry of `base` (token indexes), each pairing it with a token launched with the
+        pool — what a rug puller creates. Appended after the listed pools (nobody picks them as favourites);
+        returns their pool indexes."""
+        n = len(base)
+        letters, length = rng.integers(65, 91, (n, 5)).astype(np.uint8), rng.integers(3, 6, n)
+        stems = pd.Series([row[:k].tobytes().decode() for row, k in zip(letters, length)], dtype=object)
+        taken = (stems.duplicated() | stems.isin(self.symbols)).to_numpy()  # symbols unique in the universe
+        symbols = np.where(taken, stems + pd.Series(np.arange(n)).astype(str), stems).astype(object)
+        tokens = len(self.symbols) + np.arange(n)
+        self.symbols = np.r_[self.symbols, symbols]
+        self.prices = np.r_[self.prices, rng.lognormal(np.log(0.01), 2.0, n)]
+        self.decimals = np.r_[self.decimals, np.full(n, 18)]
+        self.token_addresses = np.r_[self.token_addresses, np.array([_hex(rng, 40) for _ in range(n)], dtype=object)]
+        protocol = rng.choice(np.array([1, 2]), n, p=[0.7, 0.3])  # Uniswap V2 and its forks: anyone can list
+        pools = len(self.pool_ids) + np.arange(n)
+        self.pool_token0, self.pool_token1 = np.r_[self.pool_token0, base], np.r_[self.pool_token1, tokens]
+        self.pool_ids = np.r_[self.pool_ids, np.array([_hex(rng, 40) for _ in range(n)], dtype=object)]
+        self.pool_protocol = np.r_[self.pool_protocol, np.array([PROTOCOLS[p][0] for p in protocol], dtype=object)]
+        names = [f"{PROTOCOLS[p][1]} {self.symbols[a]}/{s} 0.3%" for p, a, s in zip(protocol, base, symbols)]
+        self.pool_names = np.r_[self.pool_names, np.array(names, dtype=object)]
+        return pools
 
 
 def _hex(rng: np.random.Generator, digits: int) -> str:
@@ -187,6 +212,8 @@ def _mev_bot(rng, universe, n_w, end_time):
 
 
 def _rug_puller(rng, universe, n_w, end_time):
+    """After 0–3 ordinary swaps, creates a pool for a token of its own, provides its liquidity (1–3 deposits)
+    and withdraws 92–100% of it 1–36 hours later — the drained pool's victims come from rug_pull_victims."""
     n_swaps = rng.integers(0, 4, n_w)
     n_dep = rng.integers(1, 4, n_w)
     n_wd = rng.integers(1, 3, n_w)
@@ -203,12 +230,15 @@ def _rug_puller(rng, universe, n_w, end_time):
     start = first_seen(rng, n_w, end_time)
     deposit_each = rng.lognormal(np.log(150_000), 1.0, n_w)
     pulled = rng.uniform(0.92, 1.0, n_w)
-    usd = np.select(
-        [action == "swap", action == "deposit"],
-        [rng.lognormal(np.log(2_000), 0.8, n_tx), deposit_each[local] * rng.uniform(0.9, 1.1, n_tx)],
-        default=(deposit_each * n_dep * pulled / n_wd)[local],
-    )
-    pool_one = universe.favourite_pools(rng, n_w, 1)[:, 0]
+    swap_usd = rng.lognormal(np.log(2_000), 0.8, n_tx)
+    deposit_usd = np.where(action == "deposit", deposit_each[local] * rng.uniform(0.9, 1.1, n_tx), 0.0)
+    deposited = np.bincount(local, weights=deposit_usd, minlength=n_w)
+    withdraw_usd = (deposited * pulled / n_wd)[local]  # together: `pulled` of what it deposited
+    usd = np.select([action == "swap", action == "deposit"], [swap_usd, deposit_usd], withdraw_usd)
+    # its liquidity goes into a pool it creates (victims join it in rug_pull_victims); the base token is drawn
+    # like the favourite pool this once was, the rest from a spawned generator: later archetypes' draws unchanged
+    base = _LAUNCH_BASES[rng.choice(len(_LAUNCH_BASES), n_w, p=[0.7, 0.2, 0.1])]
+    pool_one = universe.launch_pools(rng.spawn(1)[0], base)
     pool = np.where(action == "swap", _pick_pools(rng, universe, counts, 3, local), pool_one[local])
     return _frame(local, counts, start, gaps, action, pool, rng.integers(0, 2, n_tx), usd)
 
@@ -274,7 +304,7 @@ def _pump_dumper(rng, universe, n_w, end_time):
         first_is_deposit=False,
     )
     pump_time = end_time - rng.uniform(3 * DAY, 700 * DAY, len(sizes))
-    small_cap = np.flatnonzero(universe.pool_token1 >= 12)  # pools whose token1 is a thinly traded token
+    small_cap = np.flatnonzero(universe.pool_token1[: universe.n_listed] >= 12)  # token1 thinly traded
     pump_pool = rng.choice(small_cap, len(sizes))
     buy = pump_time[group] + rng.uniform(0, 3600, n_w)
     sell = buy + rng.uniform(1800, 24 * 3600, n_w)
@@ -327,6 +357,54 @@ def dex_wallets(
     if name == "sybil_farm":
         return _sybil_farm(rng, universe, n, end_time)
     return _RISKY[name](rng, universe, n, end_time), None
+
+
+def rug_pull_victims(
+    rng: np.random.Generator, universe: Universe, transactions: pd.DataFrame, candidates: np.ndarray
+) -> pd.DataFrame:
+    """The other side of each rug pull: 3–10 of the `candidates` (wallet indexes) buy the launched token while
+    the creator's liquidity is in its pool, and 0–2 of them add a little liquidity too — the wallets the
+    pull leaves holding a drained pool, which is what the rug-pull detector looks for. `transactions`: the
+    generation's DEX rows, the rug pullers' among them. Rows in the DEX columns (positions set later)."""
+    pool = transactions["pool"].to_numpy()
+    launched = transactions[(pool >= universe.n_listed) & (transactions["action"] != "swap").to_numpy()]
+    deposit = launched["action"].to_numpy() == "deposit"
+    per_pool = pd.DataFrame(
+        {
+            "pool": launched["pool"].to_numpy(),
+            "opened": np.where(deposit, launched["timestamp"], np.iinfo(np.int64).max),
+            "pulled": np.where(deposit, np.iinfo(np.int64).max, launched["timestamp"]),
+            "size": np.where(deposit, launched["usd"], 0.0),
+        }
+    ).groupby("pool", sort=True)
+    pools = per_pool.agg(opened=("opened", "min"), pulled=("pulled", "min"), size=("size", "sum"))
+    pools = pools[pools["pulled"] < np.iinfo(np.int64).max]
+    n_pools, m = len(pools), len(candidates)
+    if n_pools == 0 or m == 0:
+        return no_dex_transactions()
+    victims = np.minimum(rng.integers(3, 11, n_pools), m)
+    adders = np.minimum(rng.integers(0, 3, n_pools), victims)
+    # consecutive runs of one shuffle: distinct within a pool, spread over the candidates across pools
+    first = np.cumsum(victims) - victims
+    of_pool = np.repeat(np.arange(n_pools), victims)
+    wallet = rng.permutation(candidates)[(first[of_pool] + positions(victims)) % m]
+    opened, pulled = pools["opened"].to_numpy()[of_pool], pools["pulled"].to_numpy()[of_pool]
+    buy = opened + 60 + rng.random(len(wallet)) * np.maximum(pulled - opened - 180, 0)
+    n_buys = len(wallet)
+    adds = np.flatnonzero(positions(victims) < adders[of_pool])
+    add_time = buy[adds] + rng.random(len(adds)) * np.maximum(pulled[adds] - 60 - buy[adds], 0)
+    add_usd = pools["size"].to_numpy()[of_pool[adds]] * rng.uniform(0.01, 0.05, len(adds))
+    return pd.DataFrame(
+        {
+            "wallet_index": np.r_[wallet, wallet[adds]].astype(np.int64),
+            "position": np.zeros(n_buys + len(adds), np.int64),
+            "timestamp": np.r_[buy, add_time].astype(np.int64),
+            "action": np.array(["swap"] * n_buys + ["deposit"] * len(adds), dtype=object),
+            "pool": np.r_[pools.index.to_numpy()[of_pool], pools.index.to_numpy()[of_pool[adds]]].astype(np.int64),
+            "direction": np.zeros(n_buys + len(adds), np.int64),  # swaps: base token in, the launched token out
+            "usd": np.r_[rng.lognormal(np.log(1_000), 0.9, n_buys), add_usd],
+        }
+    )
 
 
 def no_dex_transactions() -> pd.DataFrame:
