@@ -177,3 +177,19 @@ def test_wallets_are_numbered_by_their_first_row_whatever_the_dictionary(message
     batch = normalise_tables([with_null])
     assert batch.wallet_addresses[1] == "" and batch.rejections[0].message_index == 1
     assert "wallet_address" in batch.rejections[0].error
+
+
+def test_datetime_timestamps_and_null_dictionary_entries(messages):
+    """A timestamp column of datetimes (pandas, DuckDB) reads as unix seconds; a dictionary holding a
+    null value is a null, not a string."""
+    table = table_from_messages(messages[:10])
+    expected = normalise_tables([table])
+    as_datetimes = table.set_column(
+        4, "timestamp", table.column("timestamp").cast(pa.timestamp("s")).cast(pa.timestamp("ns", tz="UTC"))
+    )
+    _same_batch(expected, normalise_tables([as_datetimes]))
+    methods = table.column("method").combine_chunks()
+    dictionary = pa.array([None, *sorted({m for m in methods.to_pylist() if m is not None})], pa.string())
+    indices = pa.array([dictionary.to_pylist().index(m) for m in methods.to_pylist()], pa.int32())
+    with_null_entry = table.set_column(8, "method", pa.DictionaryArray.from_arrays(indices, dictionary))
+    _same_batch(expected, normalise_tables([with_null_entry]))

@@ -81,6 +81,8 @@ def conform(table: pa.Table) -> pa.Table:
             continue
         if pa.types.is_dictionary(column.type):
             column = column.cast(column.type.value_type)
+        if field.name == "timestamp" and pa.types.is_timestamp(column.type):  # datetimes (pandas, DuckDB)
+            column = column.cast(pa.timestamp("s", tz=column.type.tz), safe=False).cast(pa.int64())
         target = pa.float64() if field.name == "timestamp" else field.type
         if column.type != target:
             try:
@@ -177,6 +179,8 @@ class _Strings:
         if indices is not None:
             self.indices, self.dictionary = indices, dictionary
             return
+        if pa.types.is_dictionary(array.type) and array.dictionary.null_count:  # nulls belong in the indices
+            array = array.cast(array.type.value_type)
         if not pa.types.is_dictionary(array.type):
             array = pc.dictionary_encode(array)
         self.dictionary = array.dictionary.cast(pa.string())
