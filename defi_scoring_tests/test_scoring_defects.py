@@ -168,51 +168,12 @@ def test_every_pattern_has_a_default_recommendation():
         ScoringConfig.model_validate(base)
 
 
-def _drained_pools(data, seed: int = 7) -> list[dict]:
-    """The generated messages, each rug puller's liquidity moved to a pool of its own that 3–10 benign
-    traders buy in and 0–2 long-term LPs join while its position is open (what a rug pull is; the
-    generator's own rug pullers pull from popular pools that others fund, an ordinary round trip)."""
-    from defi_scoring.core.synthetic import iter_messages
-
-    rng = np.random.default_rng(seed)
-    messages = list(iter_messages(data))
-    kinds = dict(zip(data.wallets["wallet_address"], data.wallets["archetype"]))
-    dex = {
-        m["wallet_address"]: next(s for s in m["data"] if s["protocolType"] == "dexes")
-        for m in messages
-        if any(s["protocolType"] == "dexes" for s in m["data"])
-    }
-    traders = [a for a in dex if kinds[a] in ("casual", "active_trader")]
-    lps = [a for a in dex if kinds[a] == "long_term_lp"]
-    for address in [a for a in dex if kinds[a] == "rug_puller"]:
-        lp = [t for t in dex[address]["transactions"] if t["action"] != "swap"]
-        pool = "0x" + rng.bytes(20).hex()
-        for t in lp:
-            t["poolId"] = pool
-        opened = min(t["timestamp"] for t in lp if t["action"] == "deposit")
-        pulled = min(t["timestamp"] for t in lp if t["action"] == "withdraw")
-        victims = [(a, "swap", 800.0) for a in rng.choice(traders, rng.integers(3, 11), replace=False)]
-        victims += [(a, "deposit", 2_000.0) for a in rng.choice(lps, rng.integers(0, 3), replace=False)]
-        for j, (victim, action, usd) in enumerate(victims):
-            ts = int(rng.uniform(opened + 60, max(pulled - 60, opened + 120)))
-            tokens = (
-                {"tokenIn": {"amountUSD": usd, "symbol": "WETH"}, "tokenOut": {"amountUSD": usd, "symbol": "NEW"}}
-                if action == "swap"
-                else {
-                    "token0": {"amountUSD": usd / 2, "symbol": "WETH"},
-                    "token1": {"amountUSD": usd / 2, "symbol": "NEW"},
-                }
-            )
-            tx = {"document_id": f"rug-{address[-8:]}-{j}", "action": action, "timestamp": ts, "poolId": pool}
-            dex[victim]["transactions"].append(tx | tokens)
-    return messages
-
-
 def test_generated_rug_pulls_that_drain_a_pool_others_use_are_caught_and_benign_lps_are_not():
-    from defi_scoring.core.synthetic import RISKY_ARCHETYPES, generate_wallets
+    from defi_scoring.core.synthetic import RISKY_ARCHETYPES, generate_wallets, iter_messages
 
     data = generate_wallets(3000, seed=11)
-    batch = normalise_messages(_drained_pools(data))
+    # the generator's rug pullers launch a pool of their own that 3–10 benign traders buy into
+    batch = normalise_messages(list(iter_messages(data)))
     table = score_wallet_table(batch.transactions, AS_OF).table
     archetype = data.wallets.set_index(data.wallets["wallet_address"].str.lower())["archetype"].reindex(table.index)
     assert table.loc[archetype == "rug_puller", "rug_pull_counted"].mean() >= 0.9
