@@ -187,23 +187,6 @@ def _empty(rest: np.ndarray) -> ArrowRows:
     return ArrowRows(pd.DataFrame(), np.zeros(0, np.int64), np.zeros(0, np.int64), [], rest)
 
 
-def empty_rows() -> ArrowRows:
-    """No rows and no message left over (an empty table)."""
-    return _empty(np.zeros(0, np.int64))
-
-
-def flatten_parsed(table: pa.Table, message_index: np.ndarray) -> ArrowRows:
-    """Messages already in Arrow's nested shape (`wallet_address`, `data`: what the JSON reader gives,
-    or a columnar table arranged so, core/table_decode.py) → the rows this path accepts and the rest.
-    `message_index`: each table row's message index in its batch."""
-    if not table.num_rows:
-        return _empty(np.asarray(message_index, dtype=np.int64))
-    frame, positions, accepted_rows, addresses = _flatten(table, message_index)
-    accepted = message_index[accepted_rows]
-    rest = np.setdiff1d(message_index, accepted, assume_unique=True)
-    return ArrowRows(frame, positions, accepted, addresses, rest)
-
-
 def _floats(array: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     """(values with NaN for null, null mask)."""
     return array.to_numpy(zero_copy_only=False).astype(float, copy=False), array.is_null().to_numpy(
@@ -231,7 +214,7 @@ def _categorical(array: pa.Array) -> pd.Categorical:
     return pd.Categorical.from_codes(codes, categories=categories)
 
 
-def codes_categorical(codes: np.ndarray, names: tuple[str, ...]) -> pd.Categorical:
+def _codes_categorical(codes: np.ndarray, names: tuple[str, ...]) -> pd.Categorical:
     """Codes into `names` → Categorical of the names present, sorted (as pd.Categorical gives)."""
     present = np.flatnonzero(np.bincount(codes, minlength=len(names)))
     categories = sorted(names[k] for k in present)
@@ -415,7 +398,7 @@ def _flatten(table: pa.Table, message_index: np.ndarray):
                 code_of_message[row_message[keep]], dtype=message_wallets.dtype, validate=False
             ),
             "message_index": message_index[row_message[keep]].astype(np.int32),
-            "protocol_type": codes_categorical(kept_type, TYPES),
+            "protocol_type": _codes_categorical(kept_type, TYPES),
             "document_id": kept(document_id).to_numpy(zero_copy_only=False).astype(object),
             "action": cat(action),
             "timestamp": timestamp[keep].astype(np.int64),

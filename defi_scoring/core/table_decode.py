@@ -1,12 +1,12 @@
 """Columnar input (core/transaction_table.py) → the rows of the normalised table, with no JSON at all.
 
-A wallet's rows are its message. The flat columns are arranged, without copying values, into the
-nested shape Arrow's JSON reader gives for §1 messages (list of sections, each a list of transaction
-structs), and handed to the native decoder's own flattening and checks (`arrow_decode.flatten`): one
-definition of every check for both inputs. A wallet that the native checks do not take whole (a bad
-row, an unknown protocol type, a non-ASCII address) is rebuilt as a §1 message from its rows and goes
-to the Python path like any JSON message, so its verdicts and error texts are those of
-docs/bad_input.md, and the same transactions give the same table whichever way they came.
+A wallet's rows are its message. The flat columns are checked by the native decoder's own rule
+(`arrow_decode.rows_pass`), string columns kept as dictionary codes (what Parquet stores), so a check
+or a lower-casing runs once per distinct value, and the tables of one file become Categoricals once
+(`assemble`). A wallet that the rule does not take whole (a bad row, an unknown protocol type, a
+non-ASCII address) is rebuilt as a §1 message from its rows and goes to the Python path like any JSON
+message, so its verdicts and error texts are those of docs/bad_input.md, and the same transactions
+give the same table whichever way they came.
 
 Rows are ordered as their §1 messages would hold them: wallets in order of first appearance, within a
 wallet its protocol types in order of first appearance, within a type the table's order.
