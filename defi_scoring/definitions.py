@@ -5,6 +5,7 @@ import os
 import dagster as dg
 
 from defi_scoring.assets import reference_scores, scored_wallets, transaction_batches, wallet_features
+from defi_scoring.assets.daily_scores import daily_rescoring_job, daily_rescoring_schedule, daily_wallet_scores
 from defi_scoring.assets.evaluation import model_evaluation
 from defi_scoring.assets.freshness import champion_is_fresh, scored_wallets_is_fresh
 from defi_scoring.assets.streaming import kafka_scored_ranges
@@ -46,6 +47,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             champion_model,
             model_evaluation,
             kafka_scored_ranges,
+            daily_wallet_scores,
         ],
         asset_checks=[challenger_beats_champion, scored_wallets_is_fresh, champion_is_fresh],
         jobs=[
@@ -55,8 +57,9 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             kafka_scoring_job,
             data_freshness_job,
             streaming_retention,
+            daily_rescoring_job,
         ],
-        schedules=[retraining_schedule, freshness_schedule, retention_schedule],
+        schedules=[retraining_schedule, freshness_schedule, retention_schedule, daily_rescoring_schedule],
         sensors=[landing_folder_sensor, kafka_scoring_sensor, kafka_range_failed, automation_sensor],
         resources={
             "data_home": DataHomeResource(home=str(settings.home)),

@@ -15,6 +15,8 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from defi_scoring.batch_files import read_transactions, wallets_in_order
 from defi_scoring.core.features import reference_features
 from defi_scoring.core.incremental_features import updated_features
@@ -74,9 +76,19 @@ def forget_state(tables_dir: Path) -> None:
     (tables_dir / STATE_NAME).unlink(missing_ok=True)
 
 
-def update_wallet_features(data_home: Any, files: list[Path], as_of: int, incremental: bool):
+def with_as_of(features: pd.DataFrame, as_of: int | None) -> pd.DataFrame:
+    """The table's `as_of` column: the explicit time, or each wallet's newest transaction (None)."""
+    return features.assign(as_of=features["last_timestamp"] if as_of is None else as_of)
+
+
+def _per_wallet_as_of(table: pd.DataFrame) -> bool:
+    return bool(len(table)) and bool((table["as_of"].to_numpy() == table["last_timestamp"].to_numpy()).all())
+
+
+def update_wallet_features(data_home: Any, files: list[Path], as_of: int | None, incremental: bool):
     """(features, transactions read, update summary) of the data home's batches, written to its
-    `wallet_features` table: only the touched wallets recomputed when only new batches landed."""
+    `wallet_features` table: only the touched wallets recomputed when only new batches landed.
+    as_of None: each wallet at its newest transaction (an untouched wallet's row then never moves)."""
     state_path = data_home.settings.tables_dir / STATE_NAME
     previous = data_home.read_table("wallet_features") if data_home.table_exists("wallet_features") else None
     plan = plan_update(files, state_path, incremental) if previous is not None else None
@@ -87,15 +99,18 @@ def update_wallet_features(data_home: Any, files: list[Path], as_of: int, increm
         kept = previous.drop(columns="as_of")
         if recomputed is not None and list(recomputed.columns) != list(kept.columns):
             reason = "the previous table has other feature columns (an earlier version's)"
+        elif (as_of is None) != _per_wallet_as_of(previous):
+            reason = "the previous table was computed at a fixed as-of and this one per wallet, or the reverse"
         else:
-            previous_as_of = float(previous["as_of"].iloc[0]) if len(previous) else float(as_of)
+            previous_as_of = 0.0 if as_of is None else float(previous["as_of"].iloc[0])
             recomputed = kept.iloc[:0] if recomputed is None else recomputed
-            features = updated_features(kept, previous_as_of, recomputed, as_of, wallets_in_order(files))
-            features = features.assign(as_of=as_of)
+            target = 0.0 if as_of is None else float(as_of)
+            features = updated_features(kept, previous_as_of, recomputed, target, wallets_in_order(files))
+            features = with_as_of(features, as_of)
             update = {"mode": "incremental", "reason": plan.reason, "recomputed_wallets": len(recomputed)}
     if features is None:
         transactions = data_home.read_all_transactions()
-        features = reference_features(transactions, as_of).assign(as_of=as_of)
+        features = with_as_of(reference_features(transactions, as_of), as_of)
         update = {"mode": "full", "reason": reason, "recomputed_wallets": len(features)}
     forget_state(state_path.parent)
     data_home.write_table("wallet_features", features)

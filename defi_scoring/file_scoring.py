@@ -185,7 +185,7 @@ def _score_spread(
     spread: _Spread | _HeldSpread,
     expected: Iterator[int],
     output_path: Path,
-    as_of: int,
+    as_of: int | None,
     config: ScoringConfig,
     model: ModelFn | None,
     result: FileScoringResult,
@@ -234,12 +234,12 @@ def _score_spread(
 
 
 def _write_scored(
-    scores, messages: pd.DataFrame, started: float, as_of: int, result: FileScoringResult, out: Path
+    scores, messages: pd.DataFrame, started: float, as_of: int | None, result: FileScoringResult, out: Path
 ) -> None:
     """Success messages of a scored partition's messages, written sorted by output position to `out`."""
     ms = round((time.perf_counter() - started) * 1000 / max(len(messages), 1))
     rows = scores.table.loc[messages["wallet"].tolist()]
-    encoded = encode_success_messages(rows, messages["address"].tolist(), scores, as_of, ms)
+    encoded = encode_success_messages(rows, messages["address"].tolist(), scores, as_of or 0, ms)
     values = []
     for value, warnings in zip(encoded.values, messages["warnings"].tolist()):
         values.append(value if warnings is None else with_warnings(value, warnings))
@@ -262,7 +262,7 @@ def score_file(
 ) -> FileScoringResult:
     """Score `input_path` into `output_path` (one line per input line, same order); see module docstring."""
     started = time.perf_counter()
-    as_of = int(time.time()) if as_of is None else int(as_of)
+    failed_at = int(time.time()) if as_of is None else int(as_of)  # failures have no history to date them
     config = config or default_scoring_config()
     say = progress or (lambda _: None)
     size = input_path.stat().st_size
@@ -276,7 +276,9 @@ def score_file(
             chunk_started = time.perf_counter()
             batch = normalise_messages(lines)
             ms = round((time.perf_counter() - chunk_started) * 1000 / max(len(lines), 1))
-            spread.add(batch, f"chunk-{number:08d}", np.arange(offset, offset + len(lines), dtype=np.int64), as_of, ms)
+            spread.add(
+                batch, f"chunk-{number:08d}", np.arange(offset, offset + len(lines), dtype=np.int64), failed_at, ms
+            )
             offset += len(lines)
             say(f"normalised {offset:,} messages")
         result.messages = offset
@@ -300,7 +302,7 @@ def score_table_file(
     """Score a transactions table file into `output_path` (one line per wallet, in order of its first
     row) through wallet partitions; see module docstring. Raises TableSchemaError."""
     started = time.perf_counter()
-    as_of = int(time.time()) if as_of is None else int(as_of)
+    failed_at = int(time.time()) if as_of is None else int(as_of)  # failures have no history to date them
     config = config or default_scoring_config()
     say = progress or (lambda _: None)
     partitions = max(1, math.ceil(table_file_rows(input_path) / partition_rows))
@@ -319,7 +321,7 @@ def score_table_file(
             if batch.message_count != len(first_rows[p]):
                 raise RuntimeError(f"partition {p}: {batch.message_count} messages for {len(first_rows[p])} wallets")
             ms = round((time.perf_counter() - part_started) * 1000 / max(batch.message_count, 1))
-            spread.add(batch, p, first_rows[p], as_of, ms)
+            spread.add(batch, p, first_rows[p], failed_at, ms)
             del batch
             path.unlink()
             say(f"normalised partition {p + 1}/{len(files)}")

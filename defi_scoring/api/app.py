@@ -30,7 +30,7 @@ from starlette.concurrency import run_in_threadpool
 from defi_scoring.api import metrics, schemas
 from defi_scoring.api.batcher import DynamicBatcher
 from defi_scoring.api.observability import RequestObservability, configure_access_log
-from defi_scoring.api.scoring import arrow_answer, score_bodies, score_table, table_wallets
+from defi_scoring.api.scoring import StoreUnavailable, arrow_answer, score_bodies, score_table, table_wallets
 from defi_scoring.api.state import ServiceState
 from defi_scoring.config import Settings
 from defi_scoring.core.table_decode import TableSchemaError
@@ -152,12 +152,24 @@ def _batch_answer(values: list[bytes], summaries: list[dict[str, Any]], arrow: b
     return Response(b"[" + b",".join(values) + b"]", media_type="application/json")
 
 
-def _score_json_batch(state: ServiceState, items: list[Any], arrow: bool) -> Response:
-    scored = score_bodies(state, items)
+PERSIST_QUERY = Query(
+    True,
+    description="false: score the stored history plus this body and write nothing (a what-if); "
+    "true: append the transactions to the wallet's stored history, then score the full history",
+)
+AS_OF_QUERY = Query(
+    None,
+    description="unix seconds to score at (open deposits are held until then); "
+    "default: each wallet's newest stored transaction, so the same state always gives the same score",
+)
+
+
+def _score_json_batch(state: ServiceState, items: list[Any], arrow: bool, persist: bool, as_of: int | None) -> Response:
+    scored = score_bodies(state, items, persist, as_of)
     return _batch_answer([value for value, _ in scored], [summary for _, summary in scored], arrow)
 
 
-def _score_arrow_batch(state: ServiceState, body: bytes, arrow: bool) -> Response:
+def _score_arrow_batch(state: ServiceState, body: bytes, arrow: bool, persist: bool, as_of: int | None) -> Response:
     """An Arrow transactions table: one result per wallet, the wallet count held to the batch limit. All of
     it in the scoring thread: a table of few wallets may still hold millions of rows to read and count."""
     table = _read_arrow_stream(body)
@@ -167,7 +179,7 @@ def _score_arrow_batch(state: ServiceState, body: bytes, arrow: bool) -> Respons
             raise HTTPException(
                 413, f"{len(wallets)} wallets exceed the limit of {state.limits.max_batch_messages} per request"
             )
-        encoded = score_table(state, table, wallets)
+        encoded = score_table(state, table, wallets, persist, as_of)
     except TableSchemaError as exc:  # a missing column, or one of a type that does not convert
         raise HTTPException(422, str(exc)) from exc
     return _batch_answer(encoded.values, encoded.summaries, arrow)
@@ -331,8 +343,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             422: {"model": schemas.ScoreFailure, "description": "invalid message: the §3 failure message"},
         },
     )
-    async def score(request: Request) -> Response:
-        value, summary = await batcher.submit(await read_body(request, state.limits.max_body_bytes))
+    async def score(request: Request, persist: bool = PERSIST_QUERY, as_of: int | None = AS_OF_QUERY) -> Response:
+        body = await read_body(request, state.limits.max_body_bytes)
+        try:
+            if persist and as_of is None:  # the common case: batched with concurrent callers, one append
+                value, summary = await batcher.submit(body)
+            else:
+                [(value, summary)] = await run_in_threadpool(score_bodies, state, [body], persist, as_of)
+        except StoreUnavailable as exc:
+            raise HTTPException(503, str(exc)) from exc
         if "error" in summary:
             raise HTTPException(422, orjson.loads(value))
         return Response(value, media_type="application/json")
@@ -349,12 +368,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         },
         openapi_extra={"requestBody": schemas.BATCH_REQUEST_BODY},
     )
-    async def score_batch(request: Request) -> Response:
+    async def score_batch(request: Request, persist: bool = PERSIST_QUERY, as_of: int | None = AS_OF_QUERY) -> Response:
+        try:
+            return await _score_batch(request, persist, as_of)
+        except StoreUnavailable as exc:
+            raise HTTPException(503, str(exc)) from exc
+
+    async def _score_batch(request: Request, persist: bool, as_of: int | None) -> Response:
         body = await read_body(request, state.limits.max_batch_bytes)
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         arrow = _accepts_arrow(request.headers.get("accept", ""))  # the answer's format, whatever the body's
         if content_type == ARROW_STREAM_MEDIA_TYPE:
-            return await run_in_threadpool(_score_arrow_batch, state, body, arrow)
+            return await run_in_threadpool(_score_arrow_batch, state, body, arrow, persist, as_of)
         if content_type == "application/x-ndjson":
             items: list[Any] = [line for line in body.split(b"\n") if line.strip()]
         else:
@@ -368,7 +393,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             raise HTTPException(
                 413, f"{len(items)} messages exceed the limit of {state.limits.max_batch_messages} per request"
             )
-        return await run_in_threadpool(_score_json_batch, state, items, arrow)
+        return await run_in_threadpool(_score_json_batch, state, items, arrow, persist, as_of)
 
     @app.post(
         "/api/v1/admin/reload-model",

@@ -1,9 +1,12 @@
-"""Scoring many request bodies in one vectorised call, each caller getting its own message.
+"""The API's door to the scoring service: request bodies appended to the stored histories and scored
+on them, each caller getting its own message.
 
-Used by the dynamic batcher (concurrent POST /score requests) and by POST /score/batch. A wallet that
-appears in several bodies of one window is scored in separate rounds, so every caller gets the score
-its own message gives, as if it had been alone. A batch sent as an Arrow transactions table is scored
-by `score_table` (one message per wallet), with the same previous scores, metrics and store records.
+Used by the dynamic batcher (concurrent POST /score requests) and by POST /score/batch. A window of
+requests is one append (one store transaction); a wallet that appears in several bodies of one window
+is appended and scored in separate rounds, in arrival order, so each caller gets what its message
+gave once the earlier ones were stored. persist=False scores stored history plus the body and writes
+nothing. A batch sent as an Arrow transactions table is scored by `score_table` (one message per
+wallet) through the same service.
 """
 
 from __future__ import annotations
@@ -11,18 +14,18 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Iterable
 from typing import Any
 
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import sqlalchemy as sa
 
 from defi_scoring.api import metrics
 from defi_scoring.core import table_decode
-from defi_scoring.core.batch_scoring import score_raw_messages, score_tables
+from defi_scoring.core.normalise import normalise_messages, normalise_tables
 from defi_scoring.core.scoring_config import default_scoring_config
 from defi_scoring.core.success_messages import EncodedMessages
+from defi_scoring.service.scoring_service import ScoringService
 
 log = logging.getLogger("defi_scoring.api")
 
@@ -55,22 +58,41 @@ def rounds_without_repeats(addresses: list[str | None]) -> list[list[int]]:
     return rounds
 
 
-def score_bodies(state, bodies: list[Any], record: bool = True) -> list[tuple[bytes, dict[str, Any]]]:
-    """(output message as JSON, its summary) per body, in order; all recorded in the score store.
+class StoreUnavailable(RuntimeError):
+    """The score store (the wallets' state) cannot be read or written: nothing can be scored (503)."""
 
-    The JSON is what the caller gets, byte for byte: nothing is decoded and encoded again."""
+
+def _service(state) -> ScoringService:
+    try:
+        return ScoringService(state.store, default_scoring_config(), state.model)
+    except sa.exc.SQLAlchemyError as exc:
+        metrics.STORE_ERRORS.labels("read").inc()
+        raise StoreUnavailable(f"score store unavailable ({str(exc)[:200]}); see /api/v1/health") from exc
+
+
+def _scored(service: ScoringService, batch, persist: bool, as_of: int | None):
+    try:
+        return service.score(batch, source="api", run_id="api", persist=persist, as_of=as_of)
+    except sa.exc.SQLAlchemyError as exc:
+        metrics.STORE_ERRORS.labels("write").inc()
+        log.error("score store failed while scoring %d messages: %s", batch.message_count, exc)
+        raise StoreUnavailable(f"score store unavailable ({str(exc)[:200]}); see /api/v1/health") from exc
+
+
+def score_bodies(
+    state, bodies: list[Any], persist: bool = True, as_of: int | None = None
+) -> list[tuple[bytes, dict[str, Any]]]:
+    """(output message as JSON, its summary) per body, in order; appended and recorded in the store
+    unless persist=False. The JSON is what the caller gets, byte for byte."""
     started = time.perf_counter()
+    service = _service(state)
     addresses = [_address(b) for b in bodies]
-    previous = _previous_scores(state, {a for a in addresses if a})
     out: list[tuple[bytes, dict[str, Any]] | None] = [None] * len(bodies)
     for positions in rounds_without_repeats(addresses):
-        scored = score_raw_messages(
-            [bodies[i] for i in positions], config=default_scoring_config(), model=state.model, previous_scores=previous
-        )
-        encoded = scored.encoded()
-        for i, value, summary in zip(positions, encoded.values, encoded.summaries):
+        result = _scored(service, normalise_messages([bodies[i] for i in positions]), persist, as_of)
+        for i, value, summary in zip(positions, result.messages.values, result.messages.summaries):
             out[i] = (value, summary)
-    _observe_and_record(state, [v for v, _ in out], [m for _, m in out], started, record)
+    _observe(len(out), started)
     return out
 
 
@@ -90,43 +112,22 @@ def table_wallets(table: pa.Table) -> list[str | None]:
     return keys.to_pylist()
 
 
-def score_table(state, table: pa.Table, wallets: list[str | None], record: bool = True) -> EncodedMessages:
+def score_table(
+    state, table: pa.Table, wallets: list[str | None], persist: bool = True, as_of: int | None = None
+) -> EncodedMessages:
     """A transactions table (core/transaction_table.py) scored as its §1 messages would be: one output
-    message per wallet, in order of first appearance; recorded as `score_bodies` records.
+    message per wallet, in order of first appearance, through the service as `score_bodies`.
     `wallets`: `table_wallets(table)`. Raises TableSchemaError for a table that is not one."""
     started = time.perf_counter()
-    previous = _previous_scores(state, [w for w in wallets if w])
-    encoded = score_tables(
-        [table], config=default_scoring_config(), model=state.model, previous_scores=previous
-    ).encoded()
-    _observe_and_record(state, encoded.values, encoded.summaries, started, record)
+    service = _service(state)
+    encoded = _scored(service, normalise_tables([table]), persist, as_of).messages
+    _observe(len(encoded.values), started)
     return encoded
 
 
-def _previous_scores(state, wallets: Iterable[str]) -> pd.Series | None:
-    """Each wallet's last hybrid score (the score-drop alert reads it); None while the store is down."""
-    try:
-        return state.store.latest_hybrid_scores(wallets)
-    except Exception as exc:
-        metrics.STORE_ERRORS.labels("read").inc()
-        log.warning("score store unreadable, scoring without previous scores: %s", exc)
-        return None
-
-
-def _observe_and_record(
-    state, values: list[bytes], summaries: list[dict[str, Any]], started: float, record: bool
-) -> None:
-    """Scoring metrics, then every output message stored as an event of source `api` (a failed write
-    is counted and logged: the caller still gets its scores)."""
-    metrics.BATCH_SIZE.observe(len(values))
+def _observe(count: int, started: float) -> None:
+    metrics.BATCH_SIZE.observe(count)
     metrics.SCORING_SECONDS.observe(time.perf_counter() - started)
-    if not record:
-        return
-    try:
-        state.store.record_messages(summaries, run_id="api", source="api", encoded=values)
-    except Exception as exc:
-        metrics.STORE_ERRORS.labels("write").inc()
-        log.error("score store write failed for %d messages: %s", len(values), exc)
 
 
 # One row per result of POST /score/batch when the caller accepts Arrow (README, "REST API").

@@ -15,7 +15,6 @@ from defi_scoring.core.model_scoring import score_with_model
 from defi_scoring.core.patterns import PATTERNS
 from defi_scoring.core.reference_score import reference_scores as compute_reference_scores
 from defi_scoring.core.scoring_config import load_scoring_config
-from defi_scoring.core.success_messages import encode_success_messages
 from defi_scoring.core.summary import (
     describe,
     distribution_markdown,
@@ -25,19 +24,20 @@ from defi_scoring.core.summary import (
     risk_level_markdown,
     tag_counts,
 )
-from defi_scoring.core.wallet_scoring import score_wallet_table
 from defi_scoring.feature_updates import forget_state, update_wallet_features
 from defi_scoring.resources.dask import DaskResource
 from defi_scoring.resources.data_home import DataHomeResource
 from defi_scoring.resources.mlflow_store import MlflowResource
 from defi_scoring.resources.score_store import ScoreStoreResource
+from defi_scoring.service.scoring_service import ScoringService
 
 DRIFT_COLUMNS = ("hybrid_score", "zscore")
 
 
 class FeaturesConfig(dg.Config):
     as_of: int | None = None
-    """Unix seconds the features are computed at (holding times run to it); default: run start."""
+    """Unix seconds the features are computed at (holding times run to it); default: each wallet's
+    newest transaction, so the same batches always give the same table."""
     engine: Engine = "local"
     """local: this process; dask: the `dask` resource's cluster, wallets partitioned by hash (same table)."""
     incremental: bool = True
@@ -62,7 +62,7 @@ class FeaturesConfig(dg.Config):
 def wallet_features(
     context: dg.AssetExecutionContext, config: FeaturesConfig, data_home: DataHomeResource, dask: DaskResource
 ) -> dg.MaterializeResult:
-    as_of = config.as_of if config.as_of is not None else int(time.time())
+    as_of = config.as_of
     files = data_home.batch_files()
     if not files:
         raise dg.Failure(
@@ -109,10 +109,16 @@ def wallet_features(
             "engine": dg.MetadataValue.text(config.engine),
             "update": dg.MetadataValue.text(f"{update['mode']}: {update['reason']}"),
             "recomputed_wallets": dg.MetadataValue.int(int(update["recomputed_wallets"])),
-            "as_of": dg.MetadataValue.timestamp(float(as_of)),
+            "as_of": as_of_metadata(as_of),
             "path": dg.MetadataValue.path(str(path)),
         },
     )
+
+
+def as_of_metadata(as_of: int | None) -> dg.MetadataValue:
+    if as_of is None:
+        return dg.MetadataValue.text("each wallet's newest transaction")
+    return dg.MetadataValue.timestamp(float(as_of))
 
 
 @dg.asset(
@@ -148,6 +154,8 @@ class ScoredWalletsConfig(dg.Config):
     """scoring.yaml from DEFI_SCORING_CONFIG_DIR, ./models or the package by default."""
     use_champion: bool = True
     """Apply the champion model's adjustment when one is registered."""
+    as_of: int | None = None
+    """Unix seconds to score at; default: each wallet's newest stored transaction."""
     engine: Engine = "local"
     """local: this process; dask: the `dask` resource's cluster, wallets partitioned by hash (same table)."""
 
@@ -176,8 +184,7 @@ def scored_wallets(
     score_store: ScoreStoreResource,
     dask: DaskResource,
 ) -> dg.MaterializeResult:
-    features = data_home.read_table("wallet_features", columns=["as_of"])
-    as_of = int(features["as_of"].iloc[0]) if len(features) else int(time.time())
+    as_of = config.as_of
     scoring_config = load_scoring_config(config.scoring_config_path or None)
     previous = None
     if data_home.table_exists("scored_wallets"):
@@ -187,11 +194,9 @@ def scored_wallets(
         store, name = mlflow_store.store, load_ensemble_config().registered_model_name
         model = lambda behaviour: score_with_model(behaviour, store, name)
     if config.engine == "dask":
-        table, outcome = _score_on_cluster(
-            context, data_home, dask, score_store, as_of, scoring_config, model, previous
-        )
+        table, outcome = _score_on_cluster(context, data_home, dask, score_store, as_of, scoring_config, model)
     else:
-        table, outcome = _score_locally(context, data_home, score_store, as_of, scoring_config, model, previous)
+        table, outcome = _score_locally(context, data_home, score_store, as_of, scoring_config, model)
     path = data_home.table_path("scored_wallets")
     context.log.info("scored %d wallets; %s", len(table), outcome.model_note)
     for error in outcome.factor_errors.values():
@@ -219,7 +224,7 @@ def scored_wallets(
             "model_note": dg.MetadataValue.text(outcome.model_note),
             "factor_fallbacks": dg.MetadataValue.int(len(outcome.factor_errors)),
             "engine": dg.MetadataValue.text(config.engine),
-            "as_of": dg.MetadataValue.timestamp(float(as_of)),
+            "as_of": as_of_metadata(as_of),
             "path": dg.MetadataValue.path(str(path)),
         },
     )
@@ -232,30 +237,24 @@ class ScoringOutcome:
     factor_errors: dict[str, str]
 
 
-def _score_locally(context, data_home, score_store, as_of, scoring_config, model, previous):
-    transactions = data_home.read_all_transactions()
-    scores = score_wallet_table(
-        transactions, as_of, scoring_config, model, None if previous is None else previous["hybrid_score"]
-    )
-    table = scores.table.assign(as_of=as_of)
-    data_home.write_table("scored_wallets", table)
-    # The store serves the API: every wallet's success message becomes its latest score and an event.
+def _score_locally(context, data_home, score_store, as_of, scoring_config, model):
+    """Through the scoring service, as every door: the landed transactions appended to the stored
+    histories, then every wallet of the batches scored on its full stored history against the stored
+    population, each score recorded in the store (an event per wallet, its latest score)."""
     started = time.perf_counter()
-    messages = encode_success_messages(scores.table, scores.table.index.tolist(), scores, as_of, 0)
-    score_store.store.record_messages(messages.summaries, context.run_id, "batch", encoded=messages.values)
-    context.log.info("wrote %d scores to the score store in %.1fs", len(messages.values), time.perf_counter() - started)
-    return table, ScoringOutcome(scores.model_version, scores.model_note, scores.factor_errors)
+    service = ScoringService(score_store.store, scoring_config, model)
+    wallets = service.append(data_home.read_all_transactions())
+    scores, _messages = service.score_stored(wallets, source="batch", run_id=context.run_id, as_of=as_of)
+    data_home.write_table("scored_wallets", scores.table)
+    context.log.info("scored %d wallets through the store in %.1fs", len(wallets), time.perf_counter() - started)
+    return scores.table, ScoringOutcome(scores.model_version, scores.model_note, scores.factor_errors)
 
 
-def _score_on_cluster(context, data_home, dask, score_store, as_of, scoring_config, model, previous):
-    """Each partition writes its part of the table and its wallets' messages to the score store."""
+def _score_on_cluster(context, data_home, dask, score_store, as_of, scoring_config, model):
+    """Each partition appends, then scores its wallets through the service (distributed.jobs)."""
     from defi_scoring.distributed.jobs import score_on_cluster
 
     with cluster_partitions(context, data_home, dask) as (client, batches):
-        previous_path = None
-        if previous is not None:  # the table folder is replaced: keep the previous scores aside
-            previous_path = batches.work_dir / "previous_scores.parquet"
-            previous.to_parquet(previous_path)
         parts = score_on_cluster(
             client,
             batches,
@@ -263,7 +262,6 @@ def _score_on_cluster(context, data_home, dask, score_store, as_of, scoring_conf
             scoring_config,
             model,
             data_home.table_path("scored_wallets"),
-            previous_path,
             score_store.url,
             context.run_id,
         )

@@ -149,7 +149,13 @@ def generate_dataset(
     help="JSONL file to write: one success or failure message per input line, same order (for a table: "
     "per wallet, in order of first appearance).",
 )
-@click.option("--as-of", type=int, default=None, help="Unix seconds to score at [default: now].")
+@click.option(
+    "--as-of",
+    type=int,
+    default=None,
+    help="Unix seconds to score at [default: each wallet's newest transaction, so a file always gives the "
+    "same scores].",
+)
 @click.option(
     "--model/--no-model",
     "use_model",
@@ -181,7 +187,11 @@ def score(
 ) -> None:
     """Score JSON lines or a Parquet/Arrow transactions table: reference zscore and categories plus the
     hybrid score, confidence, risk level, breakdown, reasons, patterns and alerts (one output line per
-    input line, same order; for a table, one per wallet in order of first appearance)."""
+    input line, same order; for a table, one per wallet in order of first appearance).
+
+    No store is read or written: the file is the whole state (each wallet's history is what the file
+    holds, the population it is compared with is the file's wallets). For a file equal to the stored
+    state this gives the scores of the store-backed doors (API, stream, batch assets)."""
     from defi_scoring.core.scoring_config import load_scoring_config
 
     if is_table_file(output_path):
@@ -191,6 +201,7 @@ def score(
         send_logs_to_file(settings.home)
     model = champion_scorer(settings) if use_model else None
     config = load_scoring_config(scoring_config)
+    console.print("[dim]no store: the file is the whole state (its wallets' histories and population)[/]")
     if is_table_file(input_path):
         _score_table_file(input_path, output_path, as_of, config, model, chunk_mb << 20)
         return

@@ -29,8 +29,9 @@ from defi_scoring.core.wallet_scoring import ModelFn, WalletScores, score_wallet
 class ScoredBatch:
     batch: NormalisedBatch
     wallets: WalletScores
-    as_of: int
+    as_of: int | None  # the explicit as-of time; None: each wallet at its newest transaction
     seconds: float
+    failed_at: int = 0  # the `timestamp` of failure messages (a failure has no history to date it by)
 
     def encoded(self) -> EncodedMessages:
         """The output messages as JSON bytes (what Kafka and the store get) plus their summaries."""
@@ -81,11 +82,13 @@ def score_batch(
     previous_scores: pd.Series | None = None,
     started: float | None = None,
 ) -> ScoredBatch:
-    """A normalised batch scored (whatever it was decoded from)."""
+    """A normalised batch scored as the whole state (whatever it was decoded from): the population is
+    the batch. `as_of` None: each wallet at its newest transaction (the default everywhere)."""
     started = time.perf_counter() if started is None else started
-    as_of = int(time.time()) if as_of is None else int(as_of)
+    as_of = None if as_of is None else int(as_of)
     wallets = score_wallet_table(batch.transactions, as_of, config, model, previous_scores)
-    return ScoredBatch(batch, wallets, as_of, time.perf_counter() - started)
+    failed_at = int(time.time()) if as_of is None else as_of
+    return ScoredBatch(batch, wallets, as_of, time.perf_counter() - started, failed_at)
 
 
 def encode_outputs(scored: ScoredBatch) -> EncodedMessages:
@@ -96,7 +99,7 @@ def encode_outputs(scored: ScoredBatch) -> EncodedMessages:
     values: list[bytes | None] = [None] * n
     summaries: list[dict[str, Any] | None] = [None] * n
     for rejection in batch.rejections:
-        failure = failure_message(rejection, scored.as_of, processing_ms)
+        failure = failure_message(rejection, scored.failed_at, processing_ms)
         values[rejection.message_index] = orjson.dumps(failure)
         summaries[rejection.message_index] = failure
 
@@ -105,7 +108,7 @@ def encode_outputs(scored: ScoredBatch) -> EncodedMessages:
     table, keys = scored.wallets.table, [a.lower() for a in addresses]
     # one message per wallet in table order (one API call, most batches): the table itself, no take
     rows = table if len(keys) == len(table) and table.index.equals(pd.Index(keys)) else table.loc[keys]
-    encoded = encode_success_messages(rows, addresses, scored.wallets, scored.as_of, processing_ms)
+    encoded = encode_success_messages(rows, addresses, scored.wallets, scored.failed_at, processing_ms)
     for index, value, summary in zip(pending, encoded.values, encoded.summaries):
         if index in batch.warnings:
             value = with_warnings(value, orjson.dumps(batch.warnings[index]))

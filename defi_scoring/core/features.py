@@ -276,8 +276,11 @@ def _distinct_of_two(group: np.ndarray, first: np.ndarray, second: np.ndarray, w
     return pairs // width, pairs % width
 
 
-def reference_features(transactions: pd.DataFrame, as_of: float) -> pd.DataFrame:
+def reference_features(transactions: pd.DataFrame, as_of: float | None) -> pd.DataFrame:
     """One row per wallet (index: lower-cased address) with every feature of CONTRACTS.md §4.
+
+    `as_of` (unix s) is when an open deposit stops being held; None: each wallet's own newest
+    transaction (any protocol type), so a score depends on the stored history, never on the clock.
 
     `transactions` is the normalised table (deduplicated). The §4 features read only `dexes` rows; a
     wallet with transfers or lending but no DEX activity gets the values §4 gives for empty sections.
@@ -308,7 +311,8 @@ def reference_features(transactions: pd.DataFrame, as_of: float) -> pd.DataFrame
     first_ts, last_ts = _group_min_max(all_wallet, all_ts, n)
 
     seconds, closed = seconds_to_next_withdraw(wallet[is_dep], ts[is_dep], wallet[is_wd], ts[is_wd])
-    holding = np.where(closed, seconds, float(as_of) - ts[is_dep].astype(np.float64))
+    held_until = last_ts[wallet[is_dep]].astype(np.float64) if as_of is None else float(as_of)
+    holding = np.where(closed, seconds, held_until - ts[is_dep].astype(np.float64))
     holding_sum = np.bincount(wallet[is_dep], weights=holding, minlength=n)
     open_deposits = np.bincount(wallet[is_dep][~closed], minlength=n).astype(np.int64)
     avg_holding_days = np.divide(holding_sum, num_deposits * SECONDS_PER_DAY, out=np.zeros(n), where=num_deposits > 0)

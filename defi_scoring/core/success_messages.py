@@ -167,7 +167,7 @@ def encode_success_messages(
     head = {
         "wallet_address": text("wallet_address", addresses),
         "zscore": text("zscore", zscores),
-        "timestamp": _Literal(int(as_of), "int"),
+        "timestamp": integer("as_of") if "as_of" in table.columns else _Literal(int(as_of), "int"),
         "processing_time_ms": _Literal(int(processing_ms), "int"),
     }
     categories = [
@@ -236,7 +236,8 @@ def encode_success_messages(
         )
         for head, r, p, a, rec in zip(heads, reasons, patterns, alerts, advice)
     ]
-    return EncodedMessages(values, _summaries(table, addresses, zscores, version, as_of, processing_ms, alerts))
+    scored_at = columns["as_of"].tolist() if "as_of" in columns else [int(as_of)] * n
+    return EncodedMessages(values, _summaries(table, addresses, zscores, version, scored_at, processing_ms, alerts))
 
 
 def _model_available(table: FrameColumns, version: str | None, columns: dict[str, Any]) -> _Column | _Literal:
@@ -339,7 +340,7 @@ def _summaries(
     addresses: list[str],
     zscore: list[str],
     version: str | None,
-    as_of: int,
+    scored_at: list[int],
     processing_ms: int,
     alerts: list[list[dict]],
 ) -> list[dict[str, Any]]:
@@ -354,11 +355,11 @@ def _summaries(
             "confidence": c,
             "risk_level": r,
             "model_version": version,
-            "timestamp": as_of,
+            "timestamp": t,
             "processing_time_ms": processing_ms,
             "alerts": al,
         }
-        for a, z, h, c, r, al in zip(addresses, zscore, hybrid, confidence, risk, alerts)
+        for a, z, h, c, r, t, al in zip(addresses, zscore, hybrid, confidence, risk, scored_at, alerts)
     ]
 
 

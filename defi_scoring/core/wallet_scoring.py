@@ -41,13 +41,15 @@ class WalletScores:
 
 def score_wallet_table(
     transactions: pd.DataFrame,
-    as_of: float,
+    as_of: float | None,
     config: ScoringConfig | None = None,
     model: ModelFn | None = None,
     previous_scores: pd.Series | None = None,
     signals: CrossWalletSignals | None = None,
 ) -> WalletScores:
-    """Score every wallet in `transactions` (normalised, see core.normalise) at `as_of`.
+    """Score every wallet in `transactions` (normalised, see core.normalise) at `as_of` (unix s; None:
+    each wallet at its own newest transaction, the reproducible default). The table's `as_of` column
+    says which time each wallet was scored at (its messages' `timestamp`).
 
     model: champion scorer (None → no ML adjustment, "ML analysis unavailable").
     previous_scores: each wallet's last hybrid score, for the score-drop alert.
@@ -82,11 +84,19 @@ def score_wallet_table(
             {
                 "tags": np.fromiter(tags_as_lists(table), dtype=object, count=len(table)),
                 "model_version": np.full(len(table), scores.model_version, dtype=object),
+                "as_of": scored_at(reference, as_of),
             },
             table.index,
         ),
     )
     return WalletScores(table, scores.model_version, scores.note, config, hybrid.factor_errors)
+
+
+def scored_at(reference: pd.DataFrame, as_of: float | None) -> np.ndarray:
+    """Per wallet, the unix second it is scored at: `as_of`, or its newest transaction."""
+    if as_of is None:
+        return np.asarray(column(reference, "last_timestamp"), dtype=np.int64)
+    return np.full(len(reference), int(as_of), dtype=np.int64)
 
 
 def longevity(reference: pd.DataFrame, behaviour: pd.DataFrame) -> pd.DataFrame:

@@ -18,10 +18,11 @@ from defi_scoring.core.cross_wallet import CrossWalletSignals
 from defi_scoring.core.features import reference_features
 from defi_scoring.core.model_features import model_features
 from defi_scoring.core.scoring_config import ScoringConfig
-from defi_scoring.core.success_messages import encode_success_messages
-from defi_scoring.core.wallet_scoring import ModelFn, score_wallet_table
+from defi_scoring.core.wallet_scoring import ModelFn
 from defi_scoring.distributed.engine import PartitionedBatches, map_partitions
+from defi_scoring.feature_updates import with_as_of
 from defi_scoring.score_store import shared_store
+from defi_scoring.service.scoring_service import ScoringService
 
 
 def fresh_table_dir(path: Path) -> Path:
@@ -39,16 +40,18 @@ def _part(out_dir: str, index: int) -> Path:
 
 
 def _features_part(
-    index: int, transactions: pd.DataFrame, _: CrossWalletSignals, as_of: int, out_dir: str
+    index: int, transactions: pd.DataFrame, _: CrossWalletSignals, as_of: int | None, out_dir: str
 ) -> tuple[int, int]:
     if transactions.empty:
         return 0, 0
-    features = reference_features(transactions, as_of).assign(as_of=as_of)
+    features = with_as_of(reference_features(transactions, as_of), as_of)
     features.to_parquet(_part(out_dir, index))
     return len(features), len(transactions)
 
 
-def features_on_cluster(client: Client, batches: PartitionedBatches, as_of: int, out_dir: Path) -> tuple[int, int]:
+def features_on_cluster(
+    client: Client, batches: PartitionedBatches, as_of: int | None, out_dir: Path
+) -> tuple[int, int]:
     """The reference features (CONTRACTS.md §4; no cross-wallet input) of every wallet.
     Returns (wallets, distinct transactions)."""
     fresh_table_dir(out_dir)
@@ -64,61 +67,55 @@ class PartitionScores:
     factor_errors: dict[str, str]
 
 
-def _previous_scores(path: str | None, wallets: pd.Index) -> pd.Series | None:
-    if not path or not Path(path).exists():
-        return None
-    previous = pd.read_parquet(path, columns=["hybrid_score"])["hybrid_score"]
-    return previous[previous.index.isin(wallets)]
+def _append_part(index: int, transactions: pd.DataFrame, _: CrossWalletSignals, store_url: str, config) -> int:
+    """Phase 1: the partition's transactions appended to the stored histories and population index."""
+    if transactions.empty:
+        return 0
+    return len(ScoringService(shared_store(store_url), config).append(transactions))
 
 
 def _score_part(
     index: int,
     transactions: pd.DataFrame,
-    signals: CrossWalletSignals,
-    as_of: int,
+    _: CrossWalletSignals,
+    as_of: int | None,
     config: ScoringConfig,
     model: ModelFn | None,
     out_dir: str,
-    previous_path: str | None,
-    store_url: str | None,
+    store_url: str,
     run_id: str,
 ) -> PartitionScores:
+    """Phase 2: the partition's wallets scored on their stored histories against the stored population
+    (every partition appended in phase 1), their messages recorded, their table part written."""
     if transactions.empty:
         return PartitionScores(0, None, "no transactions", {})
-    wallets = pd.Index(pd.unique(transactions["wallet"].astype(object)))
-    scores = score_wallet_table(transactions, as_of, config, model, _previous_scores(previous_path, wallets), signals)
-    scores.table.assign(as_of=as_of).to_parquet(_part(out_dir, index))
-    if store_url:
-        messages = encode_success_messages(scores.table, scores.table.index.tolist(), scores, as_of, 0)
-        shared_store(store_url).record_messages(messages.summaries, run_id, "batch", encoded=messages.values)
+    wallets = pd.unique(transactions["wallet"].astype(object).to_numpy()).tolist()
+    service = ScoringService(shared_store(store_url), config, model)
+    scores, _messages = service.score_stored(wallets, source="batch", run_id=run_id, as_of=as_of)
+    scores.table.to_parquet(_part(out_dir, index))
     return PartitionScores(len(scores.table), scores.model_version, scores.model_note, scores.factor_errors)
 
 
 def score_on_cluster(
     client: Client,
     batches: PartitionedBatches,
-    as_of: int,
+    as_of: int | None,
     config: ScoringConfig,
     model: ModelFn | None,
     out_dir: Path,
-    previous_path: Path | None = None,
-    store_url: str | None = None,
+    store_url: str,
     run_id: str = "",
 ) -> list[PartitionScores]:
-    """Score every wallet (the `scored_wallets` table, parts per partition); with `store_url` each
-    partition also writes its wallets' success messages to the score store, as the local asset does."""
+    """Score every wallet through the scoring service, as the local asset does, in two phases: every
+    partition appends its transactions to the store, then every partition scores its wallets on their
+    stored histories against the stored population (the `scored_wallets` table, parts per partition;
+    each partition's success messages recorded in the store)."""
     fresh_table_dir(out_dir)
+    map_partitions(client, batches, partial(_append_part, store_url=store_url, config=config))
     job = partial(
-        _score_part,
-        as_of=as_of,
-        config=config,
-        model=model,
-        out_dir=str(out_dir),
-        previous_path=str(previous_path) if previous_path else None,
-        store_url=store_url,
-        run_id=run_id,
+        _score_part, as_of=as_of, config=config, model=model, out_dir=str(out_dir), store_url=store_url, run_id=run_id
     )
-    return map_partitions(client, batches, job, config.patterns)
+    return map_partitions(client, batches, job)
 
 
 def _labelled_features(

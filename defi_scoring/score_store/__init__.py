@@ -4,7 +4,8 @@ WAL so readers keep working while a run writes) and PostgreSQL (production, by U
 
 One module per part: `tables` (schema and engine), `migrate` (schema versions: `migrations/` applied on
 open, so a release upgrades the store it finds), `histories` (wallet histories and their write
-conflicts), `score_writes` / `score_reads` (output messages in, scores out), `ranges` (what each Kafka
+conflicts), `population` (each wallet's contribution to the cross-wallet signals, scored against),
+`score_writes` / `score_reads` (output messages in, scores out), `ranges` (what each Kafka
 offset range published). `ScoreStore` is all of them on one engine.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 from defi_scoring.score_store.histories import HistoryConflict, WalletHistories, history_counts
+from defi_scoring.score_store.population import PopulationIndex, PopulationView
 from defi_scoring.score_store.ranges import RangeOutputs
 from defi_scoring.score_store.score_reads import ScoreReads
 from defi_scoring.score_store.score_writes import ScoreWrites
@@ -20,6 +22,7 @@ from defi_scoring.score_store.tables import metadata, processed_ranges, score_ev
 
 __all__ = [
     "HistoryConflict",
+    "PopulationView",
     "ScoreStore",
     "history_counts",
     "metadata",
@@ -31,7 +34,7 @@ __all__ = [
 ]
 
 
-class ScoreStore(WalletHistories, ScoreWrites, ScoreReads, RangeOutputs):
+class ScoreStore(WalletHistories, PopulationIndex, ScoreWrites, ScoreReads, RangeOutputs):
     """The whole store on one engine and connection pool: `ScoreStore("sqlite:///…")` or a PostgreSQL URL."""
 
 

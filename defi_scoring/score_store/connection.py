@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -29,9 +30,10 @@ class StoreConnection:
             conn.execute(sa.text("SELECT 1"))
         return True
 
-    def transaction(self):
-        """One atomic unit: `with store.transaction() as conn: ...` — all or nothing."""
-        return self.engine.begin()
+    def transaction(self, commit: bool = True):
+        """One atomic unit: `with store.transaction() as conn: ...` — all or nothing. commit=False
+        rolls back at the end even when nothing failed (an answer computed as if written)."""
+        return self.engine.begin() if commit else _rolled_back(self.engine)
 
     def _run(self, work, conn: sa.Connection | None) -> None:
         """`work(conn)` inside the caller's transaction, or in one of its own."""
@@ -94,6 +96,16 @@ def _driver_form(
     if not compiled.positional:
         return compiled.string, None
     return compiled.string, tuple(names.index(name) for name in compiled.positiontup)
+
+
+@contextmanager
+def _rolled_back(engine: sa.Engine) -> Iterator[sa.Connection]:
+    with engine.connect() as conn:
+        transaction = conn.begin()
+        try:
+            yield conn
+        finally:
+            transaction.rollback()
 
 
 class _Borrowed:

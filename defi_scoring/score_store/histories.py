@@ -66,6 +66,11 @@ class WalletHistories(StoreConnection):
                     blobs.append(blob)
         return decode_histories(found_wallets, blobs)
 
+    def stored_wallets(self, conn: sa.Connection | None = None) -> list[str]:
+        """Every wallet with a stored history (what a re-scoring of the whole state covers)."""
+        with self._connect(conn) as c:
+            return c.execute(sa.select(wallet_histories.c.wallet).order_by(wallet_histories.c.wallet)).scalars().all()
+
     def add_transactions(self, transactions: pd.DataFrame, conn: sa.Connection | None = None) -> None:
         """Merge normalised transactions into the stored histories; (wallet, document_id) already
         stored are left as they are, so adding the same transactions twice changes nothing."""

@@ -43,13 +43,15 @@ class ScoreReads(StoreConnection):
     def _few_hybrid_scores(self):
         return lru_cache(maxsize=_FEW)(_hybrid_scores_of)
 
-    def latest_hybrid_scores(self, wallets: Iterable[str], chunk: int = 5_000) -> pd.Series:
+    def latest_hybrid_scores(
+        self, wallets: Iterable[str], conn: sa.Connection | None = None, chunk: int = 5_000
+    ) -> pd.Series:
         """Each known wallet's last hybrid score (wallets never scored are absent). Every API call asks
         this for its few wallets: a statement per count, compiled once (an expanding IN list cost ~0.1 ms
         a call, more than the lookup); larger sets expand one prebuilt statement."""
         wallets = list(dict.fromkeys(wallets))
         out: dict[str, float] = {}
-        with self.engine.connect() as conn:
+        with self._connect(conn) as conn:
             for i in range(0, len(wallets), chunk):
                 part = wallets[i : i + chunk]
                 if len(part) <= _FEW:

@@ -1,4 +1,4 @@
-"""The store's four tables and how an engine is made for them (SQLite embedded, PostgreSQL by URL).
+"""The store's tables and how an engine is made for them (SQLite embedded, PostgreSQL by URL).
 
 - wallet_histories: each wallet's normalised transactions, one blob per wallet, deduplicated by
   document_id when merged — adding the same transactions again changes nothing, which is what makes
@@ -8,6 +8,8 @@
 - score_events: one row per output message (success or failure), with run id, source, model version.
 - processed_ranges: the outputs of each Kafka offset range, so a re-executed range republishes the
   very same messages instead of scoring twice.
+- population_*: the population index (`population.py`), each wallet's contribution to the three
+  cross-wallet signals, replaced whole when its history grows; scoring reads only the rows it needs.
 
 Wallet columns are unbounded Text: a failure message carries the input's raw `wallet_address`, which
 may be any string (schema changes go through `migrations/`; `migrate.py` applies them on open).
@@ -65,6 +67,72 @@ processed_ranges = sa.Table(
     sa.Column("range_key", sa.String(), primary_key=True),
     sa.Column("outputs", sa.LargeBinary, nullable=False),
     sa.Column("recorded_at", sa.Float),
+)
+
+# The population index. Hashes (fingerprint digests, pool ids) are uint64 viewed as signed int64.
+population_fingerprints = sa.Table(
+    "population_fingerprints",
+    metadata,
+    sa.Column("wallet", sa.Text, primary_key=True),
+    sa.Column("digest", sa.BigInteger, nullable=False),
+    sa.Column("length", sa.Integer, nullable=False),
+    sa.Column("start", sa.BigInteger, nullable=False),
+    sa.Column("peers", sa.Float, nullable=False),  # current peer count (kept by update_population)
+    sa.Column("scored_peers", sa.Float, nullable=False),  # the one it was last scored with
+    sa.Column("moved", sa.Boolean, nullable=False),  # peers != scored_peers
+    sa.Index("ix_population_fingerprints_group", "digest", "length", "start"),
+    sa.Index("ix_population_fingerprints_moved", "moved"),
+)
+population_swaps = sa.Table(
+    "population_swaps",
+    metadata,
+    sa.Column("wallet", sa.Text, primary_key=True),
+    sa.Column("ts_min", sa.BigInteger, nullable=False, index=True),
+    sa.Column("ts_max", sa.BigInteger, nullable=False, index=True),
+)
+population_dumps = sa.Table(
+    "population_dumps",
+    metadata,
+    sa.Column("wallet", sa.Text, primary_key=True),
+    sa.Column("token", sa.Text, primary_key=True),
+    sa.Column("dumps", sa.Integer, nullable=False),
+    sa.Index("ix_population_dumps_token", "token", "dumps"),
+)
+population_windows = sa.Table(
+    "population_windows",
+    metadata,
+    sa.Column("wallet", sa.Text, primary_key=True),
+    sa.Column("grid", sa.SmallInteger, primary_key=True, autoincrement=False),
+    sa.Column("token", sa.Text, primary_key=True),
+    sa.Column("bucket", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Index("ix_population_windows_key", "grid", "token", "bucket"),
+)
+population_liquidity = sa.Table(
+    "population_liquidity",
+    metadata,
+    sa.Column("wallet", sa.Text, primary_key=True),
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=False),  # row number within the wallet
+    sa.Column("pool", sa.BigInteger, nullable=False),
+    sa.Column("ts", sa.BigInteger, nullable=False),
+    sa.Column("cents", sa.BigInteger, nullable=False),
+    sa.Index("ix_population_liquidity_pool", "pool", "ts", "cents"),
+)
+population_pool_spans = sa.Table(
+    "population_pool_spans",
+    metadata,
+    sa.Column("wallet", sa.Text, primary_key=True),
+    sa.Column("pool", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("first_seen", sa.BigInteger, nullable=False),
+    sa.Column("last_seen", sa.BigInteger, nullable=False),
+    sa.Index("ix_population_pool_spans_pool", "pool", "first_seen", "last_seen"),
+)
+POPULATION_TABLES = (
+    population_fingerprints,
+    population_swaps,
+    population_dumps,
+    population_windows,
+    population_liquidity,
+    population_pool_spans,
 )
 
 

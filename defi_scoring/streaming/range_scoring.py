@@ -1,18 +1,18 @@
 """Score one Kafka offset range incrementally and publish the results — the body of a sensor run.
 
-Steps: read exactly the range → normalise (bad records become failure messages) → merge the touched
-wallets' stored history with the new transactions (deduplicated by document_id; identical to a full
-recompute over everything those wallets ever sent) → score with the champion → publish success,
-persist histories, scores and the range's outputs in one database transaction → publish success,
-failure and alert messages keyed by wallet.
+Steps: read exactly the range → normalise (bad records become failure messages) → the scoring
+service appends the new transactions to the touched wallets' stored histories and scores them on
+their full histories against the stored population, and the range's outputs are saved in the same
+database transaction → publish success, failure and alert messages keyed by wallet (plus a success
+message for each stored wallet whose sybil peers the range moved, scored again).
 
 Idempotency: a range already processed is not scored again; its stored outputs are republished as
 they were (same bytes), so a retry or a re-execution from the UI double counts nothing; a run that
 crashed after committing but before publishing is completed by its retry the same way.
-A wallet's history is written only if nobody changed it since it was read (HistoryConflict → score
-the range again), so two runs touching one wallet never lose each other's transactions. `force=True`
+A wallet's history is written only if nobody changed it since it was read (HistoryConflict → the
+service scores the range again), so two runs touching one wallet never lose each other's transactions. `force=True`
 rescores it (the stored transactions are keyed by (wallet, document_id), so still nothing doubles).
-`as_of` is the newest record timestamp of the range, so rescoring is deterministic too.
+Each wallet is scored as of its newest stored transaction, so rescoring is deterministic too.
 """
 
 from __future__ import annotations
@@ -20,17 +20,17 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 import pandas as pd
 from kafka.errors import KafkaError
 
-from defi_scoring.core.batch_scoring import ScoredBatch
 from defi_scoring.core.normalise import normalise_messages
 from defi_scoring.core.scoring_config import ScoringConfig
-from defi_scoring.core.wallet_history import merge_history
-from defi_scoring.core.wallet_scoring import ModelFn, score_wallet_table
-from defi_scoring.score_store import HistoryConflict, ScoreStore, history_counts
+from defi_scoring.core.wallet_scoring import ModelFn
+from defi_scoring.score_store import ScoreStore
+from defi_scoring.service.scoring_service import ScoringService, ServiceResult
 from defi_scoring.streaming.client import OffsetRange, commit_range, publish, read_range
 from defi_scoring.streaming.settings import KafkaSettings
 
@@ -84,34 +84,6 @@ def _outputs(
     return outputs, alerts
 
 
-@dataclass
-class RangeScores:
-    scored: ScoredBatch
-    merged: pd.DataFrame  # the touched wallets' whole history, new transactions included
-    base_counts: dict[str, int]  # stored transactions per wallet when the history was read
-
-
-def score_records(
-    values: list[bytes | None],
-    timestamps_ms: list[int],
-    store: ScoreStore,
-    config: ScoringConfig | None = None,
-    model: ModelFn | None = None,
-) -> RangeScores:
-    """Normalise and score raw record values with the touched wallets' stored history."""
-    started = time.perf_counter()
-    as_of = max(timestamps_ms) // 1000 if timestamps_ms else int(time.time())
-    batch = normalise_messages([v if v is not None else b"" for v in values])
-    touched = batch.transactions["wallet"].astype(object).unique().tolist()
-    history = store.wallet_history(touched)
-    merged = merge_history(history, batch.transactions)
-    previous = store.latest_hybrid_scores(touched)
-    wallets = score_wallet_table(merged, as_of, config, model, previous)
-    return RangeScores(
-        ScoredBatch(batch, wallets, as_of, time.perf_counter() - started), merged, history_counts(history)
-    )
-
-
 def _commit(settings: KafkaSettings, offsets: OffsetRange) -> None:
     """The range is answered; a failed group commit only delays what lag tools show (the next range's
     commit covers it), so it is logged, not raised."""
@@ -161,25 +133,29 @@ def process_range(
 
     records = read_range(settings, offsets)
     lap("read")
-    for attempt in range(attempts):
-        result = score_records([r.value for r in records], [r.timestamp for r in records], store, config, model)
+    built: dict[str, Any] = {}
+
+    def keep_outputs(conn, result: ServiceResult) -> None:
+        """State first, then Kafka: once committed, a retry republishes exactly these bytes."""
         lap("score")
-        encoded = result.scored.encoded()
-        messages = encoded.summaries
-        outputs, alerts = _outputs(settings, messages, encoded.values)
+        summaries = result.messages.summaries + result.neighbours.summaries
+        built["outputs"], built["alerts"] = _outputs(
+            settings, summaries, result.messages.values + result.neighbours.values
+        )
         lap("build")
-        try:
-            # State first, then Kafka: once committed, a retry republishes exactly these bytes.
-            with store.transaction() as conn:
-                store.save_histories(result.merged, result.base_counts, conn)
-                store.record_messages(messages, run_id, "stream", conn, encoded=encoded.values)
-                store.save_range(offsets.key, outputs, conn)
-            lap("persist")
-            break
-        except HistoryConflict:
-            lap("persist")
-            if attempt == attempts - 1:
-                raise
+        store.save_range(offsets.key, built["outputs"], conn)
+
+    batch = normalise_messages([r.value if r.value is not None else b"" for r in records])
+    result = ScoringService(store, config, model).score(
+        batch,
+        source="stream",
+        run_id=run_id,
+        failed_at=max(r.timestamp for r in records) // 1000 if records else int(time.time()),
+        before_commit=keep_outputs,
+        attempts=attempts,
+    )
+    lap("persist")
+    outputs, alerts, messages = built["outputs"], built["alerts"], result.messages.summaries
     publish(settings, outputs)
     _commit(settings, offsets)
     lap("publish")

@@ -1,0 +1,1 @@
+"""The scoring service every door calls (scoring_service.py)."""
