@@ -83,10 +83,11 @@ def test_wallet_latest_and_history_404_and_422(api):
 def test_post_score_then_read_it_back(api):
     client, _ = api
     before = client.get("/api/v1/stats").json()["total_processed"]
-    response = client.post("/api/v1/score", content=orjson.dumps(example_message()))
+    as_of = 1703980900 + 30 * 86_400  # CONTRACTS.md §4: 30 days after the deposit
+    response = client.post(f"/api/v1/score?as_of={as_of}", content=orjson.dumps(example_message()))
     assert response.status_code == 200, response.text
     body = response.json()
-    assert body["zscore"] == "308.000000000000000000"  # scored now: > 30 days after the deposit
+    assert body["zscore"] == "308.000000000000000000" and body["timestamp"] == as_of
     assert body["risk_level"] and "breakdown" in body and body["ml"]["available"] is False
     assert client.get(f"/api/v1/wallets/{WALLET}").json()["zscore"] == body["zscore"]
     assert client.get("/api/v1/stats").json()["total_processed"] == before + 1
@@ -124,7 +125,8 @@ def test_admin_requires_the_api_key(api):
 def test_post_score_of_a_transfers_message(api):
     client, _ = api
     message = transfers_message(
-        [transfer(f"t{i}", "receive" if i % 2 else "send", ts=1703980800 + 600 * i) for i in range(6)]
+        [transfer(f"t{i}", "receive" if i % 2 else "send", ts=1703980800 + 600 * i) for i in range(6)],
+        wallet="0x" + "6" * 40,  # a wallet of its own: the API scores the stored history too
     )
     response = client.post("/api/v1/score", content=orjson.dumps(message))
     assert response.status_code == 200, response.text
