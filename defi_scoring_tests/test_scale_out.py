@@ -62,7 +62,10 @@ def test_features_reference_and_hybrid_scores_on_the_cluster_equal_one_process(c
     batches = partition_batches(client, files, folder / "work", partition_rows=50_000)
     assert batches.partitions >= 4
     features_on_cluster(client, batches, as_of, folder / "features.parquet")
-    parts = score_on_cluster(client, batches, as_of, default_scoring_config(), None, folder / "scored.parquet")
+    store_url = f"sqlite:///{folder / 'scores.db'}"  # the Dask door appends to a store, then scores from it
+    parts = score_on_cluster(
+        client, batches, as_of, default_scoring_config(), None, folder / "scored.parquet", store_url
+    )
     assert sum(p.wallets for p in parts) == len(local)
     batches.cleanup()
 
@@ -73,7 +76,7 @@ def test_features_reference_and_hybrid_scores_on_the_cluster_equal_one_process(c
         reference_scores(features).loc[local.index, ["lp_score", "swap_score", "zscore"]],
         local[["lp_score", "swap_score", "zscore"]],
     )
-    scored = pd.read_parquet(folder / "scored.parquet").drop(columns=["as_of"])
+    scored = pd.read_parquet(folder / "scored.parquet")
     assert sorted(scored.index) == sorted(local.index)
     pd.testing.assert_frame_equal(scored.loc[local.index], local, check_dtype=False, check_categorical=False)
 
