@@ -38,8 +38,9 @@ def test_definitions_load_with_every_asset_job_and_sensor(tmp_home):
         "champion_model",
         "model_evaluation",
         "kafka_scored_ranges",
+        "daily_wallet_scores",
     }
-    for job in ("ingest_batch", "score_wallets", "train_model", "kafka_scoring"):
+    for job in ("ingest_batch", "score_wallets", "train_model", "kafka_scoring", "daily_rescoring"):
         assert defs.resolve_job_def(job)
     assert defs.resolve_sensor_def("kafka_scoring_sensor")
     assert defs.resolve_schedule_def("weekly_retraining").cron_schedule == "0 3 * * 1"
@@ -111,7 +112,10 @@ def test_materialise_the_asset_graph_on_a_temporary_instance(tmp_home):
         meta = result.asset_materializations_for_node("transaction_batches")[0].metadata
         assert meta["messages"].value == 2 and meta["rejected_messages"].value == 1
         scored = defs.resolve_job_def("score_wallets").execute_in_process(
-            instance=instance, run_config={"ops": {"wallet_features": {"config": {"as_of": as_of}}}}
+            instance=instance,
+            run_config={
+                "ops": {"wallet_features": {"config": {"as_of": as_of}}, "scored_wallets": {"config": {"as_of": as_of}}}
+            },
         )
         assert scored.success
         score_meta = scored.asset_materializations_for_node("reference_scores")[0].metadata

@@ -146,12 +146,8 @@ def test_a_sybil_farm_arriving_in_20_ranges_is_flagged_on_every_member(kafka_env
     assert set(members) <= latest.keys()
     unflagged = [w for w in members if "sybil_cluster" not in {p["pattern"] for p in latest[w]["patterns"]}]
     assert not unflagged, f"{len(unflagged)} of 20 members not flagged, e.g. {unflagged[:2]}"
-    # each member's last published message says so too (the re-scored ones were published again)
-    published = {}
-    for _, value in _drain(kafka_env, kafka_env.success_topic):
-        message = orjson.loads(value)
-        published[message["wallet_address"].lower()] = message
-    assert all("sybil_cluster" in {p["pattern"] for p in published[w]["patterns"]} for w in members)
+    # one output per input record: the 20 ranges published 20 success messages, the re-scores are stored
+    assert len(_drain(kafka_env, kafka_env.success_topic)) == 20
     # and alone, without the farm around it, the first member is no sybil
     (alone,) = score_raw_messages([orjson.dumps(farm[0])]).messages()
     assert "sybil_cluster" not in {p["pattern"] for p in alone["patterns"]}

@@ -245,9 +245,10 @@ def _score_locally(context, data_home, score_store, as_of, scoring_config, model
     service = ScoringService(score_store.store, scoring_config, model)
     wallets = service.append(data_home.read_all_transactions())
     scores, _messages = service.score_stored(wallets, source="batch", run_id=context.run_id, as_of=as_of)
-    data_home.write_table("scored_wallets", scores.table)
+    table = scores.table.loc[wallets]  # rows in the batches' order, as the other tables have them
+    data_home.write_table("scored_wallets", table)
     context.log.info("scored %d wallets through the store in %.1fs", len(wallets), time.perf_counter() - started)
-    return scores.table, ScoringOutcome(scores.model_version, scores.model_note, scores.factor_errors)
+    return table, ScoringOutcome(scores.model_version, scores.model_note, scores.factor_errors)
 
 
 def _score_on_cluster(context, data_home, dask, score_store, as_of, scoring_config, model):

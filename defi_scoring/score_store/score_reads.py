@@ -79,7 +79,8 @@ class ScoreReads(StoreConnection):
         return row[0], orjson.dumps([dict(zip(_HISTORY_FIELDS, h)) for h in history])
 
     def stats(self) -> dict[str, Any]:
-        """Totals over every score event (GET /api/v1/stats)."""
+        """Totals over every score event of a processed message (GET /api/v1/stats): the re-scores of
+        stored wallets whose population moved (source `population`) answer no message and are left out."""
         e = score_events.c
         with self.engine.connect() as conn:
             row = conn.execute(
@@ -89,7 +90,7 @@ class ScoreReads(StoreConnection):
                     sa.func.avg(e.processing_time_ms),
                     sa.func.max(e.scored_at),
                     sa.func.max(e.recorded_at),
-                )
+                ).where(e.source.is_distinct_from("population"))
             ).one()
         total, ok, avg_ms, last_scored, last_recorded = row
         return {

@@ -3,8 +3,8 @@
 Steps: read exactly the range → normalise (bad records become failure messages) → the scoring
 service appends the new transactions to the touched wallets' stored histories and scores them on
 their full histories against the stored population, and the range's outputs are saved in the same
-database transaction → publish success, failure and alert messages keyed by wallet (plus a success
-message for each stored wallet whose sybil peers the range moved, scored again).
+database transaction → publish success, failure and alert messages keyed by wallet, one per input
+record (a stored wallet whose sybil peers the range moved is scored again and its new score stored).
 
 Idempotency: a range already processed is not scored again; its stored outputs are republished as
 they were (same bytes), so a retry or a re-execution from the UI double counts nothing; a run that
@@ -138,10 +138,8 @@ def process_range(
     def keep_outputs(conn, result: ServiceResult) -> None:
         """State first, then Kafka: once committed, a retry republishes exactly these bytes."""
         lap("score")
-        summaries = result.messages.summaries + result.neighbours.summaries
-        built["outputs"], built["alerts"] = _outputs(
-            settings, summaries, result.messages.values + result.neighbours.values
-        )
+        # one output per input record (the neighbours' new scores are in the store, not on the topics)
+        built["outputs"], built["alerts"] = _outputs(settings, result.messages.summaries, result.messages.values)
         lap("build")
         store.save_range(offsets.key, built["outputs"], conn)
 
