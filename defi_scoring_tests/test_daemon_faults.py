@@ -34,6 +34,10 @@ def deployment(tmp_path, monkeypatch):
     monkeypatch.setenv("DEFI_SCORING_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home" / "dagster"))
     ensure_dagster_home(Settings.from_env())
+    # Create the instance's SQLite storages here, before any daemon starts: a daemon and this process
+    # creating a fresh home at once can both stamp Dagster's own alembic_version ("more than one head").
+    with DagsterInstance.get():
+        pass
     with EmbeddedBroker(log_path=tmp_path / "broker.log") as broker:
         monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap_servers)
         kafka = KafkaSettings.from_env()
