@@ -40,7 +40,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from defi_scoring.batch_files import read_table_file, read_transactions, table_file_rows
-from defi_scoring.core.batch_scoring import failure_message, with_warnings
+from defi_scoring.core.batch_scoring import failure_outcome, with_warnings
 from defi_scoring.core.cross_wallet import CrossWalletSignals, PumpTotals, dex_fingerprints, peer_counts, stable_hash
 from defi_scoring.core.normalise import NormalisedBatch, normalise_messages, normalise_tables
 from defi_scoring.core.patterns import PoolTotals, pool_totals, pump_totals
@@ -178,7 +178,7 @@ class _HeldSpread:
 
 
 def _failures(batch: NormalisedBatch, order: np.ndarray, as_of: int, ms: int) -> list[tuple[int, bytes]]:
-    return [(int(order[r.message_index]), orjson.dumps(failure_message(r, as_of, ms))) for r in batch.rejections]
+    return [(int(order[r.message_index]), failure_outcome(r, as_of, ms).value) for r in batch.rejections]
 
 
 def _score_spread(

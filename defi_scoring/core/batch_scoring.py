@@ -19,6 +19,7 @@ import pyarrow as pa
 
 from defi_scoring.core.features import reference_features
 from defi_scoring.core.normalise import NormalisedBatch, Rejection, normalise_messages, normalise_tables
+from defi_scoring.core.outcomes import Outcome, failure
 from defi_scoring.core.reference_score import reference_scores
 from defi_scoring.core.scoring_config import ScoringConfig
 from defi_scoring.core.success_messages import EncodedMessages, encode_success_messages
@@ -99,9 +100,9 @@ def encode_outputs(scored: ScoredBatch) -> EncodedMessages:
     values: list[bytes | None] = [None] * n
     summaries: list[dict[str, Any] | None] = [None] * n
     for rejection in batch.rejections:
-        failure = failure_message(rejection, scored.failed_at, processing_ms)
-        values[rejection.message_index] = orjson.dumps(failure)
-        summaries[rejection.message_index] = failure
+        failure = failure_outcome(rejection, scored.failed_at, processing_ms)
+        values[rejection.message_index] = failure.value
+        summaries[rejection.message_index] = failure.summary
 
     pending = [i for i, v in enumerate(values) if v is None]
     addresses = [batch.wallet_addresses[i] for i in pending]
@@ -116,15 +117,9 @@ def encode_outputs(scored: ScoredBatch) -> EncodedMessages:
     return EncodedMessages(values, summaries)  # type: ignore[arg-type]
 
 
-def failure_message(rejection: Rejection, as_of: int, processing_ms: int) -> dict[str, Any]:
-    """The failure message (CONTRACTS.md §3) of a rejected input message."""
-    return {
-        "wallet_address": rejection.wallet_address,
-        "error": rejection.error,
-        "timestamp": as_of,
-        "processing_time_ms": processing_ms,
-        "categories": rejection.categories,
-    }
+def failure_outcome(rejection: Rejection, as_of: int, processing_ms: int) -> Outcome:
+    """The failure (CONTRACTS.md §3) of a rejected input message."""
+    return failure(rejection.wallet_address, rejection.error, as_of, processing_ms, rejection.categories)
 
 
 def with_warnings(value: bytes, warnings_json: bytes) -> bytes:

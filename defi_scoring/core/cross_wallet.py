@@ -26,7 +26,7 @@ from defi_scoring.core.features import rows_of, rows_with
 from defi_scoring.core.sequence_stats import wallet_time_order
 
 if TYPE_CHECKING:
-    from defi_scoring.core.patterns import PoolTotals
+    from defi_scoring.core.patterns import PoolRows, PoolTotals
 
 FINGERPRINT_WINDOW_S = 6 * 3600
 _HASH_KEY = "defi-scoring-fp1"  # 16 characters: a fixed key keeps digests stable across processes
@@ -156,7 +156,7 @@ class CrossWalletSignals:
 
     peers: pd.Series | None = None  # wallet → peer_wallets_same_fingerprint (every wallet of the population)
     pump: PumpTotals | None = None
-    pools: PoolTotals | None = None  # the rug-pull detector's pool totals (core.patterns.pool_totals)
+    pools: PoolTotals | PoolRows | None = None  # rug-pull pool totals, or a function of pools giving them
 
 
 def dex_fingerprints(transactions: pd.DataFrame) -> pd.DataFrame:

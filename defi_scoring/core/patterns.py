@@ -10,6 +10,7 @@ all-pairs comparison.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -164,6 +165,9 @@ class PoolTotals:
         )
 
 
+PoolRows = Callable[[np.ndarray], PoolTotals]  # uint64 pool hashes → the population's rows of those pools
+
+
 @dataclass
 class _PoolActivity:
     """Per pool, from the DEX rows of the wallets at hand (pools as codes into `names`). Amounts in whole
@@ -281,7 +285,7 @@ def rug_pull_pools(
     wallets: pd.Index,
     cfg: PatternsConfig,
     eligible: np.ndarray,
-    totals: PoolTotals | None = None,
+    totals: PoolTotals | PoolRows | None = None,
 ) -> dict[str, np.ndarray]:
     """Per wallet, the population's side of its strongest withdrawal: the pool, the wallet's share of
     that pool's liquidity then, the pool's liquidity, and how many other wallets used the pool while the
@@ -294,7 +298,8 @@ def rug_pull_pools(
     wallets whose time in the pool (first to last transaction; to the end for an LP still holding)
     overlaps [position opened, t]. Only eligible wallets' withdrawals are examined, and only their pools
     read; sorts, running sums and binary searches over the population, no per-wallet or per-pool loop.
-    `totals`: the population's PoolTotals when these wallets are one partition of it (else: these)."""
+    `totals`: the population's PoolTotals when these wallets are one partition of it, or a function
+    giving them for the pools asked for (PoolRows: a store's index); None: the population is these."""
     c = cfg.rug_pull
     n = len(wallets)
     out = _empty_pools(n)
@@ -318,6 +323,8 @@ def rug_pull_pools(
     else:  # the population's totals, for the pools these wallets pulled from, in one code space with them
         hashes = stable_hash(own.names)
         wanted = np.unique(hashes[own.pool])
+        if callable(totals):  # a store's index: read only these pools
+            totals = totals(wanted)
         lq = totals.liquidity[np.isin(totals.liquidity["pool"].to_numpy(np.uint64), wanted)]
         sp = totals.spans[np.isin(totals.spans["pool"].to_numpy(np.uint64), wanted)]
         codes = np.searchsorted(wanted, hashes[own.pool])

@@ -128,8 +128,22 @@ def decode_histories(wallets: list[str], blobs: list[bytes]) -> pd.DataFrame:
     return pd.DataFrame(columns)[TX_COLUMNS]
 
 
+def _is_normalised(frame: pd.DataFrame) -> bool:
+    """Already TX_COLUMNS in the dtypes of core.normalise (a decoded history is): nothing to convert."""
+    dtypes = frame.dtypes
+    return (
+        frame.columns.tolist() == TX_COLUMNS
+        and all(isinstance(dtypes[c], pd.CategoricalDtype) for c in CATEGORICAL)
+        and dtypes["timestamp"] == np.int64
+        and all(dtypes[c] == np.float64 for c in _FLOATS)
+        and dtypes["document_id"] == object
+    )
+
+
 def as_normalised(frame: pd.DataFrame) -> pd.DataFrame:
     """Any frame with TX_COLUMNS → the dtypes of core.normalise (categoricals, int64 timestamps, floats)."""
+    if _is_normalised(frame):
+        return frame
     frame = frame.copy()
     for column in CATEGORICAL:
         if not isinstance(frame[column].dtype, pd.CategoricalDtype):
@@ -148,8 +162,11 @@ def merge_history(history: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
         return as_normalised(new[TX_COLUMNS])
     seen = set(zip(history["wallet"].astype(object).tolist(), history["document_id"].tolist()))
     keys = list(zip(new["wallet"].astype(object).tolist(), new["document_id"].tolist()))
-    fresh = as_normalised(new.loc[np.fromiter((k not in seen for k in keys), bool, len(keys)), TX_COLUMNS])
+    is_fresh = np.fromiter((k not in seen for k in keys), bool, len(keys))
     history = as_normalised(history)
+    if not is_fresh.any():  # a resend: the stored history as it is
+        return history
+    fresh = as_normalised(new.loc[is_fresh, TX_COLUMNS])
     columns = {}
     for c in TX_COLUMNS:
         if c in CATEGORICAL:  # merge the categories, not the values: no object round trip

@@ -16,7 +16,8 @@ one farm at once (PostgreSQL) may each miss the other's: the next update of that
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import functools
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,10 +25,10 @@ import pandas as pd
 import sqlalchemy as sa
 
 from defi_scoring.core.cross_wallet import FINGERPRINT_WINDOW_S, CrossWalletSignals, PumpTotals
-from defi_scoring.core.patterns import PoolTotals
+from defi_scoring.core.patterns import PoolRows, PoolTotals
 from defi_scoring.core.scoring_config import PatternsConfig
 from defi_scoring.score_store.connection import StoreConnection
-from defi_scoring.score_store.population_rows import contribution_rows, row_tuples, unsigned
+from defi_scoring.score_store.population_rows import contribution_rows, row_tuples, signed, unsigned
 from defi_scoring.score_store.tables import (
     POPULATION_TABLES,
     population_dumps,
@@ -57,7 +58,7 @@ _RECORD = (
 class PopulationView:
     """What scoring some wallets against the stored population needs (see population_view)."""
 
-    signals: CrossWalletSignals  # peers cover at least the viewed wallets
+    signals: CrossWalletSignals  # peers cover at least the viewed wallets; pools read lazily (in the transaction)
     peers_changed: list[str]  # other stored wallets whose peer count moved since they were scored
 
 
@@ -66,6 +67,7 @@ def _chunks(values: list, size: int = CHUNK) -> Iterator[list]:
         yield values[i : i + size]
 
 
+@functools.cache
 def _neighbours():
     """(a, b): fingerprint rows `a` and every row `b` counted as its peer (or itself)."""
     a, b = population_fingerprints.alias("a"), population_fingerprints.alias("b")
@@ -84,8 +86,8 @@ def _window_index(keys: list[tuple[int, str, int]]) -> pd.MultiIndex:
     columns = list(zip(*keys)) if keys else [(), (), ()]
     levels, codes = [], []
     for values, dtype in zip(columns, (np.int64, object, np.int64)):
-        level, code = np.unique(np.asarray(values, dtype=dtype), return_inverse=True)
-        levels.append(pd.Index(level, dtype=dtype))
+        code, level = pd.factorize(np.asarray(values, dtype=dtype), sort=True)  # sorts the few distinct only
+        levels.append(pd.Index(np.asarray(level, dtype=dtype), dtype=dtype))
         codes.append(code)
     return pd.MultiIndex(levels=levels, codes=codes, names=["grid", "token", "bucket"], verify_integrity=False)
 
@@ -101,23 +103,30 @@ class PopulationIndex(StoreConnection):
     """The population index of the store: written when histories grow, read to score against."""
 
     def update_population(
-        self, merged: pd.DataFrame, wallets: Sequence[str], patterns: PatternsConfig, conn: sa.Connection
+        self,
+        merged: pd.DataFrame,
+        wallets: Sequence[str],
+        patterns: PatternsConfig,
+        conn: sa.Connection,
+        new: Collection[str] = (),
     ) -> None:
         """Replace the index rows of `wallets` (lower-cased addresses) with the contributions of their
         full histories in `merged` (normalised transactions; other wallets' rows are ignored). A wallet
         with no rows in `merged` has its rows deleted. Peer counts of their old and new neighbours are
-        brought up to date."""
+        brought up to date. new: wallets the caller knows had no stored history, hence no index rows
+        (nothing to delete or leave: a first append skips those queries)."""
         wallets = list(dict.fromkeys(wallets))
         if not wallets:
             return
         rows = contribution_rows(merged, wallets, patterns)
-        touched = self._fingerprint_neighbours(conn, wallets)  # before: the neighbours they leave
-        scored = self._scored_peers(conn, wallets)
+        known = [w for w in wallets if w not in new] if new else wallets
+        touched = self._fingerprint_neighbours(conn, known) if known else set()  # before: the ones they leave
+        scored = self._scored_peers(conn, known) if known else {}
         fp = rows["population_fingerprints"]
         fp["peers"] = np.zeros(len(fp["wallet"]))  # set by _refresh_peers below
         fp["scored_peers"] = np.array([scored.get(w, 0.0) for w in fp["wallet"]], dtype=float)
         fp["moved"] = np.zeros(len(fp["wallet"]), dtype=bool)
-        for chunk in _chunks(wallets):
+        for chunk in _chunks(known):
             for table in POPULATION_TABLES:
                 conn.execute(sa.delete(table).where(table.c.wallet.in_(chunk)))
         for name, columns in rows.items():
@@ -248,21 +257,20 @@ class PopulationIndex(StoreConnection):
     # pools
 
     @staticmethod
-    def _pools(conn: sa.Connection, wallets: list[str]) -> PoolTotals:
-        """Every wallet's rows in the pools these wallets withdrew from (the only pools the rug-pull
-        detector reads: it examines withdrawals)."""
+    def _pools(conn: sa.Connection, wallets: list[str]) -> PoolRows:
+        """Every wallet's rows in the pools asked for, read when the rug-pull detector asks: it needs
+        only the pools that wallets with a qualifying round trip pulled from, and reading every pool
+        these wallets ever withdrew from read most of a busy population's liquidity rows per range."""
         liquidity, spans = population_liquidity.c, population_pool_spans.c
-        pools: set[int] = set()
-        for chunk in _chunks(wallets):
-            query = sa.select(liquidity.pool).distinct().where(liquidity.wallet.in_(chunk), liquidity.cents <= 0)
-            pools.update(conn.execute(query).scalars())
-        if not pools:
-            return PoolTotals.empty()
-        lq, sp = [], []
-        for chunk in _chunks(sorted(pools)):
-            lq += conn.execute(
-                sa.select(liquidity.pool, liquidity.ts, liquidity.cents).where(liquidity.pool.in_(chunk))
-            ).all()
-            query = sa.select(spans.pool, spans.first_seen, spans.last_seen).where(spans.pool.in_(chunk))
-            sp += conn.execute(query).all()
-        return PoolTotals(_pool_frame(lq, ("ts", "cents")), _pool_frame(sp, ("first", "last")))
+
+        def rows_of(pools: np.ndarray) -> PoolTotals:
+            keys = signed(np.asarray(pools, dtype=np.uint64)).tolist()
+            lq, sp = [], []
+            for chunk in _chunks(keys):
+                query = sa.select(liquidity.pool, liquidity.ts, liquidity.cents).where(liquidity.pool.in_(chunk))
+                lq += conn.execute(query).all()
+                query = sa.select(spans.pool, spans.first_seen, spans.last_seen).where(spans.pool.in_(chunk))
+                sp += conn.execute(query).all()
+            return PoolTotals(_pool_frame(lq, ("ts", "cents")), _pool_frame(sp, ("first", "last")))
+
+        return rows_of

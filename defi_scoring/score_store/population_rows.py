@@ -56,9 +56,31 @@ def contribution_rows(merged: pd.DataFrame, wallets: Sequence[str], patterns: Pa
             "start": np.zeros(0, np.int64) if fp is None else fp["start"].to_numpy(np.int64),
         }
     }
-    rows.update(_pump(tx, position, index, patterns))
-    rows.update(_pools(tx, position, names))
+    # A wallet without swaps has no pump rows, one without pool rows no liquidity rows: skipping the
+    # computation spares a one-wallet append most of its cost (an ordinary transfer wallet).
+    has_swaps = len(tx) and bool((tx["action"] == "swap").to_numpy().any())
+    rows.update(_pump(tx, position, index, patterns) if has_swaps else _no_rows(_PUMP_TABLES))
+    has_pools = len(tx) and bool(tx["pool_id"].notna().to_numpy().any())
+    rows.update(_pools(tx, position, names) if has_pools else _no_rows(_POOL_TABLES))
     return rows
+
+
+_PUMP_TABLES = {
+    "population_swaps": ("wallet", "ts_min", "ts_max"),
+    "population_dumps": ("wallet", "token", "dumps"),
+    "population_windows": ("wallet", "grid", "token", "bucket"),
+}
+_POOL_TABLES = {
+    "population_liquidity": ("wallet", "seq", "pool", "ts", "cents"),
+    "population_pool_spans": ("wallet", "pool", "first_seen", "last_seen"),
+}
+
+
+def _no_rows(tables: dict[str, tuple[str, ...]]) -> dict[str, Columns]:
+    return {
+        name: {c: np.zeros(0, object if c in ("wallet", "token") else np.int64) for c in cols}
+        for name, cols in tables.items()
+    }
 
 
 def _pump(tx: pd.DataFrame, position: np.ndarray, index: pd.Index, patterns: PatternsConfig) -> dict[str, Columns]:

@@ -30,6 +30,7 @@ import sqlalchemy as sa
 
 from defi_scoring.core.batch_scoring import ScoredBatch, score_batch
 from defi_scoring.core.normalise import NormalisedBatch
+from defi_scoring.core.outcomes import Outcome, outcomes_of
 from defi_scoring.core.scoring_config import ScoringConfig, default_scoring_config
 from defi_scoring.core.success_messages import EncodedMessages, encode_success_messages
 from defi_scoring.core.wallet_history import merge_history
@@ -45,6 +46,10 @@ class ServiceResult:
     scored: ScoredBatch  # one output per input message, in input order
     messages: EncodedMessages  # those outputs encoded (what the door answers or publishes)
     neighbours: EncodedMessages  # stored wallets scored again because this append moved their peers
+
+    def outcomes(self) -> list[Outcome]:
+        """The answers, one per input message in input order, typed (success or failure)."""
+        return list(outcomes_of(self.messages.values, self.messages.summaries))
 
 
 def touched_wallets(transactions: pd.DataFrame) -> list[str]:
@@ -144,7 +149,8 @@ class ScoringService:
             after = history_counts(merged)
             grown = [w for w in touched if after.get(w, 0) != before.get(w, 0)]
             if grown:  # a resent transaction changes no history, so no index entry either
-                store.update_population(merged, grown, self.config.patterns, conn)
+                new = {w for w in grown if not before.get(w)}
+                store.update_population(merged, grown, self.config.patterns, conn, new=new)
         return touched, merged
 
     def _score_stored(

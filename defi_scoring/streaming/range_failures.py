@@ -10,9 +10,8 @@ from __future__ import annotations
 import contextlib
 import time
 
-import orjson
-
 from defi_scoring.core.normalise import wallet_hint
+from defi_scoring.core.outcomes import failure
 from defi_scoring.score_store import ScoreStore
 from defi_scoring.streaming.client import OffsetRange, publish, read_range
 from defi_scoring.streaming.settings import KafkaSettings
@@ -33,13 +32,7 @@ def answer_failed_range(
     outputs = []
     for record in read_range(settings, offsets):
         wallet = wallet_hint(record.value)
-        failure = {
-            "wallet_address": wallet,
-            "error": f"Processing failed: offset {record.offset} of {offsets.key} could not be scored: {error}",
-            "timestamp": now,
-            "processing_time_ms": 0,
-            "categories": [],
-        }
-        outputs.append((settings.failure_topic, wallet, orjson.dumps(failure)))
+        error_text = f"Processing failed: offset {record.offset} of {offsets.key} could not be scored: {error}"
+        outputs.append((settings.failure_topic, wallet, failure(wallet, error_text, now).value))
     publish(settings, outputs)
     return len(outputs), False

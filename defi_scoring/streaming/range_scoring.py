@@ -22,19 +22,17 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
 import pandas as pd
 from kafka.errors import KafkaError
 
 from defi_scoring.core.normalise import normalise_messages
+from defi_scoring.core.outcomes import Outcome, with_alerts
 from defi_scoring.core.scoring_config import ScoringConfig
 from defi_scoring.core.wallet_scoring import ModelFn
 from defi_scoring.score_store import ScoreStore
 from defi_scoring.service.scoring_service import ScoringService, ServiceResult
 from defi_scoring.streaming.client import OffsetRange, commit_range, publish, read_range
 from defi_scoring.streaming.settings import KafkaSettings
-
-ALERT_TYPES_PUBLISHED = {"score_drop", "high_risk_pattern"}
 
 
 @dataclass
@@ -51,37 +49,12 @@ class RangeResult:
     stage_seconds: dict[str, float] = field(default_factory=dict)  # read, score, build, persist, publish
 
 
-def _outputs(
-    settings: KafkaSettings, messages: list[dict], encoded: list[bytes]
-) -> tuple[list[tuple[str, str, bytes]], int]:
-    """(topic, key, value) records of a range: each message on the success or failure topic, and an
-    alert record for each wallet with a score-drop or high-risk-pattern alert.
-    messages: the messages' summaries (EncodedMessages.summaries)."""
-    outputs, alerts = [], 0
-    for m, raw in zip(messages, encoded):
-        key = m.get("wallet_address") or ""
-        topic = settings.success_topic if "zscore" in m else settings.failure_topic
-        outputs.append((topic, key, raw))
-        published = [a for a in m.get("alerts", ()) if a["type"] in ALERT_TYPES_PUBLISHED]
-        if published:
-            alerts += 1
-            outputs.append(
-                (
-                    settings.alerts_topic,
-                    key,
-                    orjson.dumps(
-                        {
-                            "wallet_address": key,
-                            "timestamp": m["timestamp"],
-                            "hybrid_score": m.get("hybrid_score"),
-                            "risk_level": m.get("risk_level"),
-                            "model_version": m.get("model_version"),
-                            "alerts": published,
-                        }
-                    ),
-                )
-            )
-    return outputs, alerts
+def _outputs(settings: KafkaSettings, outcomes: list[Outcome]) -> tuple[list[tuple[str, str, bytes]], int]:
+    """(topic, key, value) records of a range: each answer on the success or failure topic, and an
+    alert record for each wallet with a score-drop or high-risk-pattern alert (core.outcomes)."""
+    topics = {"success": settings.success_topic, "failure": settings.failure_topic, "alert": settings.alerts_topic}
+    records, alerts = with_alerts(outcomes)
+    return [(topics[o.kind], o.wallet, o.value) for o in records], alerts
 
 
 def _commit(settings: KafkaSettings, offsets: OffsetRange) -> None:
@@ -139,7 +112,7 @@ def process_range(
         """State first, then Kafka: once committed, a retry republishes exactly these bytes."""
         lap("score")
         # one output per input record (the neighbours' new scores are in the store, not on the topics)
-        built["outputs"], built["alerts"] = _outputs(settings, result.messages.summaries, result.messages.values)
+        built["outputs"], built["alerts"] = _outputs(settings, result.outcomes())
         lap("build")
         store.save_range(offsets.key, built["outputs"], conn)
 
