@@ -24,6 +24,7 @@ test: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 # Build the wheel, install it in a fresh virtualenv outside the source tree and use it (CI runs this).
 wheel-check: install
