@@ -21,6 +21,7 @@ from defi_scoring.core.synthetic import generate_wallets, iter_messages
 from defi_scoring.core.wallet_scoring import score_wallet_table
 from defi_scoring.score_store import ScoreStore, metadata
 from defi_scoring.score_store.migrate import HEAD, alembic_config, current_revision
+from defi_scoring.score_store.population_rows import contribution_rows
 from defi_scoring.score_store.tables import POPULATION_TABLES, store_engine
 from defi_scoring_tests.test_score_store import POSTGRES_URL, require_postgres
 from defi_scoring_tests.test_store_migrations import schema_differences
@@ -266,3 +267,19 @@ def test_a_one_wallet_view_of_a_5000_wallet_index_takes_a_few_milliseconds(tmp_p
         f"update: median {update_ms:.2f} ms, over a {len(everyone)}-wallet SQLite index"
     )
     assert view_ms < 20  # a few ms measured; the bound only catches a lost index or a full scan
+
+
+def test_a_lone_wallets_pool_rows_are_its_rows_among_many(population):
+    """contribution_rows takes a shortcut for one wallet (an API request): the same pool rows."""
+    tx, _, _, whole = population
+    wallets = whole.index.tolist()
+    everyone = contribution_rows(tx, wallets, PATTERNS_CONFIG)
+    lp = [w for w in wallets if (everyone["population_liquidity"]["wallet"] == w).any()][:40]
+    assert len(lp) >= 10
+    for wallet in lp:
+        alone = contribution_rows(rows_of(tx, [wallet]), [wallet], PATTERNS_CONFIG)
+        for table in ("population_liquidity", "population_pool_spans"):
+            mine = everyone[table]["wallet"] == wallet
+            expected = pd.DataFrame({c: v[mine] for c, v in everyone[table].items()})
+            got = pd.DataFrame(alone[table])
+            pd.testing.assert_frame_equal(got, expected.reset_index(drop=True), check_dtype=False)

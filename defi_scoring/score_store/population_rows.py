@@ -121,6 +121,8 @@ def _pump(tx: pd.DataFrame, position: np.ndarray, index: pd.Index, patterns: Pat
 
 def _pools(tx: pd.DataFrame, position: np.ndarray, names: np.ndarray) -> dict[str, Columns]:
     """pool_totals per wallet: (wallet, pool) pairs as pools of their own, mapped back to the real pool."""
+    if len(names) == 1:  # one wallet (an API request): its pools are the pairs already
+        return _one_wallet_pools(tx, names)
     pool, pool_names = pd.factorize(tx["pool_id"])
     width = np.int64(max(len(pool_names), 1))
     pairs, code = np.unique(np.where(pool >= 0, position * width + pool, -1), return_inverse=True)
@@ -156,5 +158,27 @@ def _pools(tx: pd.DataFrame, position: np.ndarray, names: np.ndarray) -> dict[st
             "pool": sp_pool,
             "first_seen": totals.spans["first"].to_numpy(np.int64),
             "last_seen": totals.spans["last"].to_numpy(np.int64),
+        },
+    }
+
+
+def _one_wallet_pools(tx: pd.DataFrame, names: np.ndarray) -> dict[str, Columns]:
+    """`_pools` of a single wallet: pool_totals as they are (the remapping costs twice the totals)."""
+    totals = pool_totals(tx, pd.Index(names, dtype=object))
+    lq, sp = totals.liquidity, totals.spans
+    n_lq, n_sp = len(lq), len(sp)
+    return {
+        "population_liquidity": {
+            "wallet": np.repeat(names, n_lq),
+            "seq": np.arange(n_lq, dtype=np.int64),
+            "pool": signed(lq["pool"].to_numpy(np.uint64)),
+            "ts": lq["ts"].to_numpy(np.int64),
+            "cents": lq["cents"].to_numpy(np.int64),
+        },
+        "population_pool_spans": {
+            "wallet": np.repeat(names, n_sp),
+            "pool": signed(sp["pool"].to_numpy(np.uint64)),
+            "first_seen": sp["first"].to_numpy(np.int64),
+            "last_seen": sp["last"].to_numpy(np.int64),
         },
     }
