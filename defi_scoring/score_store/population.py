@@ -62,6 +62,24 @@ class PopulationView:
     peers_changed: list[str]  # other stored wallets whose peer count moved since they were scored
 
 
+def joined_signals(first: CrossWalletSignals, second: CrossWalletSignals) -> CrossWalletSignals:
+    """Two views of one population (of the same transaction) as one view of both wallet sets: their
+    totals are the population's, so a key present in both has the same value in both."""
+
+    def union(a: pd.Series, b: pd.Series) -> pd.Series:
+        both = pd.concat([a, b])
+        return both[~both.index.duplicated()]
+
+    pump_a, pump_b = first.pump, second.pump
+    pump = PumpTotals(
+        pump_a.swap_ts_min,
+        pump_a.swap_ts_max,
+        union(pump_a.dumps_per_token, pump_b.dumps_per_token),
+        union(pump_a.wallets_per_window, pump_b.wallets_per_window),
+    )
+    return CrossWalletSignals(union(first.peers, second.peers), pump, first.pools)
+
+
 def _chunks(values: list, size: int = CHUNK) -> Iterator[list]:
     for i in range(0, len(values), size):
         yield values[i : i + size]

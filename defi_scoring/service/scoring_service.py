@@ -36,6 +36,7 @@ from defi_scoring.core.success_messages import EncodedMessages, encode_success_m
 from defi_scoring.core.wallet_history import merge_history
 from defi_scoring.core.wallet_scoring import ModelFn, WalletScores, score_wallet_table
 from defi_scoring.score_store import HistoryConflict, ScoreStore, history_counts
+from defi_scoring.score_store.population import joined_signals
 
 POPULATION_SOURCE = "population"
 NO_MESSAGES = EncodedMessages([], [])
@@ -171,11 +172,12 @@ class ScoringService:
         view = store.population_view(touched, patterns, conn, changed=neighbours)
         known = set(touched)
         moved = [w for w in view.peers_changed if w not in known] if neighbours else []
-        if moved:
-            view = store.population_view(touched + moved, patterns, conn, changed=False)
+        signals = view.signals
+        if moved:  # the neighbours' own view, joined to the one already read
+            signals = joined_signals(signals, store.population_view(moved, patterns, conn, changed=False).signals)
             histories = merge_history(store.wallet_history(moved, conn), histories)
         previous = store.latest_hybrid_scores(touched + moved, conn)
-        scores = score_wallet_table(histories, as_of, self.config, self.model, previous, view.signals)
+        scores = score_wallet_table(histories, as_of, self.config, self.model, previous, signals)
         peers = scores.table.get("peer_wallets_same_fingerprint")
         if peers is not None:
             store.record_scored_peers(peers, conn)
