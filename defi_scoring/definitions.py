@@ -1,4 +1,8 @@
-"""The one Definitions object of the project (`defi-scoring ui`, `dagster dev -w workspace.yaml` or `dg dev`)."""
+"""The one Definitions object of the project (`defi-scoring ui`, `dagster dev -w workspace.yaml` or `dg dev`).
+
+Asset values pass through the default `io_manager` (resources/parquet_io.py): DataFrames as Parquet in
+the data home's `tables/`, model versions as JSON beside them.
+"""
 
 import os
 
@@ -22,11 +26,25 @@ from defi_scoring.resources.dask import DaskResource
 from defi_scoring.resources.data_home import DataHomeResource
 from defi_scoring.resources.kafka import KafkaResource
 from defi_scoring.resources.mlflow_store import MlflowResource
+from defi_scoring.resources.parquet_io import DataHomeIOManager
 from defi_scoring.resources.score_store import ScoreStoreResource
 from defi_scoring.retention import streaming_retention
 from defi_scoring.schedules import freshness_schedule, retention_schedule, retraining_schedule
 from defi_scoring.sensors import automation_sensor, kafka_range_failed, kafka_scoring_sensor, landing_folder_sensor
 from defi_scoring.streaming.settings import KafkaSettings
+
+# Assets whose results are published outside the asset graph, each with where. An asset that no other
+# asset or asset check reads (a leaf) must be one of them (test_lineage keeps it so); every other asset
+# is an input or a dependency of another.
+PUBLISHED_OUTPUTS: dict[str, str] = {
+    "scored_wallets": "each wallet's latest score in the score store the API serves, and "
+    "tables/scored_wallets.parquet (defi-scoring demo)",
+    "reference_scores": "tables/reference_scores.parquet, the CONTRACTS.md §4 reference table (defi-scoring demo); "
+    "also read by scored_wallets' zscore_matches_reference check",
+    "model_evaluation": "an MLflow evaluation run of the promoted champion (metrics, plots) on its LoggedModel",
+    "kafka_scored_ranges": "success, failure and alert messages on the output topics, and the score store",
+    "daily_wallet_scores": "score events with source `daily` in the score store",
+}
 
 
 def _secret(variable: str, default: str):
@@ -36,6 +54,7 @@ def _secret(variable: str, default: str):
 
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     settings = settings or Settings.from_env()
+    data_home = DataHomeResource(home=str(settings.home))
     return dg.Definitions(
         assets=[
             transaction_batches,
@@ -62,7 +81,8 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         schedules=[retraining_schedule, freshness_schedule, retention_schedule, daily_rescoring_schedule],
         sensors=[landing_folder_sensor, kafka_scoring_sensor, kafka_range_failed, automation_sensor],
         resources={
-            "data_home": DataHomeResource(home=str(settings.home)),
+            "data_home": data_home,
+            "io_manager": DataHomeIOManager(data_home=data_home),
             "kafka": KafkaResource.from_settings(KafkaSettings.from_env()),
             "score_store": ScoreStoreResource(url=_secret("DEFI_SCORING_STORE_URL", settings.store_url)),
             "dask": DaskResource(

@@ -7,12 +7,14 @@ ingest_batch_job = dg.define_asset_job(
     "ingest_batch",
     selection=dg.AssetSelection.assets("transaction_batches"),
     partitions_def=transaction_batch_partitions,
-    description="Normalise one landed batch (wallet_features and reference_scores follow by automation).",
+    description="Normalise one landed batch (wallet_features, reference_scores and scored_wallets follow by "
+    "automation).",
 )
 score_wallets_job = dg.define_asset_job(
     "score_wallets",
     selection=dg.AssetSelection.assets("wallet_features", "reference_scores", "scored_wallets"),
-    description="Recompute features, reference scores and hybrid scores over every landed batch.",
+    description="Recompute features and reference scores over every landed batch, and score every landed "
+    "wallet through the scoring service (checked against the reference scores).",
 )
 train_model_job = dg.define_asset_job(
     "train_model",

@@ -11,6 +11,7 @@ from defi_scoring.assets.partitions import transaction_batch_partitions
 from defi_scoring.config import Settings
 from defi_scoring.core.synthetic import generate_wallets, write_dataset
 from defi_scoring.definitions import build_definitions
+from defi_scoring.resources.parquet_io import DataHomeIOManager
 from defi_scoring.score_store import ScoreStore
 from defi_scoring_tests.conftest import DAY, DEPOSIT_TIME, example_message
 
@@ -45,6 +46,8 @@ def test_definitions_load_with_every_asset_job_and_sensor(tmp_home):
     assert defs.resolve_sensor_def("kafka_scoring_sensor")
     assert defs.resolve_schedule_def("weekly_retraining").cron_schedule == "0 3 * * 1"
     assert defs.resolve_sensor_def("landing_folder_sensor")
+    io_manager = defs.resources["io_manager"]  # asset values as Parquet/JSON under the data home's tables/
+    assert isinstance(io_manager, DataHomeIOManager) and io_manager.data_home is defs.resources["data_home"]
 
 
 def test_landing_sensor_adds_a_partition_and_a_run_per_new_file(tmp_home):
@@ -126,6 +129,9 @@ def test_materialise_the_asset_graph_on_a_temporary_instance(tmp_home):
         assert "| risk level | wallets |" in hybrid_meta["risk_levels"].value
         assert hybrid_meta["model_version"].value == "none"
         assert "ML analysis unavailable" in hybrid_meta["model_note"].value
+        assert hybrid_meta["path"].value == str(tmp_home / "tables" / "scored_wallets.parquet")  # by the IO manager
+        (matches,) = [e for e in scored.get_asset_check_evaluations() if e.check_name == "zscore_matches_reference"]
+        assert matches.passed and matches.metadata["compared_wallets"].value == hybrid_meta["wallets"].value
 
     scores = pd.read_parquet(tmp_home / "tables" / "reference_scores.parquet")
     assert len(scores) == 200 - 0 + 1 - _rejected_synthetic_wallets(tmp_home)

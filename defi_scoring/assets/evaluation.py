@@ -1,10 +1,18 @@
-"""`model_evaluation`: the champion on the labelled wallets it was not trained on, with plots in MLflow."""
+"""`model_evaluation`: the champion on the labelled wallets it was not trained on, with plots in MLflow.
+
+It evaluates the version `champion_model` promoted (its input, `tables/champion_model.json`) and excludes
+the wallets `training_set` (its other input) trained on. Wallets are scored as the scoring doors score
+them, with the model behind the `champion` alias; if that alias no longer points at the promoted version
+(moved by hand or by another run), the evaluation fails instead of crediting one version with another's
+metrics.
+"""
 
 import dagster as dg
 import pandas as pd
 
+from defi_scoring.assets.ingestion import transaction_batches
 from defi_scoring.assets.metadata import frame_table
-from defi_scoring.assets.training import champion_model
+from defi_scoring.assets.training import ModelVersion
 from defi_scoring.core.ensemble_config import load_ensemble_config
 from defi_scoring.core.evaluation import evaluate_labelled, risk_of
 from defi_scoring.core.model_registry import CHAMPION, alias_version, log_evaluation
@@ -22,7 +30,11 @@ class EvaluationConfig(dg.Config):
 
 
 @dg.asset(
-    deps=[champion_model],
+    ins={
+        "champion": dg.AssetIn("champion_model"),
+        "training_set": dg.AssetIn("training_set", metadata={"columns": ["holdout"], "allow_missing": True}),
+    },
+    deps=[transaction_batches],  # the landed transactions the labelled wallets are scored on
     group_name="training",
     kinds={"mlflow", "python"},
     output_required=False,
@@ -33,26 +45,30 @@ class EvaluationConfig(dg.Config):
 def model_evaluation(
     context: dg.AssetExecutionContext,
     config: EvaluationConfig,
+    champion: ModelVersion,
+    training_set: pd.DataFrame | None,
     data_home: DataHomeResource,
     mlflow_store: MlflowResource,
 ):
     files = label_files(data_home.settings.home / "labels")
-    name = load_ensemble_config().registered_model_name
+    name, version = champion.name, champion.version
     store = mlflow_store.store
-    version = alias_version(store, name, CHAMPION)
-    if not files or version is None:
-        context.log.warning("No labels or no champion (%s): evaluation skipped.", version)
+    if not files:
+        context.log.warning("No labels: evaluation of %s v%s skipped.", name, version)
         return
+    _require_champion(store, name, version)
     transactions = data_home.read_all_transactions()
     as_of = int(transactions["timestamp"].max())
     scores = score_wallet_table(
         transactions, as_of, load_scoring_config(), lambda behaviour: score_with_model(behaviour, store, name)
     )
+    if scores.model_version != version:
+        _require_champion(store, name, version)  # the alias moved while the wallets were scored
+        raise dg.Failure(description=f"{name} v{version} did not score the wallets: {scores.model_note}")
     table = scores.table.join(load_labels(files), how="inner")
     trained_on = set()
-    if data_home.table_exists("training_set"):
-        training = data_home.read_table("training_set", columns=["holdout"])
-        trained_on = set(training.index[~training["holdout"].astype(bool)])
+    if training_set is not None and "holdout" in training_set.columns:
+        trained_on = set(training_set.index[~training_set["holdout"].astype(bool)])
     table = table[~table.index.isin(trained_on)]
     threshold = load_ensemble_config().decision_threshold
     evaluation = evaluate_labelled(table, threshold, rounds=config.bootstrap_rounds)
@@ -77,3 +93,15 @@ def model_evaluation(
             "mlflow_run_id": run_id,
         }
     )
+
+
+def _require_champion(store, name: str, version: str) -> None:
+    """The version to evaluate must be the one the scorer serves (the `champion` alias)."""
+    current = alias_version(store, name, CHAMPION)
+    if current != version:
+        raise dg.Failure(
+            description=f"champion_model promoted {name} v{version} but the '{CHAMPION}' alias now points at "
+            f"{'v' + current if current else 'no version'}: materialise champion_model again to evaluate the "
+            "version that serves, or move the alias back.",
+            metadata={"promoted_version": version, "alias_version": current or "none"},
+        )

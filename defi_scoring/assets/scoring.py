@@ -1,9 +1,19 @@
-"""`wallet_features` and `reference_scores`: per-wallet tables over every landed batch."""
+"""`wallet_features` → `reference_scores`, and `scored_wallets`: per-wallet tables over every landed batch.
+
+Values pass through the `io_manager` (resources/parquet_io.py, `tables/<asset>.parquet`):
+`reference_scores` receives `wallet_features` as its input. `scored_wallets` scores through the scoring
+service over the store (every landed transaction appended to its wallet's stored history, each wallet
+scored on it), so it reads neither table for its scores; its upstream is the landed batches and the
+champion it scores with. It reads three columns of `reference_scores` for its `zscore_matches_reference`
+check: the service's zscore of a wallet equals the batch reference table's whenever both were computed
+at the same as-of over the same number of transactions.
+"""
 
 import time
 from dataclasses import dataclass
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 
 from defi_scoring.assets.engine import Engine, cluster_partitions
@@ -28,10 +38,12 @@ from defi_scoring.feature_updates import forget_state, update_wallet_features
 from defi_scoring.resources.dask import DaskResource
 from defi_scoring.resources.data_home import DataHomeResource
 from defi_scoring.resources.mlflow_store import MlflowResource
+from defi_scoring.resources.parquet_io import WrittenTable
 from defi_scoring.resources.score_store import ScoreStoreResource
 from defi_scoring.service.scoring_service import ScoringService
 
 DRIFT_COLUMNS = ("hybrid_score", "zscore")
+SAME_HISTORY = ("as_of", "transaction_count")  # a wallet scored at the same time over as many transactions
 
 
 class FeaturesConfig(dg.Config):
@@ -50,7 +62,8 @@ class FeaturesConfig(dg.Config):
     group_name="scoring",
     kinds={"python", "parquet"},
     automation_condition=dg.AutomationCondition.eager(),
-    description="Reference features (CONTRACTS.md §4) of every wallet over all its distinct transactions.",
+    description="Reference features (CONTRACTS.md §4) of every wallet over all its distinct transactions "
+    "(tables/wallet_features.parquet; the input of reference_scores).",
     check_specs=[
         dg.AssetCheckSpec(
             "feature_non_finite",
@@ -61,7 +74,9 @@ class FeaturesConfig(dg.Config):
 )
 def wallet_features(
     context: dg.AssetExecutionContext, config: FeaturesConfig, data_home: DataHomeResource, dask: DaskResource
-) -> dg.MaterializeResult:
+):
+    """Written by the step itself (the incremental update writes the table before the record of its
+    batches; the Dask engine writes one part per partition), handed on as a WrittenTable."""
     as_of = config.as_of
     files = data_home.batch_files()
     if not files:
@@ -93,6 +108,7 @@ def wallet_features(
     worst = rates.iloc[0] if len(rates) else None
     verdict = judge("non-finite share", float(worst["non_finite"]) if worst is not None else 0.0, limits)
     return dg.MaterializeResult(
+        value=WrittenTable(path),
         check_results=[
             check_result(
                 "feature_non_finite",
@@ -110,7 +126,6 @@ def wallet_features(
             "update": dg.MetadataValue.text(f"{update['mode']}: {update['reason']}"),
             "recomputed_wallets": dg.MetadataValue.int(int(update["recomputed_wallets"])),
             "as_of": as_of_metadata(as_of),
-            "path": dg.MetadataValue.path(str(path)),
         },
     )
 
@@ -122,16 +137,18 @@ def as_of_metadata(as_of: int | None) -> dg.MetadataValue:
 
 
 @dg.asset(
-    deps=[wallet_features],
     group_name="scoring",
     kinds={"python", "parquet"},
     automation_condition=dg.AutomationCondition.eager(),
-    description="Reference LP score, swap score, zscore and tags per wallet (CONTRACTS.md §4).",
+    description="Reference LP score, swap score, zscore and tags per wallet (CONTRACTS.md §4), with the as-of "
+    "and transaction count they were computed at. Published as tables/reference_scores.parquet (the CLI "
+    "demo reads it); scored_wallets checks its zscores against it.",
 )
-def reference_scores(data_home: DataHomeResource) -> dg.MaterializeResult:
-    features = data_home.read_table("wallet_features")
-    scores = compute_reference_scores(features).assign(as_of=features["as_of"])
-    path = data_home.write_table("reference_scores", scores)
+def reference_scores(wallet_features: pd.DataFrame) -> dg.MaterializeResult[pd.DataFrame]:
+    features = wallet_features
+    scores = compute_reference_scores(features).assign(
+        as_of=features["as_of"], transaction_count=features["transaction_count"]
+    )
     top, bottom = extremes(scores)
     tags = tag_counts(scores)
     stats = describe(scores)
@@ -144,8 +161,8 @@ def reference_scores(data_home: DataHomeResource) -> dg.MaterializeResult:
             "tags": frame_table(pd.DataFrame({"wallets": tags}), index_name="tag"),
             "top_wallets": frame_table(top, index_name="wallet", digits=2),
             "bottom_wallets": frame_table(bottom, index_name="wallet", digits=2),
-            "path": dg.MetadataValue.path(str(path)),
-        }
+        },
+        value=scores,
     )
 
 
@@ -161,29 +178,47 @@ class ScoredWalletsConfig(dg.Config):
 
 
 @dg.asset(
-    deps=[reference_scores],
+    ins={
+        "reference": dg.AssetIn(
+            "reference_scores", metadata={"columns": ["zscore", *SAME_HISTORY], "allow_missing": True}
+        )
+    },
+    # The landed batches it appends to the store, and the champion (alias) it scores with.
+    deps=[transaction_batches, "champion_model"],
     group_name="scoring",
     kinds={"python", "parquet", "mlflow"},
-    automation_condition=dg.AutomationCondition.eager(),
+    # Scores follow new batches; a new champion applies from the next scoring (and the daily re-scoring),
+    # and a deployment without a trained model scores all the same.
+    automation_condition=dg.AutomationCondition.eager().ignore(dg.AssetSelection.assets("champion_model")),
     description="Every wallet: reference zscore and categories, hybrid score, confidence, risk level, breakdown, "
-    "reasons, patterns, alerts, tags and the champion model version that scored it (CONTRACTS.md §5).",
+    "reasons, patterns, alerts, tags and the champion model version that scored it (CONTRACTS.md §5), "
+    "scored through the scoring service over the store. Published as tables/scored_wallets.parquet and "
+    "as each wallet's latest score in the score store the API serves.",
     check_specs=[
         dg.AssetCheckSpec(
             "score_drift",
             asset="scored_wallets",
             description="PSI (and KS) of hybrid_score and zscore against the previous materialisation, against "
             "data_checks.yaml (warn / error).",
-        )
+        ),
+        dg.AssetCheckSpec(
+            "zscore_matches_reference",
+            asset="scored_wallets",
+            additional_deps=["reference_scores"],
+            description="Every wallet scored at the same as-of over as many transactions as in reference_scores "
+            "has the zscore reference_scores gives it (one wallet, one score).",
+        ),
     ],
 )
 def scored_wallets(
     context: dg.AssetExecutionContext,
     config: ScoredWalletsConfig,
+    reference: pd.DataFrame | None,
     data_home: DataHomeResource,
     mlflow_store: MlflowResource,
     score_store: ScoreStoreResource,
     dask: DaskResource,
-) -> dg.MaterializeResult:
+):
     as_of = config.as_of
     scoring_config = load_scoring_config(config.scoring_config_path or None)
     previous = None
@@ -195,9 +230,10 @@ def scored_wallets(
         model = lambda behaviour: score_with_model(behaviour, store, name)
     if config.engine == "dask":
         table, outcome = _score_on_cluster(context, data_home, dask, score_store, as_of, scoring_config, model)
+        value = WrittenTable(data_home.table_path("scored_wallets"))
     else:
         table, outcome = _score_locally(context, data_home, score_store, as_of, scoring_config, model)
-    path = data_home.table_path("scored_wallets")
+        value = table
     context.log.info("scored %d wallets; %s", len(table), outcome.model_note)
     for error in outcome.factor_errors.values():
         context.log.warning("neutral fallback used: %s", error)
@@ -205,7 +241,8 @@ def scored_wallets(
     levels = [band.name for band in scoring_config.risk_levels] + ["insufficient_history"]
     worst = table.sort_values("hybrid_score").head(10)
     return dg.MaterializeResult(
-        check_results=[_drift_check(previous, table)],
+        value=value,
+        check_results=[_drift_check(previous, table), _reference_check(reference, table)],
         metadata={
             **table_metadata(table, index_name="wallet"),
             "wallets": dg.MetadataValue.int(len(table)),
@@ -225,7 +262,6 @@ def scored_wallets(
             "factor_fallbacks": dg.MetadataValue.int(len(outcome.factor_errors)),
             "engine": dg.MetadataValue.text(config.engine),
             "as_of": as_of_metadata(as_of),
-            "path": dg.MetadataValue.path(str(path)),
         },
     )
 
@@ -246,7 +282,6 @@ def _score_locally(context, data_home, score_store, as_of, scoring_config, model
     wallets = service.append(data_home.read_all_transactions())
     scores, _messages = service.score_stored(wallets, source="batch", run_id=context.run_id, as_of=as_of)
     table = scores.table.loc[wallets]  # rows in the batches' order, as the other tables have them
-    data_home.write_table("scored_wallets", table)
     context.log.info("scored %d wallets through the store in %.1fs", len(wallets), time.perf_counter() - started)
     return table, ScoringOutcome(scores.model_version, scores.model_note, scores.factor_errors)
 
@@ -293,4 +328,34 @@ def _drift_check(previous, table) -> dg.AssetCheckResult:
         drift=frame_table(drift, index_name="score"),
         warn=limits.warn,
         error=limits.error,
+    )
+
+
+def _reference_check(reference: pd.DataFrame | None, table: pd.DataFrame) -> dg.AssetCheckResult:
+    """The service's zscore against reference_scores' for the wallets both computed on the same history."""
+    columns = ["zscore", *SAME_HISTORY]
+    if reference is None or not set(columns) <= set(reference.columns):
+        verdict = Verdict(0.0, True, "WARN", "no reference_scores table with as_of and transaction_count yet")
+        return check_result("zscore_matches_reference", verdict)
+    joined = table[columns].join(reference[columns], how="inner", rsuffix="_reference")
+    same = np.ones(len(joined), dtype=bool)
+    for name in SAME_HISTORY:
+        same &= joined[name].to_numpy() == joined[f"{name}_reference"].to_numpy()
+    compared = joined[same]
+    scored, expected = compared["zscore"].to_numpy(float), compared["zscore_reference"].to_numpy(float)
+    differs = ~np.isclose(scored, expected, rtol=1e-9, atol=1e-9, equal_nan=True)
+    count = int(differs.sum())
+    description = (
+        f"{count} of {len(compared)} wallets scored on the same history as reference_scores have another zscore"
+        if count
+        else f"{len(compared)} wallets scored on the same history as reference_scores: same zscore"
+    )
+    verdict = Verdict(float(count), count == 0, "WARN", description)
+    sample = compared[differs].head(10)[["zscore", "zscore_reference", *SAME_HISTORY]]
+    return check_result(
+        "zscore_matches_reference",
+        verdict,
+        compared_wallets=len(compared),
+        other_history_wallets=int((~same).sum()),
+        differing=frame_table(sample, index_name="wallet") if count else "none",
     )

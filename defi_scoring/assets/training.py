@@ -1,16 +1,23 @@
-"""`training_set` → `ensemble_model` → (blocking check) → `champion_model`."""
+"""`training_set` → `ensemble_model` → (blocking check) → `champion_model`.
+
+Values pass through the `io_manager` (resources/parquet_io.py): the training set as
+`tables/training_set.parquet`, the registered version (`ModelVersion`) as `tables/ensemble_model.json`
+and the promoted one as `tables/champion_model.json`. The blocking check compares the version
+`ensemble_model` registered and tags it with its decision; `champion_model` promotes that version, not
+whatever the `challenger` alias points to when it runs, and only when the check passed for it.
+"""
 
 import time
+from dataclasses import dataclass
 
 import dagster as dg
 import pandas as pd
 
 from defi_scoring.assets.engine import Engine, cluster_partitions
-from defi_scoring.assets.scoring import wallet_features
+from defi_scoring.assets.ingestion import transaction_batches
 from defi_scoring.core.ensemble import classification_metrics, evaluate, train_ensemble
 from defi_scoring.core.ensemble_config import load_ensemble_config
 from defi_scoring.core.model_registry import (
-    CHALLENGER,
     CHAMPION,
     alias_version,
     load_version,
@@ -35,6 +42,20 @@ class TrainingConfig(dg.Config):
 
 
 METRIC_NAMES = ("roc_auc", "pr_auc", "ks", "brier", "f1", "log_loss")
+PROMOTED = "promoted"  # the promotion_decision tag challenger_beats_champion gives a version that won
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """One registered version of the ensemble: the value of `ensemble_model` (the version it registered)
+    and of `champion_model` (the version it promoted)."""
+
+    name: str
+    version: str
+    run_id: str
+    """The MLflow run that trained and logged it."""
+    metrics: dict[str, float]
+    """The ensemble's holdout metrics."""
 
 
 def _metrics_table(metrics: dict) -> dg.TableMetadataValue:
@@ -53,11 +74,15 @@ def _first(frame, column: str) -> int | None:
 
 
 @dg.asset(
-    deps=[wallet_features],
+    # Model features read the landed transactions themselves: they are computed at one as-of for every
+    # wallet (the newest transaction) and include transfer and lending features, which wallet_features
+    # (§4 features, each wallet at its own newest transaction) does not hold.
+    deps=[transaction_batches],
     group_name="training",
     kinds={"python", "parquet"},
     output_required=False,
-    description="Model features + is_risky labels, split by account (stratified, fixed per wallet).",
+    description="Model features + is_risky labels, split by account (stratified, fixed per wallet), over every "
+    "landed batch at one as-of (tables/training_set.parquet).",
 )
 def training_set(
     context: dg.AssetExecutionContext, config: TrainingConfig, data_home: DataHomeResource, dask: DaskResource
@@ -89,33 +114,32 @@ def training_set(
         context.log.warning("Labels cover %d wallets but only one class: training skipped.", len(frame))
         return
     frame = frame.assign(as_of=as_of, window_start=window[0], window_end=window[1])
-    path = data_home.write_table("training_set", frame)
     yield dg.MaterializeResult(
+        value=frame,
         metadata={
             "wallets": len(frame),
             "holdout_wallets": int(frame["holdout"].sum()),
             "risky_share": float(frame["is_risky"].mean()),
             "label_files": ", ".join(p.name for p in files),
             "as_of": dg.MetadataValue.timestamp(float(as_of)),
-            "path": dg.MetadataValue.path(str(path)),
-        }
+        },
     )
 
 
 @dg.asset(
-    deps=[training_set],
     group_name="training",
     kinds={"xgboost", "lightgbm", "scikitlearn", "mlflow"},
-    description="Trains the ensemble, logs it to MLflow and registers a version with alias `challenger`.",
+    description="Trains the ensemble on training_set, logs it to MLflow and registers a version with alias "
+    "`challenger`; its value is that version (name, version, MLflow run, holdout metrics).",
 )
 def ensemble_model(
     context: dg.AssetExecutionContext,
     config: TrainingConfig,
-    data_home: DataHomeResource,
+    training_set: pd.DataFrame,
     mlflow_store: MlflowResource,
     dask: DaskResource,
-) -> dg.MaterializeResult:
-    frame = data_home.read_table("training_set")
+) -> dg.MaterializeResult[ModelVersion]:
+    frame = training_set
     ensemble_config = load_ensemble_config(config.ensemble_config_path or None)
     x_train, y_train = split_xy(frame, holdout=False)
     x_hold, y_hold = split_xy(frame, holdout=True)
@@ -150,30 +174,35 @@ def ensemble_model(
         tags={"dagster_run_id": context.run.run_id},
     )
     ensemble = metrics["ensemble"]
+    value = ModelVersion(
+        registered.name, registered.version, registered.run_id, {k: float(v) for k, v in ensemble.items()}
+    )
     return dg.MaterializeResult(
+        value=value,
         metadata={
             "model_version": registered.version,
             "mlflow_run_id": registered.run_id,
             "train_seconds": round(train_seconds, 2),
             **{f"holdout_{k}": v for k, v in ensemble.items()},
             "metrics": _metrics_table(metrics),
-        }
+        },
     )
 
 
 @dg.asset_check(
     asset=ensemble_model,
+    additional_ins={"training_set": dg.AssetIn("training_set")},
     blocking=True,
-    description="Challenger beats the champion's holdout ROC-AUC by the promotion margin "
-    "(or there is no champion yet). Blocks champion_model otherwise.",
+    description="The version ensemble_model registered beats the champion's holdout ROC-AUC by the promotion "
+    "margin (or there is no champion yet, or it cannot be loaded); tags the version with the decision. "
+    "Blocks champion_model otherwise.",
 )
 def challenger_beats_champion(
-    config: TrainingConfig, data_home: DataHomeResource, mlflow_store: MlflowResource
+    config: TrainingConfig, ensemble_model: ModelVersion, training_set: pd.DataFrame, mlflow_store: MlflowResource
 ) -> dg.AssetCheckResult:
     store = mlflow_store.store
     ensemble_config = load_ensemble_config(config.ensemble_config_path or None)
-    name = ensemble_config.registered_model_name
-    challenger = alias_version(store, name, CHALLENGER)
+    name, challenger = ensemble_model.name, ensemble_model.version
     champion = alias_version(store, name, CHAMPION)
     if champion is None:
         record_promotion_decision(store, name, challenger, True, "no champion yet")
@@ -185,7 +214,7 @@ def challenger_beats_champion(
         record_promotion_decision(store, name, challenger, True, reason)
         return dg.AssetCheckResult(passed=True, metadata={"challenger": challenger, "reason": reason})
     models["challenger"] = load_version(store, name, challenger)
-    x_hold, y_hold = split_xy(data_home.read_table("training_set"), holdout=True)
+    x_hold, y_hold = split_xy(training_set, holdout=True)
     scores = {}
     for label, model in models.items():
         p = model.predict(x_hold)["risk_probability"].to_numpy()
@@ -211,16 +240,33 @@ def challenger_beats_champion(
 
 
 @dg.asset(
-    deps=[ensemble_model],
     group_name="training",
     kinds={"mlflow"},
-    description="Moves the `champion` alias to the challenger; the previous champion keeps `rollback`.",
+    description="Moves the `champion` alias to the version ensemble_model registered, once "
+    "challenger_beats_champion passed for it; the previous champion keeps `rollback`. Its value is the "
+    "promoted version (tables/champion_model.json), which model_evaluation evaluates.",
 )
-def champion_model(config: TrainingConfig, mlflow_store: MlflowResource) -> dg.MaterializeResult:
-    name = load_ensemble_config(config.ensemble_config_path or None).registered_model_name
+def champion_model(
+    config: TrainingConfig, ensemble_model: ModelVersion, mlflow_store: MlflowResource
+) -> dg.MaterializeResult[ModelVersion]:
+    """`config` is accepted for the train_model job's shared run config; the version carries its model name."""
     store = mlflow_store.store
-    challenger = alias_version(store, name, CHALLENGER)
-    if challenger is None:
-        raise dg.Failure(description=f"No '{CHALLENGER}' version of {name}: materialise ensemble_model first.")
-    previous = promote(store, name, challenger)
-    return dg.MaterializeResult(metadata={"champion_version": challenger, "rollback_version": previous or "none"})
+    name, version = ensemble_model.name, ensemble_model.version
+    tags = store.client().get_model_version(name, version).tags or {}
+    decision = tags.get("promotion_decision", "none")
+    if decision != PROMOTED:
+        raise dg.Failure(
+            description=f"{name} v{version} is not promoted: challenger_beats_champion has not passed for it "
+            f"(decision: {decision}; {tags.get('promotion_reason', 'no reason recorded')}).",
+            metadata={"version": version, "decision": decision},
+        )
+    previous = promote(store, name, version)
+    return dg.MaterializeResult(
+        value=ensemble_model,
+        metadata={
+            "champion_version": version,
+            "rollback_version": previous or "none",
+            "mlflow_run_id": ensemble_model.run_id,
+            **{f"holdout_{k}": v for k, v in ensemble_model.metrics.items() if k == "roc_auc"},
+        },
+    )

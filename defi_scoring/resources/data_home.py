@@ -1,5 +1,6 @@
 """Where asset data lives: Parquet files under the data home (DEFI_SCORING_HOME)."""
 
+import os
 import shutil
 from pathlib import Path
 
@@ -42,11 +43,14 @@ class DataHomeResource(dg.ConfigurableResource):
         return self.settings.tables_dir / f"{name}.parquet"
 
     def write_table(self, name: str, frame: pd.DataFrame) -> Path:
+        """Written beside the table and moved over it: a reader never sees half a file."""
         self.settings.tables_dir.mkdir(parents=True, exist_ok=True)
         path = self.table_path(name)
+        tmp = path.with_name(f".{path.name}.tmp")
+        frame.to_parquet(tmp)
         if path.is_dir():  # written by the dask engine before
             shutil.rmtree(path)
-        frame.to_parquet(path)
+        os.replace(tmp, path)
         return path
 
     def table_exists(self, name: str) -> bool:
