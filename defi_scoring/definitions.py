@@ -11,6 +11,7 @@ import dagster as dg
 from defi_scoring.assets import reference_scores, scored_wallets, transaction_batches, wallet_features
 from defi_scoring.assets.daily_scores import daily_rescoring_job, daily_rescoring_schedule, daily_wallet_scores
 from defi_scoring.assets.evaluation import model_evaluation
+from defi_scoring.assets.exposure import EXPOSURE_ASSETS, EXPOSURE_JOBS, EXPOSURE_SENSORS
 from defi_scoring.assets.freshness import champion_is_fresh, scored_wallets_is_fresh
 from defi_scoring.assets.streaming import kafka_scored_ranges
 from defi_scoring.assets.training import challenger_beats_champion, champion_model, ensemble_model, training_set
@@ -44,6 +45,7 @@ PUBLISHED_OUTPUTS: dict[str, str] = {
     "model_evaluation": "an MLflow evaluation run of the promoted champion (metrics, plots) on its LoggedModel",
     "kafka_scored_ranges": "success, failure and alert messages on the output topics, and the score store",
     "daily_wallet_scores": "score events with source `daily` in the score store",
+    "exposure_rescoring": "score events with source `exposure` in the score store (wallets a list change reached)",
 }
 
 
@@ -67,6 +69,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             model_evaluation,
             kafka_scored_ranges,
             daily_wallet_scores,
+            *EXPOSURE_ASSETS,
         ],
         asset_checks=[challenger_beats_champion, scored_wallets_is_fresh, champion_is_fresh],
         jobs=[
@@ -77,9 +80,16 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             data_freshness_job,
             streaming_retention,
             daily_rescoring_job,
+            *EXPOSURE_JOBS,
         ],
         schedules=[retraining_schedule, freshness_schedule, retention_schedule, daily_rescoring_schedule],
-        sensors=[landing_folder_sensor, kafka_scoring_sensor, kafka_range_failed, automation_sensor],
+        sensors=[
+            landing_folder_sensor,
+            kafka_scoring_sensor,
+            kafka_range_failed,
+            automation_sensor,
+            *EXPOSURE_SENSORS,
+        ],
         resources={
             "data_home": data_home,
             "io_manager": DataHomeIOManager(data_home=data_home),

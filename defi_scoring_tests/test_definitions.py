@@ -40,10 +40,21 @@ def test_definitions_load_with_every_asset_job_and_sensor(tmp_home):
         "model_evaluation",
         "kafka_scored_ranges",
         "daily_wallet_scores",
+        "known_addresses",
+        "exposure_rescoring",
     }
-    for job in ("ingest_batch", "score_wallets", "train_model", "kafka_scoring", "daily_rescoring"):
+    jobs = (
+        "ingest_batch",
+        "score_wallets",
+        "train_model",
+        "kafka_scoring",
+        "daily_rescoring",
+        "import_known_addresses",
+    )
+    for job in jobs:
         assert defs.resolve_job_def(job)
     assert defs.resolve_sensor_def("kafka_scoring_sensor")
+    assert defs.resolve_sensor_def("known_addresses_sensor")
     assert defs.resolve_schedule_def("weekly_retraining").cron_schedule == "0 3 * * 1"
     assert defs.resolve_sensor_def("landing_folder_sensor")
     io_manager = defs.resources["io_manager"]  # asset values as Parquet/JSON under the data home's tables/

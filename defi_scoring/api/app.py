@@ -32,6 +32,8 @@ from defi_scoring.api.batcher import DynamicBatcher
 from defi_scoring.api.observability import RequestObservability, configure_access_log
 from defi_scoring.api.scoring import StoreUnavailable, arrow_answer, score_bodies, score_table, table_wallets
 from defi_scoring.api.state import ServiceState
+from defi_scoring.api.subscriptions import router as subscriptions_router
+from defi_scoring.api.subscriptions import start_dispatcher, stop_dispatcher, webhooks_health
 from defi_scoring.config import Settings
 from defi_scoring.core.table_decode import TableSchemaError
 from defi_scoring.core.transaction_table import ARROW_STREAM_MEDIA_TYPE, REQUIRED_COLUMNS
@@ -196,11 +198,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
         await batcher.start()
+        start_dispatcher(_app)  # webhook deliveries (docs/webhooks.md); DEFI_SCORING_WEBHOOK_DISPATCHER=0: off
         # In the background: the seed endpoints answer at once even if MLflow is slow or away.
         warming = asyncio.create_task(_warm_up_then_freeze(state))
         yield
         warming.cancel()
         await batcher.stop()
+        await stop_dispatcher(_app)
 
     configure_access_log()
     app = FastAPI(
@@ -213,6 +217,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.service = state
     app.add_middleware(RequestObservability)
+    app.include_router(subscriptions_router)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -260,6 +265,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if configured
             else _kafka_status(state.kafka),
             "mlflow_champion": champion or await run_in_threadpool(state.champion_status),
+            "webhooks": await webhooks_health(app),
         }
         # The service contract's shape: unhealthy without the store (nothing read or recorded), degraded
         # when scores still answer but without streaming or without the model, else healthy.

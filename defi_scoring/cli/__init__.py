@@ -10,9 +10,11 @@ from defi_scoring.cli.data_commands import generate, land, score
 from defi_scoring.cli.demo import demo
 from defi_scoring.cli.evaluate import evaluate
 from defi_scoring.cli.import_commands import import_group
+from defi_scoring.cli.known_address_commands import known_addresses
 from defi_scoring.cli.server_commands import mlflow_ui, serve, ui
 from defi_scoring.cli.store_commands import store
 from defi_scoring.cli.streaming_commands import broker, produce
+from defi_scoring.cli.subscription_commands import dispatch, keys, subscriptions
 from defi_scoring.cli.train import train
 
 
@@ -30,3 +32,7 @@ for command in (generate, score, land, train, demo, evaluate, broker, produce, s
 main.add_command(convert)
 main.add_command(import_group)
 main.add_command(store)
+main.add_command(subscriptions)
+main.add_command(keys)
+main.add_command(dispatch)
+main.add_command(known_addresses)

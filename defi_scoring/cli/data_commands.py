@@ -177,6 +177,14 @@ def generate_dataset(
     help="A larger file (a table: its rows at 450 B each, the size of their JSON) is scored chunk by chunk "
     "through wallet partitions on disk (bounded memory, same output).",
 )
+@click.option(
+    "--known-addresses",
+    "known_lists",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A list of known addresses to screen against (repeatable; any layout `known-addresses import` reads): "
+    "adds counterparty exposure to the scores, without a store. The file is then scored whole, in memory.",
+)
 def score(
     input_path: Path,
     output_path: Path,
@@ -184,6 +192,7 @@ def score(
     use_model: bool,
     scoring_config: Path | None,
     chunk_mb: int,
+    known_lists: tuple[Path, ...] = (),
 ) -> None:
     """Score JSON lines or a Parquet/Arrow transactions table: reference zscore and categories plus the
     hybrid score, confidence, risk level, breakdown, reasons, patterns and alerts (one output line per
@@ -202,6 +211,9 @@ def score(
     model = champion_scorer(settings) if use_model else None
     config = load_scoring_config(scoring_config)
     console.print("[dim]no store: the file is the whole state (its wallets' histories and population)[/]")
+    if known_lists:
+        _score_with_lists(input_path, output_path, as_of, config, model, known_lists)
+        return
     if is_table_file(input_path):
         _score_table_file(input_path, output_path, as_of, config, model, chunk_mb << 20)
         return
@@ -222,6 +234,32 @@ def score(
         f"({scored.seconds:.2f}s); {scored.wallets.model_note}"
     )
     print_risk_levels(scored.wallets.table)
+
+
+def _score_with_lists(input_path: Path, output_path: Path, as_of, config, model, known_lists) -> None:
+    """The file scored whole with counterparty exposure to the lists (defi_scoring/exposure_file.py)."""
+    from defi_scoring.batch_files import read_table_file
+    from defi_scoring.core.normalise import normalise_messages, normalise_tables
+    from defi_scoring.exposure_file import load_known_lists, score_with_list
+
+    known = load_known_lists(list(known_lists), config)
+    console.print(f"screening against {len(known.addresses):,} listed addresses ({len(known.risky):,} with risk)")
+    with console.status("scoring with counterparty exposure …"):
+        if is_table_file(input_path):
+            batch = normalise_tables(read_table_file(input_path))
+        else:
+            with open(input_path, "rb") as handle:
+                batch = normalise_messages([line.rstrip(b"\r\n") for line in handle])
+        scored = score_with_list(batch, as_of, config, model, known)
+    with open(output_path, "wb") as out:
+        out.writelines(value + b"\n" for value in scored.encoded().values)
+    table = scored.wallets.table
+    exposed = int((table["exposure_score"] > 0).sum()) if len(table) else 0
+    console.print(
+        f"scored {len(table):,} wallets, {len(scored.batch.rejections):,} failures, {exposed:,} with exposure → "
+        f"[bold]{output_path}[/] ({scored.seconds:.2f}s); {scored.wallets.model_note}"
+    )
+    print_risk_levels(table)
 
 
 def _score_table_file(input_path: Path, output_path: Path, as_of, config, model, chunk_bytes: int) -> None:

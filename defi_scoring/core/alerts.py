@@ -12,7 +12,7 @@ import pandas as pd
 
 from defi_scoring.core.frame_columns import SHORT_COLUMN, column, floats, frame_of
 from defi_scoring.core.patterns import PATTERNS
-from defi_scoring.core.scoring_config import AlertsConfig
+from defi_scoring.core.scoring_config import AlertsConfig, ExposureConfig
 
 
 def _previous_scores(previous_scores: pd.Series | None, wallets: pd.Index) -> np.ndarray:
@@ -27,9 +27,15 @@ def _previous_scores(previous_scores: pd.Series | None, wallets: pd.Index) -> np
     return previous_scores.reindex(wallets).to_numpy(float)
 
 
-def alert_columns(scored: pd.DataFrame, cfg: AlertsConfig, previous_scores: pd.Series | None = None) -> pd.DataFrame:
-    """scored: hybrid_score, confidence, P_counted, P_risk per wallet. previous_scores: last known
-    hybrid score by wallet (None: no history, so no score-drop alerts)."""
+def alert_columns(
+    scored: pd.DataFrame,
+    cfg: AlertsConfig,
+    previous_scores: pd.Series | None = None,
+    exposure: ExposureConfig | None = None,
+) -> pd.DataFrame:
+    """scored: hybrid_score, confidence, P_counted, P_risk per wallet (and the exposure columns, when
+    screened). previous_scores: last known hybrid score by wallet (None: no history, so no score-drop
+    alerts). exposure: raises an `exposure` alert at its alert_score or for a risk floor."""
     n = len(scored)
     worst_pattern = np.full(n, "", dtype=object)
     worst_risk = np.zeros(n)
@@ -43,6 +49,10 @@ def alert_columns(scored: pd.DataFrame, cfg: AlertsConfig, previous_scores: pd.S
     drop = previous - score
     dropped = np.nan_to_num(drop, nan=0.0) >= cfg.score_drop_points
     low = floats(scored, "confidence") < cfg.low_confidence
+    exposed = np.zeros(n, dtype=bool)
+    if exposure is not None and "exposure_score" in scored.columns:
+        floor = np.asarray(column(scored, "exposure_risk_floor"), dtype=object)
+        exposed = (np.nan_to_num(floats(scored, "exposure_score")) >= exposure.alert_score) | (floor != "")
     return frame_of(
         {
             "previous_score": previous,
@@ -50,7 +60,8 @@ def alert_columns(scored: pd.DataFrame, cfg: AlertsConfig, previous_scores: pd.S
             "alert_pattern_risk": worst_risk,
             "alert_score_drop": np.where(dropped, drop, np.nan),
             "alert_low_confidence": low,
-            "alert_count": (worst_pattern != "").astype(int) + dropped.astype(int) + low.astype(int),
+            "alert_exposure": exposed,
+            "alert_count": (worst_pattern != "").astype(int) + dropped.astype(int) + low.astype(int) + exposed,
         },
         scored.index,
     )
@@ -60,6 +71,17 @@ def alerts_of(row: dict, cfg: AlertsConfig) -> list[dict]:
     """One wallet's alerts as records {type, severity, message, …}, most severe first."""
     severity = cfg.severities
     alerts = []
+    if row.get("alert_exposure"):
+        floor = row.get("exposure_risk_floor") or ""
+        alerts.append(
+            {
+                "type": "exposure",
+                "severity": severity.get("exposure", "critical") if floor else severity.get("exposure_link", "warning"),
+                "exposure_score": round(float(row["exposure_score"]), 2),
+                **({"risk_floor": floor} if floor else {}),
+                "message": f"counterparty exposure {row['exposure_score']:.0f}: {row['exposure_reason']}",
+            }
+        )
     if row["alert_pattern"]:
         alerts.append(
             {
@@ -78,7 +100,7 @@ def alerts_of(row: dict, cfg: AlertsConfig) -> list[dict]:
                 "previous_score": round(float(row["previous_score"]), 2),
                 "score": round(float(row["hybrid_score"]), 2),
                 "message": f"score fell {drop:.1f} points, from {row['previous_score']:.1f} "
-                f"to {row['hybrid_score']:.1f}",
+                f"to {row['hybrid_score']:.1f}" + (f" ({row['exposure_reason']})" if row.get("alert_exposure") else ""),
             }
         )
     if row["alert_low_confidence"]:

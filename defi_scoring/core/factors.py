@@ -123,6 +123,13 @@ def size_naturalness(f: pd.DataFrame):
     return 100 * (1 - np.clip(_col(f, "repeated_size_share"), 0, 1)), np.where(swaps >= 3, _evidence(swaps, 10), 0.0)
 
 
+def counterparty_exposure(f: pd.DataFrame):
+    """100 − the exposure score (core/exposure.py); no weight without exposure: not being on a list
+    is no evidence of good behaviour. The hybrid score adds it as its own dimension (scoring.yaml
+    `exposure`), never as an ML feature."""
+    return 100 - np.clip(_col(f, "exposure_score"), 0, 100), _col(f, "exposure_confidence")
+
+
 def _transfer(feature: str) -> AnchoredMetric:
     return AnchoredMetric(feature, "transfer_count", 10)
 
@@ -179,6 +186,11 @@ FACTORS: dict[str, Factor] = {
         size_naturalness,
         "{repeated_size_share:.0%} of its swaps repeat the previous size",
         "Penalises repeated identical trade sizes.",
+    ),
+    "counterparty_exposure": Factor(
+        counterparty_exposure,
+        "{exposure_reason}",
+        "Links to addresses on known-address lists (sanctioned, exploit, phishing, …), by severity.",
     ),
     # transfers (CONTRACTS.md §1b): anchored on labelled accounts
     "receipt_size": Factor(

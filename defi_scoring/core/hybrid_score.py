@@ -138,7 +138,9 @@ def hybrid_scores(
     for k, (names, s, shares) in enumerate(dim_parts):
         for j, f in enumerate(names):
             contributions[f] = d_shares[:, k] * shares[:, j] * (s[:, j] - NEUTRAL_SCORE)
-    out["base_score"] = base
+    # the ML adjustment reads the behaviour base: the model must not argue against a list lookup
+    exposed = _exposure_dimension(columns, config, out, base, d_total, contributions)
+    screened = out.setdefault("base_score", base)
     completeness = d_total / max(sum(d.weight for d in config.dimensions.values()), 1e-12)
 
     ml = config.ml_adjustment
@@ -172,7 +174,7 @@ def hybrid_scores(
         out["anomaly_score"] = np.nan
     out["ml_adjustment"] = adjustment
     out["anomaly_penalty"] = penalty
-    out["hybrid_score"] = np.clip(base + adjustment - penalty, 0, 100)
+    out["hybrid_score"] = np.clip(screened + adjustment - penalty, 0, 100)
     out["ml_available"] = scored
     out["ml_degraded"] = degraded
     out["ml_note"] = note
@@ -199,5 +201,62 @@ def hybrid_scores(
         if "patterns_detected" in wallet_table
         else np.zeros(n, dtype=bool)
     )
+    if exposed:  # a strong link to a listed address is evidence too, however short the history
+        flagged = flagged | (np.nan_to_num(columns.floats("exposure_score")) >= config.exposure.alert_score)
     out["risk_level"] = np.where(thin & ~flagged, INSUFFICIENT_HISTORY, risk_levels(out["hybrid_score"], config))
+    if exposed:
+        _apply_risk_floors(columns, config, out)
     return HybridResult(frame_of(out, wallet_table.index), frame_of(contributions, wallet_table.index), errors)
+
+
+EXPOSURE_FACTOR = "counterparty_exposure"
+
+
+def _exposure_dimension(
+    columns: FrameColumns, config: ScoringConfig, out: dict, base: np.ndarray, total: np.ndarray, contributions: dict
+) -> bool:
+    """Exposure as one more dimension (core/exposure.py) that can only lower the score: its value is
+    min(behaviour base, 100 − exposure score), weighted `exposure.weight` × confidence (1 with
+    exposure, 0 without) against the behaviour dimensions' total weight. Its contribution is exactly
+    what it moves the base score (the behaviour factors keep theirs), so contributions still add up.
+    Reported in the message's `exposure` object, not in `breakdown`. Sets out["base_score"]; False
+    (nothing set) when the table has no exposure columns or no wallet is exposed."""
+    if "exposure_score" not in columns.columns:
+        return False
+    confidence = np.nan_to_num(columns.floats("exposure_confidence"))
+    if not confidence.any():
+        return False
+    value = np.minimum(base, 100 - np.clip(np.nan_to_num(columns.floats("exposure_score")), 0, 100))
+    weight = config.exposure.weight * confidence
+    together = total + weight
+    combined = np.divide(base * total + value * weight, together, out=base.copy(), where=together > 0)
+    out["dimension_exposure_score"] = value
+    out["dimension_exposure_confidence"] = confidence
+    out["base_score"] = combined
+    contributions[EXPOSURE_FACTOR] = combined - base
+    return True
+
+
+def _apply_risk_floors(columns: FrameColumns, config: ScoringConfig, out: dict) -> None:
+    """A listed owner or a direct link may set a least risk level (scoring.yaml exposure.risk_floors):
+    the level becomes at least the floor and the score is capped to the floor's band."""
+    from defi_scoring.core.exposure import level_order
+
+    floor = np.asarray(columns["exposure_risk_floor"], dtype=object)
+    rows = np.flatnonzero(floor != "")
+    if not len(rows):
+        return
+    order = level_order(config)
+    caps = {
+        band.name: (100.0 if k == 0 else config.risk_levels[k - 1].min_score - 0.01)
+        for k, band in enumerate(config.risk_levels)
+    }
+    caps[config.exposure.critical_level] = config.exposure.critical_max_score
+    rank = {name: k for k, name in enumerate(order)}
+    score = out["hybrid_score"]
+    level = out["risk_level"] = np.asarray(out["risk_level"], dtype=object).copy()
+    for i in rows.tolist():
+        wanted = floor[i]
+        score[i] = min(score[i], caps[wanted])
+        if rank.get(level[i], -1) < rank[wanted]:
+            level[i] = wanted

@@ -4,7 +4,7 @@ encoder each has, so every door (topics, API answers, files, the store) says the
 A success's bytes come from the columnar encoder (core.success_messages: thousands of wallets at a
 time); its `summary` carries the fields the store and the alerts need without parsing the JSON again.
 A failure is one dictionary per rejected input (CONTRACTS.md §3). An alert is published for a success
-that carries a score-drop or high-risk-pattern alert.
+that carries a score-drop, high-risk-pattern or exposure alert.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import orjson
 
-ALERT_TYPES_PUBLISHED = frozenset({"score_drop", "high_risk_pattern"})
+ALERT_TYPES_PUBLISHED = frozenset({"score_drop", "high_risk_pattern", "exposure"})
 Kind = Literal["success", "failure", "alert"]
 
 

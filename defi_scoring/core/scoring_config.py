@@ -166,6 +166,58 @@ class AlertsConfig(_Strict):
     )
 
 
+DEFAULT_SEVERITIES = {
+    "sanctioned": 100.0,
+    "exploit": 90.0,
+    "phishing": 80.0,
+    "scam": 70.0,
+    "mixer": 60.0,
+    "other-risk": 25.0,
+    "benign-context": 0.0,
+    "exchange": 0.0,
+    "bridge": 0.0,
+    "mev-bot": 0.0,
+}
+
+
+class ExposureFloors(_Strict):
+    """Least risk level per category: of a wallet that is itself listed (`owner`), or that dealt
+    with a listed address directly (`direct`)."""
+
+    owner: dict[str, str] = Field(default_factory=lambda: {"sanctioned": "critical"})
+    direct: dict[str, str] = Field(default_factory=lambda: {"sanctioned": "high"})
+
+
+class ExposureConfig(_Strict):
+    """Counterparty exposure (core/exposure.py): category severities, hop decay, strength of a link,
+    its weight as a dimension of the hybrid score, and the risk floors of sanctioned links."""
+
+    weight: float = Field(1.0, ge=0)  # of the exposure dimension, against the behaviour dimensions
+    severities: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_SEVERITIES))
+    unknown_severity: float = Field(25.0, ge=0, le=100)  # a category missing from `severities`
+    hop_decay: float = Field(0.5, gt=0, le=1)  # an indirect link at h hops counts decay**h
+    direct_floor: float = Field(0.6, ge=0, le=1)  # strength of a single small link (share → 0)
+    full_share: float = Field(0.25, gt=0, le=1)  # share of the wallet's volume at full strength
+    max_hops: int = Field(2, ge=0, le=2)
+    max_intermediate_degree: int = Field(1000, ge=1)  # hubs (services) pass no exposure on
+    risk_floors: ExposureFloors = ExposureFloors()
+    critical_level: str = "critical"  # a level worse than every band of `risk_levels`
+    critical_max_score: float = Field(10.0, ge=0, le=100)  # hybrid score cap of that level
+    alert_score: float = Field(50.0, ge=0, le=100)  # exposure score that raises an exposure alert
+    max_items: int = Field(5, ge=1, le=50)  # entries per list in a message's `exposure` object
+
+    @field_validator("severities")
+    @classmethod
+    def _in_range(cls, severities: dict[str, float]) -> dict[str, float]:
+        bad = {k: v for k, v in severities.items() if not 0 <= v <= 100}
+        if bad:
+            raise ValueError(f"severities must be within 0-100, got {bad}")
+        return severities
+
+    def severity(self, category: str) -> float:
+        return self.severities.get(category, self.unknown_severity)
+
+
 class ScoringConfig(_Strict):
     dimensions: dict[str, DimensionConfig]
     risk_levels: list[RiskBand]
@@ -175,6 +227,7 @@ class ScoringConfig(_Strict):
     patterns: PatternsConfig = PatternsConfig()
     reasons: ReasonsConfig = ReasonsConfig()
     alerts: AlertsConfig = AlertsConfig()
+    exposure: ExposureConfig = ExposureConfig()
     # per pattern; a pattern not listed keeps its default (an older copy of this file still loads)
     recommendations: dict[str, RecommendationConfig] = Field(default_factory=lambda: dict(DEFAULT_RECOMMENDATIONS))
 
@@ -208,6 +261,13 @@ class ScoringConfig(_Strict):
         minimums = [b.min_score for b in self.risk_levels]
         if not minimums or minimums != sorted(minimums, reverse=True) or minimums[-1] != 0:
             raise ValueError("risk_levels must be ordered from the highest min_score down to a band at 0")
+        levels = {b.name for b in self.risk_levels} | {self.exposure.critical_level}
+        floors = self.exposure.risk_floors
+        unknown_levels = sorted({v for v in (*floors.owner.values(), *floors.direct.values())} - levels)
+        if unknown_levels:
+            raise ValueError(f"exposure.risk_floors name unknown level(s) {unknown_levels}; known: {sorted(levels)}")
+        if "exposure" in self.dimensions:
+            raise ValueError("`exposure` is configured in its own section, not as a dimension")
         return self
 
     @property

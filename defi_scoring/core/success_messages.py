@@ -20,6 +20,7 @@ import pandas as pd
 import pyarrow as pa
 
 from defi_scoring.core.alerts import alerts_of
+from defi_scoring.core.exposure import NO_EXPOSURE_JSON
 from defi_scoring.core.factors import FACTORS
 from defi_scoring.core.features import LP_FEATURES, SWAP_FEATURES
 from defi_scoring.core.frame_columns import FrameColumns, column, floats, frame_of
@@ -218,6 +219,7 @@ def encode_success_messages(
 
     reasons, patterns, alerts = reason_lists(table_columns), pattern_lists(table), alert_lists(table, config.alerts)
     advice = recommendation_lists(table, config)
+    exposure = exposure_values(table_columns)
     tail = b',"model_version":' + orjson.dumps(version) + b"}"
     values = [
         b"".join(
@@ -231,13 +233,23 @@ def encode_success_messages(
                 orjson.dumps(a),
                 b',"recommendations":',
                 orjson.dumps(rec),
+                b',"exposure":',
+                exp,
                 tail,
             )
         )
-        for head, r, p, a, rec in zip(heads, reasons, patterns, alerts, advice)
+        for head, r, p, a, rec, exp in zip(heads, reasons, patterns, alerts, advice, exposure)
     ]
     scored_at = columns["as_of"].tolist() if "as_of" in columns else [int(as_of)] * n
     return EncodedMessages(values, _summaries(table, addresses, zscores, version, scored_at, processing_ms, alerts))
+
+
+def exposure_values(table: FrameColumns) -> list[bytes]:
+    """Each wallet's `exposure` object (ownership, direct, indirect, score; core/exposure.py) as JSON;
+    the same empty object for a wallet that was not screened or has no exposure."""
+    if "exposure_json" not in table.columns:
+        return [NO_EXPOSURE_JSON.encode()] * len(table)
+    return [value.encode() for value in np.asarray(table["exposure_json"], dtype=object).tolist()]
 
 
 def _model_available(table: FrameColumns, version: str | None, columns: dict[str, Any]) -> _Column | _Literal:
@@ -500,6 +512,10 @@ _ALERT_FIELDS = [
     "hybrid_score",
     "thin_history",
     "confidence",
+    "alert_exposure",
+    "exposure_score",
+    "exposure_risk_floor",
+    "exposure_reason",
 ]
 
 
@@ -549,8 +565,9 @@ def alert_lists(table: pd.DataFrame, cfg) -> list[list[dict]]:
     out: list[list[dict]] = [[] for _ in range(len(table))]
     rows = np.flatnonzero(np.asarray(column(table, "alert_count"), dtype=np.int64) > 0)
     if len(rows):
-        part = _rows_and_columns(table, rows, _ALERT_FIELDS)
-        columns = [part[c].tolist() for c in _ALERT_FIELDS]
+        fields = [f for f in _ALERT_FIELDS if f in table.columns]  # (a table scored before exposure)
+        part = _rows_and_columns(table, rows, fields)
+        columns = [part[c].tolist() for c in fields]
         for i, values in zip(rows.tolist(), zip(*columns)):
-            out[i] = alerts_of(dict(zip(_ALERT_FIELDS, values)), cfg)
+            out[i] = alerts_of(dict(zip(fields, values)), cfg)
     return out

@@ -136,7 +136,7 @@ def _is_normalised(frame: pd.DataFrame) -> bool:
         and all(isinstance(dtypes[c], pd.CategoricalDtype) for c in CATEGORICAL)
         and dtypes["timestamp"] == np.int64
         and all(dtypes[c] == np.float64 for c in _FLOATS)
-        and dtypes["document_id"] == object
+        and dtypes["document_id"].kind == "O"
     )
 
 

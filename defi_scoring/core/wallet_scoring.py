@@ -15,6 +15,7 @@ import pandas as pd
 
 from defi_scoring.core.alerts import alert_columns
 from defi_scoring.core.cross_wallet import CrossWalletSignals
+from defi_scoring.core.exposure import EXPOSURE_COLUMNS, no_exposure
 from defi_scoring.core.features import reference_features
 from defi_scoring.core.frame_columns import column, frame_of, side_by_side, without_columns
 from defi_scoring.core.hybrid_score import hybrid_scores
@@ -46,6 +47,7 @@ def score_wallet_table(
     model: ModelFn | None = None,
     previous_scores: pd.Series | None = None,
     signals: CrossWalletSignals | None = None,
+    exposure: pd.DataFrame | None = None,
 ) -> WalletScores:
     """Score every wallet in `transactions` (normalised, see core.normalise) at `as_of` (unix s; None:
     each wallet at its own newest transaction, the reproducible default). The table's `as_of` column
@@ -55,6 +57,8 @@ def score_wallet_table(
     previous_scores: each wallet's last hybrid score, for the score-drop alert.
     signals: population-wide sybil and pump-and-dump counts when `transactions` are one partition of
     the wallets (defi_scoring.distributed); None: the population is `transactions`.
+    exposure: per-wallet exposure columns (core.exposure.exposure_table, index = wallet); None or a
+    wallet missing from it: not exposed (the score is the behaviour's alone). Never a model feature.
     """
     signals = signals or CrossWalletSignals()
     config = config or default_scoring_config()
@@ -69,6 +73,7 @@ def score_wallet_table(
         transfer_summary(behaviour),
         lending_summary(behaviour),
         longevity(reference, behaviour),
+        exposure_columns(exposure, reference.index),
     )
     table = _widened(table, detect_patterns(table, transactions, config.patterns, signals.pump, signals.pools))
 
@@ -79,7 +84,7 @@ def score_wallet_table(
         table,
         factor_reason_columns(hybrid.contributions, table, config.reasons.top_factors),
         model_reason_columns(scores.contributions, table.index, config.reasons.top_model_features),
-        alert_columns(table, config.alerts, previous_scores),
+        alert_columns(table, config.alerts, previous_scores, config.exposure),
         frame_of(
             {
                 "tags": np.fromiter(tags_as_lists(table), dtype=object, count=len(table)),
@@ -97,6 +102,19 @@ def scored_at(reference: pd.DataFrame, as_of: float | None) -> np.ndarray:
     if as_of is None:
         return np.asarray(column(reference, "last_timestamp"), dtype=np.int64)
     return np.full(len(reference), int(as_of), dtype=np.int64)
+
+
+def exposure_columns(exposure: pd.DataFrame | None, index: pd.Index) -> pd.DataFrame:
+    """The exposure columns for these wallets: `exposure`'s rows, no exposure where it has none."""
+    if exposure is None or exposure.empty:
+        return no_exposure(index)
+    rows = exposure[EXPOSURE_COLUMNS]
+    if rows.index.equals(index):
+        return rows
+    missing = index.difference(rows.index)
+    if len(missing):
+        rows = pd.concat([rows[rows.index.isin(index)], no_exposure(missing)])
+    return rows.reindex(index)
 
 
 def longevity(reference: pd.DataFrame, behaviour: pd.DataFrame) -> pd.DataFrame:

@@ -6,7 +6,9 @@ One module per part: `tables` (schema and engine), `migrate` (schema versions: `
 open, so a release upgrades the store it finds), `histories` (wallet histories and their write
 conflicts), `population` (each wallet's contribution to the cross-wallet signals, scored against),
 `score_writes` / `score_reads` (output messages in, scores out), `ranges` (what each Kafka
-offset range published). `ScoreStore` is all of them on one engine.
+offset range published), `known_addresses` (the lists screened against and the counterparty index),
+`subscriptions` (watchlists, API keys and the webhook outbox).
+`ScoreStore` is all of them on one engine.
 """
 
 from __future__ import annotations
@@ -14,14 +16,18 @@ from __future__ import annotations
 from functools import lru_cache
 
 from defi_scoring.score_store.histories import HistoryConflict, WalletHistories, history_counts
+from defi_scoring.score_store.known_addresses import ExposureInputs, KnownAddresses, KnownImport
 from defi_scoring.score_store.population import PopulationIndex, PopulationView
 from defi_scoring.score_store.ranges import RangeOutputs
 from defi_scoring.score_store.score_reads import ScoreReads
 from defi_scoring.score_store.score_writes import ScoreWrites
+from defi_scoring.score_store.subscriptions import Subscriptions
 from defi_scoring.score_store.tables import metadata, processed_ranges, score_events, wallet_histories, wallet_scores
 
 __all__ = [
+    "ExposureInputs",
     "HistoryConflict",
+    "KnownImport",
     "PopulationView",
     "ScoreStore",
     "history_counts",
@@ -34,7 +40,9 @@ __all__ = [
 ]
 
 
-class ScoreStore(WalletHistories, PopulationIndex, ScoreWrites, ScoreReads, RangeOutputs):
+class ScoreStore(
+    WalletHistories, PopulationIndex, ScoreWrites, ScoreReads, RangeOutputs, KnownAddresses, Subscriptions
+):
     """The whole store on one engine and connection pool: `ScoreStore("sqlite:///…")` or a PostgreSQL URL."""
 
 

@@ -10,6 +10,8 @@
   very same messages instead of scoring twice.
 - population_*: the population index (`population.py`), each wallet's contribution to the three
   cross-wallet signals, replaced whole when its history grows; scoring reads only the rows it needs.
+- known_addresses, counterparty_index: the lists screened against and who dealt with whom
+  (`known_addresses.py`, counterparty exposure).
 
 Wallet columns are unbounded Text: a failure message carries the input's raw `wallet_address`, which
 may be any string (schema changes go through `migrations/`; `migrate.py` applies them on open).
@@ -134,6 +136,92 @@ POPULATION_TABLES = (
     population_liquidity,
     population_pool_spans,
 )
+
+
+# Known addresses (issue 36, `known_addresses.py`): one row per (address, source, category) as imported,
+# so an address listed by two sources keeps both; a removal marks the row instead of deleting it.
+known_addresses = sa.Table(
+    "known_addresses",
+    metadata,
+    sa.Column("address", sa.Text, primary_key=True),  # lower-cased
+    sa.Column("source", sa.Text, primary_key=True),
+    sa.Column("category", sa.Text, primary_key=True),
+    sa.Column("label", sa.Text),
+    sa.Column("listed_at", sa.BigInteger),  # unix s, when the source listed it (if it says)
+    sa.Column("removed", sa.Boolean, nullable=False),
+    sa.Column("imported_at", sa.Float, nullable=False),
+)
+# Distinct (wallet, counterparty) pairs of the stored histories, kept on append: which stored wallets
+# touched an address (re-screening after a list changes) and the stored neighbours of a wallet
+# (indirect exposure) without decoding histories.
+counterparty_index = sa.Table(
+    "counterparty_index",
+    metadata,
+    sa.Column("wallet", sa.Text, primary_key=True),
+    sa.Column("counterparty", sa.Text, primary_key=True),
+    sa.Index("ix_counterparty_index_counterparty", "counterparty"),
+)
+
+# Watchlists and signed webhooks (issue 35, `subscriptions.py`, docs/webhooks.md). Subscribers hold API
+# keys (only their SHA-256 is stored); a subscription watches wallets; webhook_deliveries is the
+# transactional outbox, written in the scoring transaction and emptied by the dispatcher.
+webhook_subscribers = sa.Table(
+    "webhook_subscribers",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("key_hash", sa.String(64), nullable=False),
+    sa.Column("revoked", sa.Boolean, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Index("ix_webhook_subscribers_key_hash", "key_hash", unique=True),
+)
+webhook_subscriptions = sa.Table(
+    "webhook_subscriptions",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("subscriber", sa.String(40)),  # None: made with the admin key
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("secret", sa.Text, nullable=False),  # the HMAC key (signing needs it in clear)
+    sa.Column("events", sa.Text, nullable=False),  # JSON list of event types
+    sa.Column("threshold", sa.Float),
+    sa.Column("min_change", sa.Float),
+    sa.Column("description", sa.Text),
+    sa.Column("status", sa.String(16), nullable=False),  # active | paused
+    sa.Column("status_reason", sa.Text),
+    sa.Column("dead_streak", sa.Integer, nullable=False),  # dead deliveries since the last delivered one
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Index("ix_webhook_subscriptions_subscriber", "subscriber"),
+)
+webhook_watched = sa.Table(
+    "webhook_watched",
+    metadata,
+    sa.Column("subscription_id", sa.String(40), primary_key=True),
+    sa.Column("wallet", sa.Text, primary_key=True),  # lower-cased
+    sa.Column("added_at", sa.Float, nullable=False),
+    sa.Index("ix_webhook_watched_wallet", "wallet"),
+)
+webhook_deliveries = sa.Table(
+    "webhook_deliveries",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),  # the body's `id` and X-Delivery-ID
+    sa.Column("subscription_id", sa.String(40), nullable=False),
+    sa.Column("wallet", sa.Text, nullable=False),
+    sa.Column("type", sa.String(24), nullable=False),
+    sa.Column("payload", sa.Text, nullable=False),  # the JSON body, fixed when enqueued
+    sa.Column("status", sa.String(12), nullable=False),  # pending | failed | delivered | dead
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("retry_from", sa.Float, nullable=False),  # start of the retry horizon (created or redelivered)
+    sa.Column("next_attempt_at", sa.Float, nullable=False),  # also the lease of a claimed row
+    sa.Column("last_attempt_at", sa.Float),
+    sa.Column("last_status", sa.Integer),
+    sa.Column("last_error", sa.Text),
+    sa.Column("delivered_at", sa.Float),
+    sa.Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+    sa.Index("ix_webhook_deliveries_subscription", "subscription_id", "status", "created_at"),
+)
+WEBHOOK_TABLES = (webhook_subscribers, webhook_subscriptions, webhook_watched, webhook_deliveries)
 
 
 def store_engine(url: str) -> sa.Engine:

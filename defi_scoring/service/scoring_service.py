@@ -134,7 +134,8 @@ class ScoringService:
             scores, _ = self._score_stored(list(wallets), conn, as_of, histories, neighbours=False)
             table = scores.table
             messages = encode_success_messages(table, table.index.tolist(), scores, as_of or 0, 0)
-            if record:
+            if record:  # watchers' deliveries first: they read the previous stored score
+                self.store.enqueue_deliveries(messages, NO_MESSAGES, conn, source=source)
                 self.store.record_messages(messages.summaries, run_id, source, conn, encoded=messages.values)
         return scores, messages
 
@@ -152,6 +153,7 @@ class ScoringService:
             if grown:  # a resent transaction changes no history, so no index entry either
                 new = {w for w in grown if not before.get(w)}
                 store.update_population(merged, grown, self.config.patterns, conn, new=new)
+                store.update_counterparty_index(merged, grown, conn)
         return touched, merged
 
     def _score_stored(
@@ -177,7 +179,8 @@ class ScoringService:
             signals = joined_signals(signals, store.population_view(moved, patterns, conn, changed=False).signals)
             histories = merge_history(store.wallet_history(moved, conn), histories)
         previous = store.latest_hybrid_scores(touched + moved, conn)
-        scores = score_wallet_table(histories, as_of, self.config, self.model, previous, signals)
+        exposure = store.exposure_for(touched + moved, histories, self.config, conn)  # None: no list imported
+        scores = score_wallet_table(histories, as_of, self.config, self.model, previous, signals, exposure)
         peers = scores.table.get("peer_wallets_same_fingerprint")
         if peers is not None:
             store.record_scored_peers(peers, conn)
@@ -191,6 +194,7 @@ class ScoringService:
         return encode_success_messages(rows, wallets, scores, 0, 0)
 
     def _record(self, result: ServiceResult, source: str, run_id: str, conn: sa.Connection) -> None:
+        self.store.enqueue_deliveries(result.messages, result.neighbours, conn, source=source)
         store = self.store
         store.record_messages(result.messages.summaries, run_id, source, conn, encoded=result.messages.values)
         if result.neighbours.values:
