@@ -87,6 +87,9 @@ class DumpEvents:
     seconds: np.ndarray  # buy → next sell
 
 
+_SMALL_TOTALS = 4_096  # up to this many keys, expected_and_in_window looks them up in dictionaries
+
+
 @dataclass
 class PumpTotals:
     """What the pump-and-dump detector compares a wallet with: swap time span, buy-and-dumps per token
@@ -140,6 +143,8 @@ class PumpTotals:
         """Per event: the token's usual buy-and-dumps per window, and the most wallets seen buying
         and dumping it in the event's window on either grid."""
         span = max(int(self.swap_ts_max - self.swap_ts_min), window)
+        if len(self.wallets_per_window) <= _SMALL_TOTALS and len(self.dumps_per_token) <= _SMALL_TOTALS:
+            return self._looked_up(events, window, span)
         expected = self.dumps_per_token.reindex(events.token).to_numpy(np.int64) * window / span
         in_window = np.zeros(len(events.ts))
         for grid, offset in enumerate((0, window // 2)):
@@ -147,6 +152,20 @@ class PumpTotals:
                 [np.full(len(events.ts), grid), events.token, (events.ts + offset) // window]
             )
             in_window = np.maximum(in_window, self.wallets_per_window.reindex(keys).to_numpy(float))
+        return expected, in_window
+
+    def _looked_up(self, events: DumpEvents, window: int, span: int) -> tuple[np.ndarray, np.ndarray]:
+        """expected_and_in_window through dictionaries: the totals a store view reads for a few wallets
+        are small, and building MultiIndexes to align them cost more than the whole detector."""
+        per_token = dict(zip(self.dumps_per_token.index.tolist(), self.dumps_per_token.tolist()))
+        per_window = dict(zip(self.wallets_per_window.index.tolist(), self.wallets_per_window.tolist()))
+        tokens = events.token.tolist() if isinstance(events.token, np.ndarray) else list(events.token)
+        expected = np.array([per_token.get(t, 0) for t in tokens], dtype=np.int64) * window / span
+        in_window = np.zeros(len(tokens))
+        for grid, offset in enumerate((0, window // 2)):
+            buckets = ((events.ts + offset) // window).tolist()
+            counts = [per_window.get((grid, t, b), np.nan) for t, b in zip(tokens, buckets)]
+            in_window = np.maximum(in_window, np.array(counts, dtype=float))
         return expected, in_window
 
 
