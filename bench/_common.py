@@ -36,19 +36,23 @@ def bench_parser(description: str) -> argparse.ArgumentParser:
 
 def newest_transaction_lines(n_wallets: int, seed: int, store_url: str) -> list[bytes]:
     """Each wallet's newest 1–3 transactions as JSON lines; its older ones already in the score store
-    (as earlier runs would have left it), so every run merges and scores whole histories. Not timed."""
+    (histories and population index, as earlier runs would have left them), so every run merges and
+    scores whole histories. Not timed."""
     import numpy as np
 
     from defi_scoring.core.normalise import normalise_messages
     from defi_scoring.core.synthetic import split_newest
     from defi_scoring.score_store import ScoreStore
+    from defi_scoring.service.scoring_service import ScoringService
 
     rng, older, lines = np.random.default_rng(seed), [], []
     for message in iter_messages(generate_wallets(n_wallets, seed=seed)):
         old, new = split_newest(message, rng)
         older += [old] if old else []
         lines.append(orjson.dumps(new))
-    ScoreStore(store_url).add_transactions(normalise_messages(older).transactions)
+    # through the service's append, as the earlier runs would have: histories and the population and
+    # counterparty indexes their rows feed (nothing is scored here)
+    ScoringService(ScoreStore(store_url)).append(normalise_messages(older).transactions)
     return lines
 
 

@@ -212,3 +212,20 @@ def test_every_store_door_scores_exposure_through_the_service(stores):  # noqa: 
     with store.engine.connect() as conn:
         stored_c = conn.execute(sa.text("SELECT message FROM wallet_scores WHERE wallet = :w"), {"w": C}).scalar()
     assert orjson.loads(stored_c)["exposure"] == c["exposure"]  # the API's wallet view shows it
+
+
+def test_an_append_indexes_a_stored_wallets_older_pairs_once(stores):  # noqa: F811
+    """A wallet stored before the counterparty index existed gets its whole history's pairs on its next
+    append; after that an append offers only its new transactions' pairs."""
+    store = stores.open()
+    store.add_transactions(histories())  # histories only: no counterparty index rows (an older store)
+    assert store.wallets_reaching([X], CONFIG.exposure.model_copy(update={"max_hops": 0})) == []
+    service = ScoringService(store, CONFIG)
+    late = transfers_message([transfer("9", counterparty=D, ts=1704000000)], wallet=A)
+    service.score(normalise_messages([orjson.dumps(late)]), source="api", run_id="t")
+    assert store.wallets_reaching([X], CONFIG.exposure.model_copy(update={"max_hops": 0})) == [A]  # an old pair
+    reached = store.wallets_reaching([D], CONFIG.exposure.model_copy(update={"max_hops": 0}))
+    assert reached == sorted([A, D])  # the new pair (and D, stored itself)
+    with store.transaction() as conn:
+        offered = store.update_counterparty_index(store.wallet_history([A], conn), [A], conn, fresh=histories()[:0])
+    assert offered == 0  # indexed already: nothing new to offer

@@ -184,12 +184,29 @@ class KnownAddresses(StoreConnection):
 
     # the counterparty index
 
-    def update_counterparty_index(self, histories: pd.DataFrame, wallets: Sequence[str], conn: sa.Connection) -> int:
+    def update_counterparty_index(
+        self,
+        histories: pd.DataFrame,
+        wallets: Sequence[str],
+        conn: sa.Connection,
+        fresh: pd.DataFrame | None = None,
+    ) -> int:
         """Add the (wallet, counterparty) pairs of these wallets' histories (normalised transactions;
-        other wallets' rows are ignored) to the index; pairs already there stay. Returns pairs offered."""
+        other wallets' rows are ignored) to the index; pairs already there stay. Returns pairs offered.
+        fresh: the transactions just appended; a wallet already in the index offers only their pairs
+        (its older ones are there), a wallet not yet in it (new, or stored before the index existed)
+        its whole history's."""
         wallets = list(dict.fromkeys(wallets))
         if not wallets or histories.empty:
             return 0
+        if fresh is not None:
+            indexed = set(self._degrees(wallets, conn).index)
+            whole = histories[histories["wallet"].astype(object).isin(set(wallets) - indexed).to_numpy()]
+            recent = fresh[fresh["wallet"].astype(object).isin(indexed).to_numpy()]
+            parts = [part for part in (whole, recent[histories.columns]) if len(part)]
+            histories = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0] if parts else whole
+            if histories.empty:
+                return 0
         mine = histories[histories["wallet"].astype(object).isin(set(wallets)).to_numpy()]
         edges = counterparty_edges(mine)
         if edges.empty:

@@ -153,7 +153,7 @@ class ScoringService:
             if grown:  # a resent transaction changes no history, so no index entry either
                 new = {w for w in grown if not before.get(w)}
                 store.update_population(merged, grown, self.config.patterns, conn, new=new)
-                store.update_counterparty_index(merged, grown, conn)
+                store.update_counterparty_index(merged, grown, conn, fresh=transactions)
         return touched, merged
 
     def _score_stored(
