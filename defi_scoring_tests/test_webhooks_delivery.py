@@ -3,8 +3,9 @@
 - a subscription made through the API gets its snapshots, then its receiver goes down while 100 watched
   wallets are scored through the API (50) and the stream (50: real broker, real sensor run); it comes
   back and receives every delivery: none lost, each signed with the subscription's secret, duplicates
-  only with the same id and body, one `scored` per stored score. The retry cap between attempts is the
-  real logic with its 60 s shortened to 1 s (and the outage to ~6 s) so the test stays short;
+  only with the same id and body, one `scored` per stored score. The receiver stays down 60 s with the
+  shipped retry settings (attempts at most 60 s apart in the first hour), and the backlog must arrive
+  within two minutes of its return;
 - `defi-scoring dispatch` killed with SIGKILL while deliveries are in flight, then started again: every
   delivery arrives (the unrecorded ones again, with the same id).
 """
@@ -31,6 +32,7 @@ from defi_scoring_tests import test_streaming as streaming
 from defi_scoring_tests.test_webhooks import ADMIN, Receiver, all_deliveries, messages, wait_until, wallet_of
 
 broker, kafka_env = streaming.broker, streaming.kafka_env
+OUTAGE_S = 60
 
 
 def _check_received(receiver: Receiver, store: ScoreStore) -> Counter:
@@ -49,8 +51,6 @@ def test_receiver_down_while_100_watched_wallets_are_scored_through_api_and_stre
     for name, value in {
         "DEFI_SCORING_ADMIN_KEY": ADMIN,
         "DEFI_SCORING_WEBHOOK_ALLOW": "127.0.0.1",
-        "DEFI_SCORING_WEBHOOK_MAX_BACKOFF_SECONDS": "1",  # the test's stand-in for 60 s
-        "DEFI_SCORING_WEBHOOK_FIRST_BACKOFF_SECONDS": "0.1",
         "DEFI_SCORING_WEBHOOK_POLL_SECONDS": "0.05",
         "KAFKA_MAX_RANGE_MESSAGES": "1000",
     }.items():
@@ -89,20 +89,20 @@ def test_receiver_down_while_100_watched_wallets_are_scored_through_api_and_stre
                 lambda: (s := store.webhook_status())["pending"] == 0 and s["failed"] > 100,
                 what="every new delivery attempted and failed",
             )
-            time.sleep(max(0.0, 6 - (time.time() - down_at)))  # down ≥ 6 s: several attempts each
+            time.sleep(max(0.0, OUTAGE_S - (time.time() - down_at)))  # down 60 s: several attempts each
             failing = store.deliveries(subscription["id"], "failed", limit=1000)
             assert failing and min(d["attempts"] for d in failing) >= 2
-            # between two attempts at most the cap (a row being attempted right now carries its lease instead)
+            # between two attempts at most the 60 s cap (a row being attempted right now: its lease, shorter)
             gaps = [d["next_attempt_at"] - d["last_attempt_at"] for d in failing]
-            waiting = [g for g in gaps if g < 20]
-            assert len(waiting) > len(gaps) / 2 and max(waiting) <= 1.0 + 1e-6, "the backoff cap holds"
+            assert max(gaps) <= 60.0 + 1e-6, "the backoff cap holds"
+            assert max(gaps) >= 8.0, "backoff grows between attempts"
             assert "ClientConnectorError" in failing[0]["last_error"] or "Connect" in failing[0]["last_error"]
 
             receiver.start()  # back, on the same port
             back_at = time.time()
             wait_until(
                 lambda: store.webhook_status()["failed"] == 0 == store.webhook_status()["pending"],
-                timeout=60,
+                timeout=125,
                 what="the backlog delivered",
             )
             caught_up = time.time() - back_at
@@ -135,7 +135,7 @@ def test_receiver_down_while_100_watched_wallets_are_scored_through_api_and_stre
             f"caught up {caught_up:.1f} s after the receiver came back; {sum(seen.values())} received, "
             f"{len(seen)} distinct; doors {dict(doors)}"
         )
-        assert caught_up < 30
+        assert caught_up < 120  # the issue: an endpoint back after a short outage has its backlog in 2 min
         assert health["status"] == "ok" and health["dispatcher"] == "running"
     finally:
         receiver.stop()
